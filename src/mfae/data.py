@@ -1,0 +1,250 @@
+"""Data sets and their spectra (SPEC §2, §6): Gaussian spectrum groups, digits, MNIST, arrays.
+
+A data file describes x in R^d with Cov(x) = Sigma/d, Sigma = V diag(s) V^T:
+`eigenvalue(component)`, `eigenvector(feature, component)`, `component_group(component)`,
+`group_eigenvalue(group)`, `group_fraction(group)`; real data adds the normalised samples
+`x_train(sample, feature)` and `x_test(test_sample, feature)`.
+
+Zero-variance directions (constant pixels, rank-deficient data) have s_j = 0: nothing of the data
+lies along them, so their gain is undefined (0/0). We drop them from `component` (their count is the
+attr `n_null_directions`); `group_fraction` stays "fraction of the d directions", so the fractions then
+sum to less than 1. This changes nothing in the ODE: a direction with s = 0 contributes nothing to q, p
+or the risk.
+"""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import xarray as xr
+
+from . import MfaeError
+from .meanfield import Spectrum
+
+NULL_TOL = 1e-9  # eigenvalues below NULL_TOL * max(eigenvalue) count as zero-variance directions
+
+
+# --- Gaussian spectrum groups -----------------------------------------------------------------
+
+def group_sizes(fractions: Sequence[float], d: int) -> np.ndarray:
+    """Number of directions per group: d * f_g / sum(f); must be whole numbers."""
+    f = np.asarray(fractions, dtype=np.float64)
+    if d < 1:
+        raise MfaeError(f"--d must be a positive integer, got {d}")
+    if f.ndim != 1 or f.size == 0 or np.any(~np.isfinite(f)) or np.any(f <= 0):
+        raise MfaeError("fractions must be positive numbers")
+    sizes = d * f / f.sum()
+    rounded = np.rint(sizes)
+    if np.any(np.abs(sizes - rounded) > 1e-9) or np.any(rounded < 1):
+        raise MfaeError(f"d={d} does not split into whole groups with fractions {list(f)}: "
+                        f"that gives {list(np.round(sizes, 3))} directions per group")
+    return rounded.astype(int)
+
+
+def random_rotation(d: int, seed: int) -> np.ndarray:
+    """A Haar-random orthogonal d x d matrix (QR of a Gaussian matrix, signs fixed)."""
+    rng = np.random.default_rng(seed)
+    qm, r = np.linalg.qr(rng.standard_normal((d, d)))
+    return qm * np.sign(np.diag(r))
+
+
+def spectrum_dataset(eigenvalue: np.ndarray, eigenvector: np.ndarray, group: np.ndarray,
+                     group_eigenvalue: np.ndarray, group_fraction: np.ndarray, attrs: dict) -> xr.Dataset:
+    """Assemble the data-file variables of SPEC §6 with units and long names."""
+    d, ncomp = eigenvector.shape
+    return xr.Dataset(
+        dict(
+            eigenvalue=("component", eigenvalue, dict(long_name="eigenvalue s_j of d*Cov(x)", units="1")),
+            eigenvector=(("feature", "component"), eigenvector, dict(long_name="eigenvector v_j (columns)", units="1")),
+            # SPEC §6 calls this `group(component)`; xarray forbids a variable named like another
+            # dimension (`group`), so it is stored as `component_group`.
+            component_group=("component", group.astype(np.int64), dict(long_name="spectral group of the component")),
+            group_eigenvalue=("group", group_eigenvalue, dict(long_name="group eigenvalue s_k", units="1")),
+            group_fraction=("group", group_fraction, dict(long_name="fraction w_k of the d directions", units="1")),
+        ),
+        coords=dict(feature=np.arange(d), component=np.arange(ncomp), group=np.arange(group_eigenvalue.size)),
+        attrs=dict(attrs, d=d),
+    )
+
+
+def gaussian_data(eigenvalues: Sequence[float], fractions: Sequence[float], d: int,
+                  rotate: bool = False, seed: int = 0) -> xr.Dataset:
+    """Gaussian data with block spectrum: group g has eigenvalue s_g on d*f_g/sum(f) directions."""
+    s = np.asarray(eigenvalues, dtype=np.float64)
+    if s.ndim != 1 or s.size == 0 or np.any(~np.isfinite(s)) or np.any(s < 0):
+        raise MfaeError("eigenvalues must be finite numbers >= 0")
+    if len(fractions) != s.size:
+        raise MfaeError(f"got {s.size} eigenvalues but {len(fractions)} fractions")
+    sizes = group_sizes(fractions, d)
+    group = np.repeat(np.arange(s.size), sizes)
+    eigval = s[group]
+    V = random_rotation(d, seed) if rotate else np.eye(d)
+    keep = eigval > 0
+    frac = sizes / d
+    gkeep = s > 0
+    if not gkeep.any():
+        raise MfaeError("all eigenvalues are zero: there is nothing to learn")
+    # groups with s = 0 are dropped (see module docstring); renumber the others
+    newg = np.cumsum(gkeep) - 1
+    return spectrum_dataset(eigval[keep], V[:, keep], newg[group[keep]], s[gkeep], frac[gkeep],
+                            dict(kind="gaussian", name="gaussian", n_null_directions=int((~keep).sum())))
+
+
+def spectrum_of(ds: xr.Dataset) -> Spectrum:
+    """The ODE's spectrum groups from a data file."""
+    return Spectrum(ds["group_eigenvalue"].values, ds["group_fraction"].values)
+
+
+# --- Real data ----------------------------------------------------------------------------------
+
+def validate_matrix(x: np.ndarray, what: str) -> np.ndarray:
+    """Samples as rows: 2-D, finite, at least 4 distinct rows and 2 features."""
+    x = np.asarray(x)
+    if x.dtype == object or not np.issubdtype(x.dtype, np.number):
+        raise MfaeError(f"{what}: expected a numeric matrix, got dtype {x.dtype}")
+    if x.ndim != 2:
+        raise MfaeError(f"{what}: expected a 2-D matrix (samples x features), got {x.ndim}-D shape {x.shape}")
+    if not np.all(np.isfinite(x)):
+        bad = int((~np.isfinite(x)).any(axis=1).sum())
+        raise MfaeError(f"{what}: {bad} row(s) contain NaN or infinite values")
+    if x.shape[0] < 4:
+        raise MfaeError(f"{what}: need at least 4 samples (rows) to split train/test, got {x.shape[0]}")
+    if x.shape[1] < 2:
+        raise MfaeError(f"{what}: need at least 2 features (columns), got {x.shape[1]}")
+    return x.astype(np.float64)
+
+
+def real_data(x: np.ndarray, name: str, test_fraction: float = 0.2, seed: int = 0,
+              x_test: np.ndarray | None = None) -> xr.Dataset:
+    """Centre, scale to E||x||^2 = 1 and split real data; its spectrum is that of d*Cov(train).
+
+    Duplicate rows are removed first (they would leak between train and test). Each eigenvalue is
+    its own group with fraction 1/d; zero-variance directions are dropped (module docstring).
+    """
+    x = validate_matrix(x, name)
+    n0 = x.shape[0]
+    x = np.unique(x, axis=0)  # sorted unique rows; the seeded permutation below re-randomises order
+    n_dup = n0 - x.shape[0]
+    if x.shape[0] < 4:
+        raise MfaeError(f"{name}: only {x.shape[0]} distinct rows; need at least 4")
+    rng = np.random.default_rng(seed)
+    if x_test is None:
+        if not 0 < test_fraction < 1:
+            raise MfaeError(f"test fraction must be in (0, 1), got {test_fraction}")
+        perm = rng.permutation(x.shape[0])
+        n_test = min(max(1, int(round(test_fraction * x.shape[0]))), x.shape[0] - 2)
+        xte, xtr = x[perm[:n_test]], x[perm[n_test:]]
+    else:
+        xte = validate_matrix(x_test, f"{name} (test)")
+        if xte.shape[1] != x.shape[1]:
+            raise MfaeError(f"{name}: train has {x.shape[1]} features but test has {xte.shape[1]}")
+        xtr = x[rng.permutation(x.shape[0])]
+    d = xtr.shape[1]
+    mean = xtr.mean(axis=0)
+    xtr, xte = xtr - mean, xte - mean
+    scale = np.sqrt(np.mean(np.sum(xtr**2, axis=1)))
+    if scale == 0:
+        raise MfaeError(f"{name}: all training rows are identical; there is no variance to learn")
+    xtr, xte = xtr / scale, xte / scale
+    cov = xtr.T @ xtr / xtr.shape[0]
+    s, V = np.linalg.eigh(d * cov)
+    order = np.argsort(s)[::-1]
+    s, V = s[order], V[:, order]
+    V = V * np.where(V[np.argmax(np.abs(V), axis=0), np.arange(d)] < 0, -1.0, 1.0)  # deterministic signs
+    keep = s > NULL_TOL * s[0]
+    s, V = s[keep], V[:, keep]
+    ncomp = s.size
+    ds = spectrum_dataset(s, V, np.arange(ncomp), s.copy(), np.full(ncomp, 1.0 / d),
+                          dict(kind="real", name=name, n_null_directions=int((~keep).sum()),
+                               n_duplicate_rows_removed=int(n_dup), scale=float(scale)))
+    ds["x_train"] = (("sample", "feature"), xtr, dict(long_name="normalised training samples", units="1"))
+    ds["x_test"] = (("test_sample", "feature"), xte, dict(long_name="normalised test samples", units="1"))
+    ds["mean"] = ("feature", mean, dict(long_name="training mean subtracted before scaling"))
+    return ds
+
+
+def load_digits_matrix() -> np.ndarray:
+    """scikit-learn's bundled 8x8 digits (1797 x 64); no network."""
+    from sklearn.datasets import load_digits
+
+    return load_digits().data.astype(np.float64)
+
+
+IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read an IDX file (MNIST format), gzipped or raw, checking the magic number and size."""
+    path = Path(path)
+    if not path.exists():
+        raise MfaeError(f"IDX file not found: {path}")
+    try:
+        raw = gzip.open(path).read() if path.suffix == ".gz" else path.read_bytes()
+    except (OSError, EOFError) as exc:
+        raise MfaeError(f"{path}: cannot read ({exc})") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in IDX_DTYPES:
+        raise MfaeError(f"{path}: not an IDX file (bad magic number {raw[:4].hex() or 'empty'})")
+    ndim = raw[3]
+    if ndim < 1 or len(raw) < 4 + 4 * ndim:
+        raise MfaeError(f"{path}: truncated IDX header")
+    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    dtype = np.dtype(IDX_DTYPES[raw[2]])
+    expected = int(np.prod(dims)) * dtype.itemsize
+    body = raw[4 + 4 * ndim:]
+    if len(body) != expected:
+        raise MfaeError(f"{path}: IDX header says shape {tuple(dims)} ({expected} bytes) but the file has "
+                        f"{len(body)} data bytes (truncated or corrupt)")
+    return np.frombuffer(body, dtype=dtype).reshape(dims)
+
+
+def _find_idx(folder: Path, stem: str) -> Path:
+    for name in (stem, stem + ".gz", stem.replace("-idx", ".idx"), stem.replace("-idx", ".idx") + ".gz"):
+        if (folder / name).exists():
+            return folder / name
+    raise MfaeError(f"MNIST: no {stem}[.gz] in {folder}. Get the four IDX files (train-images-idx3-ubyte.gz, "
+                    f"t10k-images-idx3-ubyte.gz, ...) from the MNIST distribution and point --path at their folder")
+
+
+def load_mnist(folder: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """MNIST train and test images as (n, 784) float arrays in [0, 1]."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise MfaeError(f"MNIST folder not found: {folder}")
+    out = []
+    for stem in ("train-images-idx3-ubyte", "t10k-images-idx3-ubyte"):
+        arr = read_idx(_find_idx(folder, stem))
+        if arr.ndim != 3:
+            raise MfaeError(f"MNIST {stem}: expected a 3-D image array, got shape {arr.shape}")
+        out.append(arr.reshape(arr.shape[0], -1).astype(np.float64) / 255.0)
+    return out[0], out[1]
+
+
+def load_array(path: str | Path) -> np.ndarray:
+    """A samples-by-features matrix from .npy or .csv (comma separated; a header line is skipped)."""
+    path = Path(path)
+    if not path.exists():
+        raise MfaeError(f"array file not found: {path}")
+    if path.suffix == ".npy":
+        try:
+            return np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise MfaeError(f"{path}: not a readable .npy array ({exc})") from None
+    if path.suffix in (".csv", ".txt"):
+        try:
+            text = path.read_text().splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise MfaeError(f"{path}: cannot read as text ({exc})") from None
+        rows = [ln for ln in text if ln.strip()]
+        if rows and any(c.isalpha() and c not in "eE" for c in rows[0].replace("nan", "").replace("inf", "")):
+            rows = rows[1:]  # header line
+        try:
+            x = np.array([[float(v) for v in ln.split(",")] for ln in rows])
+        except ValueError as exc:
+            raise MfaeError(f"{path}: non-numeric CSV entry ({exc})") from None
+        if x.dtype == object:
+            raise MfaeError(f"{path}: rows have different numbers of columns")
+        return x
+    raise MfaeError(f"{path}: unsupported array format {path.suffix!r}; use .npy or .csv")

@@ -1,0 +1,108 @@
+"""Reading and writing the netCDF data products: provenance attrs and atomic writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import xarray as xr
+
+from . import MfaeError, __version__
+
+
+@lru_cache(maxsize=1)
+def git_commit() -> str:
+    """The commit of the source tree mfae runs from ("unknown" outside git; "+dirty" if modified)."""
+    here = Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
+                             text=True, timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return sha + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _attr_value(v: Any) -> Any:
+    """netCDF attrs hold str/number/1-D arrays; everything else is stored as JSON text."""
+    if isinstance(v, bool):
+        return int(v)
+    if isinstance(v, (int, float, str, np.integer, np.floating)):
+        return v
+    if v is None:
+        return "none"
+    if isinstance(v, (list, tuple)) and v and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v):
+        return np.asarray(v)
+    return json.dumps(v, default=str)
+
+
+def provenance(stage: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Attrs recording every parameter of a stage, the package version and the git commit."""
+    attrs = {f"param_{k}": _attr_value(v) for k, v in sorted(params.items())}
+    attrs.update(stage=stage, mfae_version=__version__, git_commit=git_commit(),
+                 parameters_json=json.dumps(dict(params), sort_keys=True, default=str))
+    return attrs
+
+
+def write_dataset(ds: xr.Dataset, path: str | os.PathLike) -> Path:
+    """Write `ds` to `path` atomically: a temp file in the same folder, then rename.
+
+    A crash or kill mid-write never leaves a partial netCDF at `path`.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        ds.to_netcdf(tmp, engine="netcdf4")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_dataset(path: str | os.PathLike, kind: str = "dataset", require: tuple[str, ...] = ()) -> xr.Dataset:
+    """Open a netCDF written by mfae, loading it into memory, with clear errors for bad input."""
+    path = Path(path)
+    if not path.exists():
+        raise MfaeError(f"{kind} file not found: {path}")
+    try:
+        with xr.open_dataset(path, engine="netcdf4") as ds:
+            ds = ds.load()
+    except Exception as exc:  # netCDF4 raises OSError/ValueError/RuntimeError variously
+        raise MfaeError(f"{kind} file {path} is not a readable netCDF file ({type(exc).__name__}: {exc})") from None
+    missing = [v for v in require if v not in ds.variables]
+    if missing:
+        raise MfaeError(f"{kind} file {path} lacks variable(s) {', '.join(missing)}; "
+                        f"was it written by the right mfae stage?")
+    return ds
+
+
+def curves_dataset(times: np.ndarray, c: np.ndarray, gain: np.ndarray, risk: np.ndarray, q: np.ndarray,
+                   p: np.ndarray, group_eigenvalue: np.ndarray, group_fraction: np.ndarray,
+                   attrs: Mapping[str, Any]) -> xr.Dataset:
+    """The (time, group) product shared by `meanfield` and `train` (SPEC §6)."""
+    return xr.Dataset(
+        dict(
+            c=(("time", "group"), c, dict(long_name="weight variance along the group's eigen-directions, c_k(t)", units="1")),
+            gain=(("time", "group"), gain, dict(long_name="gain a_k(t) (fraction of the component reconstructed)", units="1")),
+            risk=("time", risk, dict(long_name="reconstruction risk R(t) = 1/2 E||x - xhat||^2", units="1")),
+            q=("time", q, dict(long_name="q = sum_k w_k s_k c_k", units="1")),
+            p=("time", p, dict(long_name="p = sum_k w_k s_k (1 - a_k) c_k", units="1")),
+        ),
+        coords=dict(
+            time=("time", times, dict(long_name="mean-field time t = k * eps", units="1")),
+            group=np.arange(group_eigenvalue.size),
+            group_eigenvalue=("group", group_eigenvalue, dict(long_name="group eigenvalue s_k", units="1")),
+            group_fraction=("group", group_fraction, dict(long_name="fraction w_k of the d directions", units="1")),
+        ),
+        attrs=dict(attrs),
+    )
