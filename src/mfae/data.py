@@ -241,10 +241,11 @@ def load_array(path: str | Path) -> np.ndarray:
         if rows and any(c.isalpha() and c not in "eE" for c in rows[0].replace("nan", "").replace("inf", "")):
             rows = rows[1:]  # header line
         try:
-            x = np.array([[float(v) for v in ln.split(",")] for ln in rows])
+            table = [[float(v) for v in ln.split(",")] for ln in rows]
         except ValueError as exc:
             raise MfaeError(f"{path}: non-numeric CSV entry ({exc})") from None
-        if x.dtype == object:
-            raise MfaeError(f"{path}: rows have different numbers of columns")
-        return x
+        widths = {len(r) for r in table}
+        if len(widths) > 1:
+            raise MfaeError(f"{path}: rows have different numbers of columns ({sorted(widths)})")
+        return np.array(table)
     raise MfaeError(f"{path}: unsupported array format {path.suffix!r}; use .npy or .csv")

@@ -1,0 +1,218 @@
+"""`mfae figures <name>`: the figure subcommands (plugged into `mfae.cli` by `add_parser`).
+
+Each figure writes a PNG (dpi 150) at --out and a PDF with the same stem, atomically. Plotting
+libraries are imported only when a figure is drawn, so `mfae --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from . import MfaeError
+
+FIGURES = {
+    "phases": "F1: risk and per-group gain vs time, SGD (mean ± sd per N) against the mean field",
+    "shrinkage": "F2: gain vs eigenvalue s at several stopping times, one panel per lambda",
+    "convergence": "F4: finite-N error vs (d, N) and the fitted required-N exponent",
+    "activations": "F3: final gain vs s for tanh/relu/linear(/erf) with the closed-form fixed points",
+    "realdata": "F5: real data: gains, risk and principal directions vs learned eigenvectors",
+    "projections": "F6: histograms of the weights along the top direction vs the mean-field Gaussian",
+}
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        vals = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if not vals:
+        raise argparse.ArgumentTypeError("expected at least one number")
+    return vals
+
+
+def _check_inputs(*paths) -> None:
+    """Fail early (one line, exit 2) on missing inputs, before any plotting library is imported."""
+    for group in paths:
+        for p in (group if isinstance(group, (list, tuple)) else [group]):
+            if p is not None and not Path(p).exists():
+                raise MfaeError(f"input file not found: {p}")
+
+
+def _report(paths) -> None:
+    print("wrote " + ", ".join(str(p) for p in paths))
+
+
+# --- handlers ---------------------------------------------------------------------------------------
+
+def cmd_phases(args: argparse.Namespace) -> int:
+    from . import figures as F
+
+    F.check_out(args.out)
+    _check_inputs(args.train, args.meanfield)
+    rs = F.load_runs(args.train)
+    (mf,) = F.load_meanfields([args.meanfield])
+    _report(F.plot_phases(rs, mf, args.out))
+    return 0
+
+
+def cmd_shrinkage(args: argparse.Namespace) -> int:
+    from . import figures as F
+
+    F.check_out(args.out)
+    _check_inputs(args.train, args.meanfield)
+    rs = F.load_runs(args.train)
+    mfs = F.load_meanfields(args.meanfield)
+    _report(F.plot_shrinkage(rs, mfs, args.times, args.out, activation=args.activation))
+    return 0
+
+
+def cmd_activations(args: argparse.Namespace) -> int:
+    from . import figures as F
+
+    F.check_out(args.out)
+    _check_inputs(args.train, args.meanfield)
+    rs = F.load_runs(args.train)
+    mfs = F.load_meanfields(args.meanfield)
+    _report(F.plot_activations(rs, mfs, args.out))
+    return 0
+
+
+def cmd_realdata(args: argparse.Namespace) -> int:
+    from . import figures as F
+    from .io import read_dataset
+
+    F.check_out(args.out)
+    _check_inputs(args.data, args.train, args.meanfield)
+    data = read_dataset(args.data, "data", require=("eigenvalue", "eigenvector", "group_eigenvalue"))
+    rs = F.load_runs(args.train)
+    (mf,) = F.load_meanfields([args.meanfield])
+    paths, line = F.plot_realdata(data, rs, mf, args.times, args.out, n_images=args.n_images)
+    if args.summary is not None:
+        args.summary.parent.mkdir(parents=True, exist_ok=True)
+        tmp = args.summary.with_name(f".{args.summary.name}.tmp")
+        tmp.write_text(line + "\n")
+        tmp.replace(args.summary)
+        paths = [*paths, args.summary]
+    print(line)
+    _report(paths)
+    return 0
+
+
+def cmd_projections(args: argparse.Namespace) -> int:
+    from . import figures as F
+
+    F.check_out(args.out)
+    _check_inputs(args.train, args.meanfield)
+    rs = F.load_runs(args.train, require=F.TRAIN_VARS + ("projection",), check=("risk", "gain", "projection"))
+    (mf,) = F.load_meanfields([args.meanfield])
+    _report(F.plot_projections(rs, mf, args.times, args.out, bins=args.bins))
+    return 0
+
+
+def cmd_convergence(args: argparse.Namespace) -> int:
+    from . import figures as F
+    from .io import read_dataset
+
+    F.check_out(args.out)
+    _check_inputs(args.convergence)
+    results = [read_dataset(p, "convergence") for p in args.convergence]
+    try:
+        from .figures_convergence import plot_convergence
+    except ModuleNotFoundError as exc:
+        if exc.name != "mfae.figures_convergence":
+            raise
+        raise MfaeError("the convergence figure (mfae.figures_convergence) is not available in this install") from None
+    F.setup_style()
+    _report(plot_convergence(results, args.out))
+    return 0
+
+
+# --- parser ----------------------------------------------------------------------------------------
+
+def _out(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, type=Path, metavar="FIG.png",
+                   help="output PNG (dpi 150); a PDF with the same stem is written next to it (both atomically)")
+
+
+def _train(p: argparse.ArgumentParser, what: str = "") -> None:
+    p.add_argument("--train", required=True, nargs="+", type=Path, metavar="T.nc",
+                   help="train files from `mfae train`" + what + "; runs with attr diverged=1 are left out "
+                        "and named on the figure")
+
+
+def add_parser(sub) -> None:
+    """Add `mfae figures <name>` to the top-level subparsers `sub`."""
+    listing = "\n".join(f"  {k:<12} {v}" for k, v in FIGURES.items())
+    p = sub.add_parser("figures", help="draw the study's figures (PNG + PDF)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Draw a figure of the study from the netCDF products. Each writes a PNG "
+                                   "(dpi 150) at --out and a PDF with the same stem. Runs that diverged are "
+                                   "left out and listed on the figure.\n\nfigures:\n" + listing,
+                       epilog="Run `mfae figures NAME --help` for the flags of one figure.")
+    s = p.add_subparsers(dest="figure", metavar="NAME", title="figures")
+
+    def no_name(args: argparse.Namespace) -> int:
+        p.print_help()
+        return 2
+
+    p.set_defaults(func=no_name)
+
+    f = s.add_parser("phases", help=FIGURES["phases"], description=FIGURES["phases"] + ". Risk on a log axis; "
+                     "dotted lines mark when each group's mean-field gain is half-way to its final value.")
+    _train(f, " (any N and seeds, same model as --meanfield)")
+    f.add_argument("--meanfield", required=True, type=Path, metavar="M.nc", help="meanfield file from `mfae meanfield`")
+    _out(f)
+    f.set_defaults(func=cmd_phases)
+
+    f = s.add_parser("shrinkage", help=FIGURES["shrinkage"], description=FIGURES["shrinkage"] + ": mean-field "
+                     "lines, SGD points (mean ± sd over seeds, one marker per N, at the nearest measured time) and "
+                     "the linear closed form (1 - lambda/(2s))_+ dashed.")
+    _train(f, " (several lambdas/activations allowed)")
+    f.add_argument("--meanfield", required=True, nargs="+", type=Path, metavar="M.nc",
+                   help="meanfield files, one per lambda (and activation)")
+    f.add_argument("--times", type=_floats, default=[1.0, 3.0, 6.0], metavar="T1,T2,...",
+                   help="stopping times t, comma-separated (default 1,3,6)")
+    f.add_argument("--activation", default="tanh", help="activation whose runs are plotted (default tanh)")
+    _out(f)
+    f.set_defaults(func=cmd_shrinkage)
+
+    f = s.add_parser("activations", help=FIGURES["activations"], description=FIGURES["activations"] + ", one "
+                     "panel per lambda at the final time (the earliest final time of the panel's files); SGD "
+                     "points are the largest N, mean ± sd over seeds.")
+    _train(f, " (several activations and lambdas)")
+    f.add_argument("--meanfield", required=True, nargs="+", type=Path, metavar="M.nc",
+                   help="meanfield files, one per (activation, lambda)")
+    _out(f)
+    f.set_defaults(func=cmd_activations)
+
+    f = s.add_parser("realdata", help=FIGURES["realdata"], description=FIGURES["realdata"] + ". Prints a one-line "
+                     "summary: max |a_SGD - a_MF| over the top 8 directions at the final time, and final risk "
+                     "SGD vs MF.")
+    f.add_argument("--data", required=True, type=Path, metavar="D.nc", help="real-data file from `mfae data`")
+    _train(f, " on that data (several seeds)")
+    f.add_argument("--meanfield", required=True, type=Path, metavar="M.nc", help="meanfield file for that data")
+    f.add_argument("--times", type=_floats, default=[0.5, 1.0, 4.0], metavar="T1,T2,...",
+                   help="times of panel (a), comma-separated (default 0.5,1,4)")
+    f.add_argument("--n-images", type=int, default=8, help="principal directions shown as pictures (default 8)")
+    f.add_argument("--summary", type=Path, default=None, metavar="S.txt",
+                   help="also write the one-line summary to this text file")
+    _out(f)
+    f.set_defaults(func=cmd_realdata)
+
+    f = s.add_parser("projections", help=FIGURES["projections"], description=FIGURES["projections"] + ": "
+                     "<theta_i, v_1> pooled over the runs at the nearest measured time, against N(0, c_1(t)) of "
+                     "the top group (group 0), interpolated to t.")
+    _train(f, " (pooled)")
+    f.add_argument("--meanfield", required=True, type=Path, metavar="M.nc", help="meanfield file, same model")
+    f.add_argument("--times", type=_floats, default=[0.0, 1.0, 3.0, 6.0], metavar="T1,T2,...",
+                   help="times t of the panels, comma-separated (default 0,1,3,6)")
+    f.add_argument("--bins", type=int, default=40, help="histogram bins (default 40)")
+    _out(f)
+    f.set_defaults(func=cmd_projections)
+
+    f = s.add_parser("convergence", help=FIGURES["convergence"], description=FIGURES["convergence"] + ".")
+    f.add_argument("--convergence", required=True, nargs="+", type=Path, metavar="C.nc",
+                   help="convergence files from `mfae convergence` (e.g. full-rank and low-rank study)")
+    _out(f)
+    f.set_defaults(func=cmd_convergence)

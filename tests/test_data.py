@@ -1,0 +1,114 @@
+"""Data sources, spectra and loaders (SPEC §2, §6): clear errors for bad input."""
+
+import gzip
+import struct
+
+import numpy as np
+import pytest
+
+from mfae import MfaeError
+from mfae.data import (gaussian_data, group_sizes, load_array, load_digits_matrix, load_mnist, random_rotation,
+                       read_idx, real_data)
+
+
+def test_gaussian_groups_and_rotation():
+    ds = gaussian_data([4, 1, 0.25], [1, 2, 1], 40, rotate=True, seed=3)
+    assert list(np.bincount(ds.component_group.values)) == [10, 20, 10]
+    np.testing.assert_allclose(ds.group_fraction.values, [0.25, 0.5, 0.25])
+    V = ds.eigenvector.values
+    np.testing.assert_allclose(V.T @ V, np.eye(40), atol=1e-12)
+    assert ds.eigenvalue.values[15] == 1.0
+    np.testing.assert_array_equal(random_rotation(5, 1), random_rotation(5, 1))
+
+
+def test_d_must_split_into_whole_groups():
+    with pytest.raises(MfaeError, match="does not split"):
+        group_sizes([1, 1, 1], 40)
+    with pytest.raises(MfaeError, match="fractions"):
+        gaussian_data([1, 2], [1], 10)
+
+
+def test_zero_eigenvalue_group_is_dropped():
+    ds = gaussian_data([2, 0], [1, 1], 10)
+    assert ds.sizes["component"] == 5 and ds.attrs["n_null_directions"] == 5
+    assert ds.group_fraction.values.tolist() == [0.5]
+
+
+def test_real_data_normalised_and_zero_variance_dropped():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((300, 6)) * [5, 2, 1, 1, 0.3, 0.0] + 7.0  # last column constant
+    x = np.vstack([x, x[:10]])  # duplicate rows
+    ds = real_data(x, "toy", test_fraction=0.25, seed=2)
+    xtr = ds.x_train.values
+    assert np.mean(np.sum(xtr**2, 1)) == pytest.approx(1.0)
+    np.testing.assert_allclose(xtr.mean(0), 0, atol=1e-12)
+    assert ds.attrs["n_null_directions"] == 1 and ds.attrs["n_duplicate_rows_removed"] == 10
+    assert ds.sizes["component"] == 5 and np.all(ds.eigenvalue.values > 0)
+    assert ds.eigenvalue.values.sum() == pytest.approx(6.0)  # trace of d*Cov = d * E||x||^2 = d
+    assert ds.group_fraction.values.tolist() == [1 / 6] * 5
+    assert ds.sizes["test_sample"] == 75
+
+
+def test_digits_bundled():
+    x = load_digits_matrix()
+    ds = real_data(x, "digits")
+    assert ds.attrs["d"] == 64 and ds.attrs["n_null_directions"] >= 1  # constant corner pixels
+
+
+@pytest.mark.parametrize("x, match", [
+    (np.array([[1.0, np.nan], [2, 3], [4, 5], [6, 7]]), "NaN"),
+    (np.ones((1, 5)), "at least 4"),
+    (np.arange(10.0), "2-D"),
+    (np.ones((10, 3)), "distinct rows"),
+])
+def test_bad_arrays(x, match):
+    with pytest.raises(MfaeError, match=match):
+        real_data(x, "bad")
+
+
+def write_idx(path, arr, magic_type=0x08, truncate=0, bad_magic=False):
+    header = bytes([0, 0 if not bad_magic else 7, magic_type, arr.ndim]) + b"".join(struct.pack(">I", n) for n in arr.shape)
+    body = arr.astype(np.uint8).tobytes()
+    raw = header + body[: len(body) - truncate]
+    if path.suffix == ".gz":
+        with gzip.open(path, "wb") as f:
+            f.write(raw)
+    else:
+        path.write_bytes(raw)
+
+
+def test_idx_good_gz_and_raw(tmp_path):
+    imgs = np.random.default_rng(0).integers(0, 255, (20, 4, 4))
+    write_idx(tmp_path / "train-images-idx3-ubyte.gz", imgs)
+    write_idx(tmp_path / "t10k-images-idx3-ubyte", imgs[:7])
+    np.testing.assert_array_equal(read_idx(tmp_path / "t10k-images-idx3-ubyte"), imgs[:7])
+    xtr, xte = load_mnist(tmp_path)
+    assert xtr.shape == (20, 16) and xte.shape == (7, 16) and xtr.max() <= 1.0
+
+
+def test_idx_truncated_and_wrong_magic(tmp_path):
+    imgs = np.zeros((5, 3, 3))
+    write_idx(tmp_path / "a.idx", imgs, truncate=4)
+    with pytest.raises(MfaeError, match="truncated"):
+        read_idx(tmp_path / "a.idx")
+    write_idx(tmp_path / "b.idx", imgs, bad_magic=True)
+    with pytest.raises(MfaeError, match="magic"):
+        read_idx(tmp_path / "b.idx")
+    with pytest.raises(MfaeError, match="MNIST"):
+        load_mnist(tmp_path)  # no train-images file: the message says how to get it
+
+
+def test_array_files(tmp_path):
+    x = np.random.default_rng(1).standard_normal((12, 3))
+    np.save(tmp_path / "x.npy", x)
+    np.testing.assert_array_equal(load_array(tmp_path / "x.npy"), x)
+    (tmp_path / "x.csv").write_text("a,b,c\n" + "\n".join(",".join(map(str, r)) for r in x))
+    np.testing.assert_allclose(load_array(tmp_path / "x.csv"), x)
+    (tmp_path / "bad.npy").write_bytes(b"not numpy")
+    with pytest.raises(MfaeError, match="npy"):
+        load_array(tmp_path / "bad.npy")
+    (tmp_path / "ragged.csv").write_text("1,2\n3\n")
+    with pytest.raises(MfaeError, match="columns"):
+        load_array(tmp_path / "ragged.csv")
+    with pytest.raises(MfaeError, match="not found"):
+        load_array(tmp_path / "missing.npy")
