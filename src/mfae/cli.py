@@ -218,6 +218,47 @@ def _add_train(sub) -> None:
     p.set_defaults(func=cmd_train)
 
 
+# --- summary ----------------------------------------------------------------------------------
+
+def cmd_summary(args: argparse.Namespace) -> None:
+    """One CSV row per training run: parameters, final risk, divergence, cost."""
+    import csv
+    import os
+    import tempfile
+
+    from .io import read_dataset
+
+    rows = []
+    for path in args.train:
+        ds = read_dataset(path, "train", require=("risk",))
+        a = ds.attrs
+        parts = Path(path).parts
+        rows.append(dict(experiment=parts[-5] if len(parts) >= 5 else "", activation=a.get("param_activation"),
+                         lam=a.get("param_lam"), d=a.get("d"), N=a.get("param_N"), seed=a.get("param_seed"),
+                         final_risk=float(ds.risk.values[-1]), diverged=int(a.get("diverged", 0)),
+                         diverged_step=a.get("diverged_step", -1), steps=a.get("steps"),
+                         wall_seconds=round(float(a.get("wall_seconds", float("nan"))), 3), device=a.get("device"),
+                         file=str(path)))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=args.out.parent, prefix=f".{args.out.name}.")
+    with os.fdopen(fd, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["file"])
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, args.out)
+    n_div = sum(r["diverged"] for r in rows)
+    print(f"wrote {args.out}: {len(rows)} runs, {n_div} diverged")
+
+
+def _add_summary(sub) -> None:
+    p = sub.add_parser("summary", help="tabulate training runs (CSV): parameters, final risk, divergence, cost",
+                       description="Write one CSV row per training run (experiment, activation, lambda, d, N, seed, "
+                                   "final risk, diverged, steps, wall seconds, device).")
+    p.add_argument("--train", nargs="+", required=True, type=Path, help="train files from `mfae train`")
+    p.add_argument("--out", required=True, type=Path, help="output CSV (written atomically)")
+    p.set_defaults(func=cmd_summary)
+
+
 # --- main -------------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -228,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(sub)
     _add_meanfield(sub)
     _add_train(sub)
+    _add_summary(sub)
     for mod in ("convergence", "figures"):
         try:
             __import__(f"mfae.{mod}_cli")

@@ -319,6 +319,22 @@ def half_time(t: np.ndarray, a: np.ndarray) -> float | None:
     return float(np.interp(a0 + 0.5 * (a1 - a0), [a[i - 1], a[i]], [t[i - 1], t[i]]))
 
 
+def log_x(ax, s_ticks: np.ndarray | None = None) -> None:
+    """Log x axis with plain-number labels; ticks at the group eigenvalues when there are few."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter, NullLocator
+
+    ax.set_xscale("log")
+    fmt = FuncFormatter(lambda v, _pos: f"{v:.3g}")
+    if s_ticks is not None and 0 < np.unique(s_ticks).size <= 8:
+        ax.xaxis.set_major_locator(FixedLocator(np.unique(s_ticks)))
+        ax.xaxis.set_minor_locator(NullLocator())
+    else:
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0,)))
+        ax.xaxis.set_minor_locator(LogLocator(subs=(2, 5)))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.xaxis.set_major_formatter(fmt)
+
+
 def _errorbar(ax, x, m, sd, **kw):
     n = len(x)
     every = max(1, int(np.ceil(n / 25)))
@@ -451,7 +467,7 @@ def plot_shrinkage(rs: RunSet, mfs: Sequence[xr.Dataset], times: Sequence[float]
             for r in _runs_for(rs.ok, activation, lam):
                 check_match(r, mf)
     tcol = seaborn.color_palette("viridis", len(times))
-    fig = new_figure(min(2.9 * len(lams) + 0.6, 10.0), 3.0)
+    fig = new_figure(min(2.7 * len(lams) + 2.2, 11.0), 2.9)
     axes = np.atleast_1d(fig.subplots(1, len(lams), sharey=True, squeeze=False)[0])
     sgd_Ns: set[int] = set()
     for ax, lam in zip(axes, lams):
@@ -478,7 +494,7 @@ def plot_shrinkage(rs: RunSet, mfs: Sequence[xr.Dataset], times: Sequence[float]
         if s_all:
             sg = _s_grid(np.concatenate(s_all))
             ax.plot(sg, linear_fixed_point(sg, lam), color="0.35", ls="--", lw=1.0)
-        ax.set_xscale("log")
+        log_x(ax, np.concatenate(s_all) if s_all else None)
         ax.set_title(f"λ = {lam:g}" + ("" if mf is not None else " (no mean-field file)"))
         ax.set_xlabel("eigenvalue $s$ (dimensionless)")
         ax.set_ylim(-0.05, 1.05)
@@ -488,7 +504,7 @@ def plot_shrinkage(rs: RunSet, mfs: Sequence[xr.Dataset], times: Sequence[float]
     handles += [Line2D([], [], color="0.3", ls="none", marker=N_MARKERS[(i + 1) % len(N_MARKERS)], mfc="white",
                        label=f"SGD N={N} (mean ± sd)") for i, N in enumerate(sorted(sgd_Ns))]
     handles.append(Line2D([], [], color="0.35", ls="--", label="linear fixed point $(1-λ/2s)_+$"))
-    axes[-1].legend(handles=handles, loc="lower right", frameon=True)
+    fig.legend(handles=handles, loc="outside right center", frameon=True)
     fig.suptitle(f"Nonlinear shrinkage vs stopping time: {activation} "
                  "(SGD at the nearest measured time)", fontsize=9)
     annotate_excluded(fig, rs, with_model=True)
@@ -520,7 +536,7 @@ def plot_activations(rs: RunSet, mfs: Sequence[xr.Dataset], out: str | os.PathLi
         raise MfaeError("no meanfield or train files to plot")
     pal = seaborn.color_palette("colorblind")
     acol = {a: pal[i % len(pal)] for i, a in enumerate(acts)}
-    fig = new_figure(min(2.9 * len(lams) + 0.6, 10.0), 3.1)
+    fig = new_figure(min(2.7 * len(lams) + 2.0, 11.0), 3.0)
     axes = np.atleast_1d(fig.subplots(1, len(lams), sharey=True, squeeze=False)[0])
     any_sgd = False
     for ax, lam in zip(axes, lams):
@@ -562,9 +578,9 @@ def plot_activations(rs: RunSet, mfs: Sequence[xr.Dataset], out: str | os.PathLi
             ax.plot(sg, relu_fixed_point(sg, lam), color=acol.get("relu", "0.6"), ls="--", lw=1.0)
         if shrink:
             txt = "mean MF shrinkage $1-a$:\n" + "\n".join(f"{a}: {v:.3f}" for a, v in shrink.items())
-            ax.text(0.03, 0.97, txt, transform=ax.transAxes, va="top", ha="left", fontsize=6.5,
+            ax.text(0.97, 0.03, txt, transform=ax.transAxes, va="bottom", ha="right", fontsize=6.5,
                     bbox=dict(boxstyle="round,pad=0.3", fc="white", ec="0.8", alpha=0.9))
-        ax.set_xscale("log")
+        log_x(ax, np.concatenate(s_all) if s_all else None)
         ax.set_title(f"λ = {lam:g}, $t$ = {T:g}")
         ax.set_xlabel("eigenvalue $s$ (dimensionless)")
         ax.set_ylim(-0.05, 1.05)
@@ -576,7 +592,7 @@ def plot_activations(rs: RunSet, mfs: Sequence[xr.Dataset], out: str | os.PathLi
                               label="SGD, largest N (mean ± sd)"))
     handles.append(Line2D([], [], color=acol.get("linear", "0.4"), ls="--", label="linear $(1-λ/2s)_+$"))
     handles.append(Line2D([], [], color=acol.get("relu", "0.6"), ls="--", label="relu $(1-λ/s)_+$"))
-    axes[-1].legend(handles=handles, loc="lower right", frameon=True)
+    fig.legend(handles=handles, loc="outside right center", frameon=True)
     fig.suptitle("Final gain by activation: tanh shrinks more than linear and relu", fontsize=9)
     annotate_excluded(fig, rs, with_model=True)
     return save_figure(fig, out)
@@ -680,10 +696,9 @@ def plot_realdata(data: xr.Dataset, rs: RunSet, mf: xr.Dataset, times: Sequence[
     n_img = min(n_images, ncomp, d)
     shape = _image_shape(d)
     img_h = 1.15 if shape is not None else 0.8
-    fig = new_figure(max(7.0, 1.0 * n_img), 2.9 + 2 * img_h + 0.5)
-    gsp = fig.add_gridspec(3, 1, height_ratios=[2.9, img_h, img_h])
-    top = gsp[0].subgridspec(1, 2, width_ratios=[1.25, 1])
-    ax_a, ax_b = fig.add_subplot(top[0]), fig.add_subplot(top[1])
+    fig = new_figure(max(7.0, 1.0 * n_img), 3.1 + 2 * img_h + 0.7)
+    sf_top, sf_img = fig.subfigures(2, 1, height_ratios=[3.1, 2 * img_h + 0.7])
+    ax_a, ax_b = sf_top.subplots(1, 2, width_ratios=[1.25, 1])
     tcol = seaborn.color_palette("viridis", len(times))
 
     # (a) gain vs eigenvalue
@@ -695,7 +710,7 @@ def plot_realdata(data: xr.Dataset, rs: RunSet, mf: xr.Dataset, times: Sequence[
             for r_i in range(gain.shape[0]):
                 ax_a.plot(rs.ok[0].ds["group_eigenvalue"].values, gain[r_i, i, :], ls="none", marker="o",
                           markersize=2.3, color=tcol[j], alpha=0.55, mec="none")
-    ax_a.set_xscale("log")
+    log_x(ax_a)
     ax_a.set_xlabel("eigenvalue $s_j$ of the principal direction (dimensionless)")
     ax_a.set_ylabel("gain $a_j(t)$ (dimensionless)")
     ax_a.set_title("(a) gain per principal direction")
@@ -704,7 +719,7 @@ def plot_realdata(data: xr.Dataset, rs: RunSet, mf: xr.Dataset, times: Sequence[
     h.append(Line2D([], [], color="0.3", lw=1.4, label="mean field"))
     if rs.ok:
         h.append(Line2D([], [], color="0.3", ls="none", marker="o", markersize=2.5,
-                        label=f"SGD, {len(rs.ok)} run(s), N={'/'.join(str(n) for n in sorted(by_N(rs.ok)))}"))
+                        label=f"SGD ({_seeds(len(rs.ok))}, N={'/'.join(str(n) for n in sorted(by_N(rs.ok)))})"))
     ax_a.legend(handles=h, loc="upper left", frameon=True)
 
     # (b) risk vs time
@@ -724,8 +739,7 @@ def plot_realdata(data: xr.Dataset, rs: RunSet, mf: xr.Dataset, times: Sequence[
     # (c) principal directions vs learned eigenvectors
     a_sgd = gain[:, -1, :].mean(axis=0) if rs.ok else None
     a_mf = mf_at(mf, "gain", T)
-    row1 = gsp[1].subgridspec(1, n_img)
-    row2 = gsp[2].subgridspec(1, n_img)
+    img_axes = sf_img.subplots(2, n_img, squeeze=False)
     U = lam_u = None
     if rs.ok:
         ds0 = rs.ok[0].ds
@@ -737,7 +751,7 @@ def plot_realdata(data: xr.Dataset, rs: RunSet, mf: xr.Dataset, times: Sequence[
             if not np.all(np.isfinite(U)):
                 U = None
     for j in range(n_img):
-        ax = fig.add_subplot(row1[j])
+        ax = img_axes[0, j]
         _show_vector(ax, V[:, j], shape)
         k = g_of_comp[j]
         t1 = f"$v_{{{j + 1}}}$, $s$={s_sorted[j]:.3g}\n"
@@ -745,20 +759,24 @@ def plot_realdata(data: xr.Dataset, rs: RunSet, mf: xr.Dataset, times: Sequence[
         ax.set_title(t1, fontsize=6.5, pad=2)
         if j == 0:
             ax.set_ylabel("data", fontsize=7)
-        ax2 = fig.add_subplot(row2[j])
+        ax2 = img_axes[1, j]
         if U is not None and j < U.shape[1]:
             u = U[:, j] * (1.0 if U[:, j] @ V[:, j] >= 0 else -1.0)
             _show_vector(ax2, u, shape, color="C1")
-            ax2.set_title(f"$u_{{{j + 1}}}$, |⟨$u$,$v$⟩|={abs(u @ V[:, j]):.2f}", fontsize=6.5, pad=2)
+            in_span = float(np.linalg.norm(V[:, :n_img].T @ u) / max(np.linalg.norm(u), 1e-300))
+            ax2.set_title(f"$u_{{{j + 1}}}$: |⟨$u$,$v_{{{j + 1}}}$⟩|={abs(u @ V[:, j]):.2f}\n"
+                          f"in span($v_1..v_{{{n_img}}}$): {in_span:.2f}", fontsize=6.5, pad=2)
         else:
             ax2.axis("off")
             ax2.text(0.5, 0.5, "no learned\nmode", ha="center", va="center", fontsize=6, transform=ax2.transAxes)
         if j == 0:
             ax2.set_ylabel("learned", fontsize=7)
     run0 = f" (run {rs.ok[0].label()})" if rs.ok else ""
-    fig.suptitle(f"{name}: mean field vs SGD ({_attr(mf, 'param_activation')}, λ = {_attr(mf, 'param_lam'):g}, "
-                 f"d = {d}); (c) top principal directions $v_j$ of the data and eigenvectors $u_j$ of "
-                 f"$\\frac{{1}}{{N}}\\sum_i \\theta_i\\theta_i^T$ at $t$ = {T:g}{run0}", fontsize=8)
+    sf_top.suptitle(f"{name}: mean field vs SGD ({_attr(mf, 'param_activation')}, "
+                    f"λ = {_attr(mf, 'param_lam'):g}, d = {d})", fontsize=9)
+    sf_img.suptitle(f"(c) top principal directions $v_j$ of the data (gain $a$ of SGD at $t$ = {T:g}, MF in "
+                    f"brackets)\nand top eigenvectors $u_j$ of $(1/N)\\sum_i \\theta_i\\theta_i^T${run0}",
+                    fontsize=8)
     annotate_excluded(fig, rs)
     summ = realdata_summary(data, rs, mf)
     line = summary_line(name, summ, rs)
@@ -786,7 +804,7 @@ def plot_projections(rs: RunSet, mf: xr.Dataset, times: Sequence[float], out: st
         check_match(r, mf)
     k = 0
     s0 = float(mf["group_eigenvalue"].values[k])
-    fig = new_figure(min(1.9 * len(times) + 0.4, 10.0), 2.5)
+    fig = new_figure(min(1.9 * len(times) + 1.9, 11.0), 2.5)
     axes = np.atleast_1d(fig.subplots(1, len(times), squeeze=False)[0])
     for ax, t in zip(axes, times):
         c_t = float(mf_at(mf, "c", t)[k])
@@ -800,21 +818,24 @@ def plot_projections(rs: RunSet, mf: xr.Dataset, times: Sequence[float], out: st
         x = np.concatenate(pooled) if pooled else np.array([])
         sd = np.sqrt(max(c_t, float(np.var(x)) if x.size else 0.0, 1e-12))
         lim = 4.2 * sd
+        peak = 0.0
         if x.size:
-            ax.hist(x, bins=np.linspace(-lim, lim, bins + 1), density=True, color="C0", alpha=0.55,
-                    edgecolor="white", linewidth=0.3, label=f"SGD ({x.size} weights)")
+            hv, _, _ = ax.hist(x, bins=np.linspace(-lim, lim, bins + 1), density=True, color="C0", alpha=0.55,
+                               edgecolor="white", linewidth=0.3, label="SGD (pooled runs)")
+            peak = float(np.max(hv))
         xx = np.linspace(-lim, lim, 300)
-        ax.plot(xx, norm.pdf(xx, scale=np.sqrt(max(c_t, 1e-300))), color="k", lw=1.4,
-                label=r"MF $\mathcal{N}(0, c_1(t))$")
+        pdf = norm.pdf(xx, scale=np.sqrt(max(c_t, 1e-300)))
+        ax.plot(xx, pdf, color="k", lw=1.4, label=r"MF $\mathcal{N}(0, c_1(t))$")
+        ax.set_ylim(0, 1.5 * max(peak, float(pdf.max())))
         tu = f" (SGD $t$={min(used):g})" if used and max(abs(u - t) for u in used) > TIME_TOL else ""
         ax.set_title(f"$t$ = {t:g}{tu}", fontsize=8)
-        info = f"$c_1$ = {c_t:.3g}"
+        info = f"MF $c_1$ = {c_t:.3g}"
         if x.size:
-            info += f"\nvar = {np.var(x):.3g}"
+            info += f"\nSGD var = {np.var(x):.3g}\n({x.size} weights)"
         ax.text(0.97, 0.97, info, transform=ax.transAxes, ha="right", va="top", fontsize=6.5)
         ax.set_xlabel(r"$\langle\theta_i, v_1\rangle$ (dimensionless)")
     axes[0].set_ylabel("density")
-    axes[0].legend(loc="upper left", frameon=True, fontsize=6)
+    fig.legend(handles=axes[0].get_legend_handles_labels()[0], loc="outside right center", frameon=True)
     act, lam = mf_key(mf)
     fig.suptitle(f"Weights along the top direction $v_1$ ($s_1$ = {s0:.3g}): {act}, λ = {lam:g}, "
                  f"pooled over {len(rs.ok)} run(s)", fontsize=8.5)

@@ -124,7 +124,12 @@ def cmd_convergence(args: argparse.Namespace) -> int:
             raise
         raise MfaeError("the convergence figure (mfae.figures_convergence) is not available in this install") from None
     F.setup_style()
-    _report(plot_convergence(results, args.out))
+    kw = {} if args.metric is None else {"metric": args.metric}
+    try:
+        paths = plot_convergence(results, args.out, **kw)
+    except ValueError as exc:  # the plotting module reports bad input as ValueError
+        raise MfaeError(f"convergence figure: {exc}") from None
+    _report(paths)
     return 0
 
 
@@ -143,12 +148,10 @@ def _train(p: argparse.ArgumentParser, what: str = "") -> None:
 
 def add_parser(sub) -> None:
     """Add `mfae figures <name>` to the top-level subparsers `sub`."""
-    listing = "\n".join(f"  {k:<12} {v}" for k, v in FIGURES.items())
     p = sub.add_parser("figures", help="draw the study's figures (PNG + PDF)",
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Draw a figure of the study from the netCDF products. Each writes a PNG "
                                    "(dpi 150) at --out and a PDF with the same stem. Runs that diverged are "
-                                   "left out and listed on the figure.\n\nfigures:\n" + listing,
+                                   "left out and listed on the figure.",
                        epilog="Run `mfae figures NAME --help` for the flags of one figure.")
     s = p.add_subparsers(dest="figure", metavar="NAME", title="figures")
 
@@ -186,6 +189,15 @@ def add_parser(sub) -> None:
     _out(f)
     f.set_defaults(func=cmd_activations)
 
+    f = s.add_parser("convergence", help=FIGURES["convergence"], description=FIGURES["convergence"] + ".")
+    f.add_argument("--convergence", required=True, nargs="+", type=Path, metavar="C.nc",
+                   help="convergence files from `mfae convergence` (e.g. full-rank and low-rank study), "
+                        "one column each")
+    f.add_argument("--metric", default=None, choices=("excess_risk", "gain_error"),
+                   help="error measure plotted (default: the plotting module's default, excess_risk)")
+    _out(f)
+    f.set_defaults(func=cmd_convergence)
+
     f = s.add_parser("realdata", help=FIGURES["realdata"], description=FIGURES["realdata"] + ". Prints a one-line "
                      "summary: max |a_SGD - a_MF| over the top 8 directions at the final time, and final risk "
                      "SGD vs MF.")
@@ -210,9 +222,3 @@ def add_parser(sub) -> None:
     f.add_argument("--bins", type=int, default=40, help="histogram bins (default 40)")
     _out(f)
     f.set_defaults(func=cmd_projections)
-
-    f = s.add_parser("convergence", help=FIGURES["convergence"], description=FIGURES["convergence"] + ".")
-    f.add_argument("--convergence", required=True, nargs="+", type=Path, metavar="C.nc",
-                   help="convergence files from `mfae convergence` (e.g. full-rank and low-rank study)")
-    _out(f)
-    f.set_defaults(func=cmd_convergence)

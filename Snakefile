@@ -1,0 +1,29 @@
+# mfae: reproduce and extend Nguyen (2021), "Analysis of feature learning in weight-tied
+# autoencoders via the mean field lens". Stages: data -> train (SGD, finite N) and meanfield (ODE)
+# -> convergence fits -> figures -> report. See README.md; the science is in docs/theory.md.
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/meanfield.smk"
+include: "workflow/rules/convergence.smk"
+include: "workflow/rules/figures.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

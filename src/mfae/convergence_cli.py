@@ -1,0 +1,131 @@
+"""`mfae convergence`: distance of finite-N runs to the mean-field ODE and the required-N fit (SPEC §5).
+
+Plugged into `mfae.cli` through `add_parser(sub)`; the numerics live in `mfae.convergence`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import tempfile
+from pathlib import Path
+
+from . import MfaeError
+from .convergence import METRICS
+
+TABLE_COLUMNS = ("label", "metric", "a", "b", "alpha", "alpha_lo", "alpha_hi", "n_runs", "n_excluded")
+
+
+def parse_tol(text: str) -> float | dict[str, float]:
+    """`0.01` (all metrics) or `excess_risk=0.01,gain_error=0.02` (per metric; others keep 0.01)."""
+    text = text.strip()
+    try:
+        if "=" not in text:
+            return float(text)
+        out = {m: 0.01 for m in METRICS}
+        for part in text.split(","):
+            if not part.strip():
+                continue
+            name, _, val = part.partition("=")
+            name = name.strip()
+            if name not in METRICS:
+                raise argparse.ArgumentTypeError(f"unknown metric {name!r} in --tol (known: {', '.join(METRICS)})")
+            out[name] = float(val)
+        return out
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or metric=number pairs, got {text!r}") from None
+
+
+def _write_table(rows: list[dict], path: Path) -> None:
+    """Write the fits CSV atomically (temp file in the same folder, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=TABLE_COLUMNS)
+            w.writeheader()
+            for r in rows:
+                w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items() if k in TABLE_COLUMNS})
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def cmd_convergence(args: argparse.Namespace) -> int:
+    from .convergence import collect_runs, convergence_dataset, fits_table
+    from .io import provenance, read_dataset, write_dataset
+
+    if args.n_boot < 0:
+        raise MfaeError(f"--n-boot must be >= 0, got {args.n_boot}")
+    if args.out.suffix.lower() == ".csv" or (args.table is not None and args.table.resolve() == args.out.resolve()):
+        raise MfaeError("--out is the netCDF product; give the CSV with --table")
+    missing = [str(p) for p in [*args.train, *args.meanfield] if not p.exists()]
+    if missing:  # all at once, before reading anything
+        raise MfaeError(f"input file(s) not found: {', '.join(missing)}")
+    mfs = [(str(p), read_dataset(p, "meanfield", require=("risk", "gain", "time"))) for p in args.meanfield]
+    for name, ds in mfs:
+        if ds.attrs.get("stage", "meanfield") != "meanfield":
+            raise MfaeError(f"{name} was written by `mfae {ds.attrs['stage']}`, not `mfae meanfield`; check --meanfield")
+
+    def trains():  # one train file in memory at a time
+        for p in args.train:
+            ds = read_dataset(p, "train", require=("risk", "gain", "time"))
+            if ds.attrs.get("stage", "train") != "train":
+                raise MfaeError(f"{p} was written by `mfae {ds.attrs['stage']}`, not `mfae train`; check --train")
+            yield str(p), ds[["risk", "gain"]].assign_attrs(ds.attrs)
+
+    records = collect_runs(trains(), mfs)
+    label = args.label if args.label is not None else args.out.stem
+    params = dict(train=[str(p) for p in args.train], meanfield=[str(p) for p in args.meanfield],
+                  out=str(args.out), table=str(args.table) if args.table else None, tol=args.tol,
+                  n_boot=args.n_boot, seed=args.seed, label=label)
+    ds = convergence_dataset(records, tol=args.tol, n_boot=args.n_boot, seed=args.seed, label=label,
+                             attrs=provenance("convergence", params))
+    write_dataset(ds, args.out)
+    rows = fits_table(ds)
+    if args.table is not None:
+        _write_table(rows, args.table)
+    n_ex = ds.attrs["n_excluded_diverged"]
+    print(f"wrote {args.out}" + (f" and {args.table}" if args.table else "")
+          + f": {len(records)} runs, {n_ex} excluded as diverged")
+    for r, m in zip(rows, ds["metric"].values):
+        warn = ds.attrs.get(f"fit_warning_{m}", "")
+        print(f"  {r['metric']}: a={r['a']:.3g} b={r['b']:.3g} alpha={r['alpha']:.3g} "
+              f"[{r['alpha_lo']:.3g}, {r['alpha_hi']:.3g}] ({r['n_runs']} runs)" + (f"  WARNING: {warn}" if warn else ""))
+    return 0
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "convergence", help="fit the required N as a power of d from train runs vs the mean-field ODE (SPEC §5)",
+        description="For every train run, measure its distance to the mean-field ODE of the same d, activation "
+                    "and lambda: excess_risk = R_N(T) - R_MF(T) at the final time T and gain_error = "
+                    "sup_t max_k |gain_N - gain_MF| (mean-field curves interpolated onto the run's time grid). "
+                    "Then fit err(d, N) = F(d) + C d^a N^-b (free floor F per d, relative weighted nonlinear "
+                    "least squares) per metric and report a, b, alpha = a/b and N*(d) = (C d^a / tol)^(1/b), "
+                    "with percentile intervals from a bootstrap over seeds within each (d, N) cell. Runs with "
+                    "attr diverged=1 are excluded and counted. See docs/convergence.md.")
+    p.add_argument("--train", nargs="+", required=True, type=Path, metavar="T.nc",
+                   help="train files from `mfae train` (one study: same activation, lam, r0, lr, batch, t_max; "
+                        "d, N and seed vary)")
+    p.add_argument("--meanfield", nargs="+", required=True, type=Path, metavar="M.nc",
+                   help="meanfield files from `mfae meanfield`, at least one per d; each train run is matched on "
+                        "d, activation, lam (and r0); their t_max must cover the runs' times")
+    p.add_argument("--out", required=True, type=Path, help="output netCDF file (written atomically)")
+    p.add_argument("--table", type=Path, default=None, metavar="fits.csv",
+                   help="also write a CSV with one row per metric: label, metric, a, b, alpha, alpha_lo, alpha_hi, "
+                        "n_runs, n_excluded (default: none)")
+    p.add_argument("--tol", type=parse_tol, default=0.01, metavar="TOL",
+                   help="tolerance above the floor defining N*(d), in the metric's units (risk units for "
+                        "excess_risk, gain units for gain_error): one number for all metrics or "
+                        "excess_risk=0.01,gain_error=0.02 (default 0.01)")
+    p.add_argument("--n-boot", type=int, default=1000,
+                   help="bootstrap replicates (seeds resampled within each (d, N) cell; 0 = no intervals) "
+                        "(default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resampling (default 0)")
+    p.add_argument("--label", default=None,
+                   help="experiment label stored in the attrs and the table, e.g. full_rank or low_rank "
+                        "(default: the stem of --out)")
+    p.set_defaults(func=cmd_convergence)

@@ -1,0 +1,254 @@
+"""The convergence stage (SPEC §5): the floor + power-law fit, its bootstrap, the CLI and figure F4."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from mfae import cli
+from mfae.convergence import (bootstrap_fit, collect_runs, fit_floor_power_law, required_n, run_errors)
+from mfae.io import curves_dataset, write_dataset
+
+TRUE = dict(a=1.0, b=1.0, C=0.09)
+
+
+def floor_of(d):
+    return 0.5 / np.asarray(d, np.float64)
+
+
+def synthetic_errors(seed: int = 1, noise: float = 0.05, n_seeds: int = 4):
+    """err = F(d) + C d^a N^-b with multiplicative noise, on a (d, N, seed) grid."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for d in (16, 32, 64, 128):
+        for N in (32, 64, 128, 256, 1024, 4096):
+            for _ in range(n_seeds):
+                true = floor_of(d) + TRUE["C"] * d ** TRUE["a"] * N ** -TRUE["b"]
+                rows.append((d, N, true * np.exp(noise * rng.standard_normal())))
+    d, N, e = (np.array(c, np.float64) for c in zip(*rows))
+    return d, N, e
+
+
+# --- the fitter -------------------------------------------------------------------------------
+
+def test_fit_recovers_exponents_and_floors_within_bootstrap_intervals():
+    d, N, e = synthetic_errors()
+    fit = fit_floor_power_law(d, N, e)
+    assert fit["ok"] and fit["warning"] == ""
+    assert fit["n_runs"] == d.size and fit["rank"] == fit["n_params"] == 3 + 4
+    boot = bootstrap_fit(d, N, e, n_boot=150, seed=0, tol=0.01, point=fit)
+    assert boot["n_ok"] == 150
+    for k in ("a", "b"):
+        lo, hi = boot["ci"][k]
+        assert lo <= TRUE[k] <= hi, (k, fit[k], lo, hi)
+        assert abs(fit[k] - TRUE[k]) < 0.05
+    lo, hi = boot["ci"]["alpha"]
+    assert lo <= 1.0 <= hi and abs(fit["alpha"] - 1.0) < 0.05
+    assert fit["C"] == pytest.approx(TRUE["C"], rel=0.15)
+    lo, hi = boot["ci"]["floor"]
+    true_floor = floor_of(fit["d_values"])
+    # 95% intervals for 4 floors: all four covering is not guaranteed (measured coverage ~0.9 each)
+    assert np.sum((lo <= true_floor) & (true_floor <= hi)) >= 3, (lo, true_floor, hi)
+    np.testing.assert_allclose(fit["floor"], true_floor, rtol=0.1)
+    # N*(d) = (C d^a / tol)^(1/b) = 9 d for the true parameters
+    lo, hi = boot["ci"]["n_star"]
+    assert np.all((lo <= 9 * fit["d_values"]) & (9 * fit["d_values"] <= hi))
+    assert required_n(np.array([0.09 * 32]), 1.0, 0.01) == pytest.approx([288.0])
+
+
+def test_fit_without_floor_gets_the_exponent_wrong():
+    d, N, e = synthetic_errors()
+    X = np.column_stack([np.ones_like(e), np.log(d), -np.log(N)])
+    _, a, b = np.linalg.lstsq(X, np.log(e), rcond=None)[0]
+    assert abs(a / b - 1.0) > 0.3          # the log-linear fit without F(d) is badly biased
+    assert abs(fit_floor_power_law(d, N, e)["alpha"] - 1.0) < 0.05
+
+
+def test_bootstrap_is_deterministic_for_a_seed():
+    d, N, e = synthetic_errors(n_seeds=2)
+    b1 = bootstrap_fit(d, N, e, n_boot=20, seed=3)
+    b2 = bootstrap_fit(d, N, e, n_boot=20, seed=3)
+    np.testing.assert_array_equal(b1["samples"]["alpha"], b2["samples"]["alpha"])
+
+
+def test_single_d_fits_b_and_floor_but_not_a():
+    d, N, e = synthetic_errors()
+    m = d == 32
+    fit = fit_floor_power_law(d[m], N[m], e[m])
+    assert fit["ok"] and "only one usable d" in fit["warning"]
+    assert np.isnan(fit["a"]) and np.isnan(fit["alpha"]) and np.isnan(fit["C"])
+    assert fit["b"] == pytest.approx(1.0, abs=0.1)
+    assert fit["floor"][0] == pytest.approx(0.5 / 32, rel=0.15)
+    # the prefactor trades off with b; the power-law term inside the N range is well determined
+    assert fit["prefactor"][0] * 256.0 ** -fit["b"] == pytest.approx(0.09 * 32 / 256, rel=0.1)
+
+
+@pytest.mark.parametrize("keep", ["one_N_per_d", "two_N", "two_m"])
+def test_impossible_fits_give_nan_and_a_warning(keep):
+    d, N, e = synthetic_errors()
+    m = {"one_N_per_d": N == 64, "two_N": np.isin(N, [64, 256]), "two_m": np.isin(N / d, [2, 8])}[keep]
+    fit = fit_floor_power_law(d[m], N[m], e[m])
+    assert not fit["ok"] and fit["warning"]
+    assert np.isnan(fit["a"]) and np.isnan(fit["b"]) and np.isnan(fit["alpha"])
+    boot = bootstrap_fit(d[m], N[m], e[m], n_boot=5, point=fit)
+    assert boot["n_ok"] == 0 and np.isnan(boot["ci"]["alpha"][0])
+
+
+def test_noisy_and_negative_errors_do_not_crash():
+    rng = np.random.default_rng(0)
+    d, N, _ = synthetic_errors()
+    e = 0.01 * rng.standard_normal(d.size)        # pure noise around zero
+    fit = fit_floor_power_law(d, N, e)
+    assert isinstance(fit["ok"], bool)
+    if fit["ok"]:
+        assert np.all(np.isfinite(fit["floor"]))
+
+
+# --- synthetic train / meanfield files --------------------------------------------------------
+
+EIG = np.array([4.0, 1.0, 0.25])
+FRAC = np.full(3, 1 / 3)
+
+
+def _mf(d: int) -> xr.Dataset:
+    t = np.linspace(0.0, 1.0, 41)
+    gain = np.outer(1 - np.exp(-3 * t), [0.9, 0.7, 0.2])
+    risk = 0.5 * np.sum(FRAC * EIG * (1 - gain) ** 2, axis=1)
+    z = np.zeros_like(risk)
+    ds = curves_dataset(t, np.ones_like(gain), gain, risk, z, z, EIG, FRAC,
+                        dict(stage="meanfield", d=d, param_activation="tanh", param_lam=0.1, param_r0=0.3,
+                             param_t_max=1.0))
+    return ds
+
+
+def _train(d: int, N: int, seed: int, diverged: bool = False) -> xr.Dataset:
+    mf = _mf(d)
+    t = np.linspace(0.0, 1.0, 5)
+    m = mf.interp(time=t)
+    rng = np.random.default_rng(1000 * d + 10 * N + seed)
+    excess = 0.5 / d + 0.09 * d / N * np.exp(0.03 * rng.standard_normal())
+    risk = m["risk"].values + excess * t
+    gain = m["gain"].values + 0.5 * np.sqrt(d / N) * t[:, None] * np.array([1.0, 0.5, 0.25])
+    if diverged:
+        risk[2:] = np.nan
+        gain[2:] = np.nan
+    z = np.zeros_like(risk)
+    return curves_dataset(t, np.ones_like(gain), gain, risk, z, z, EIG, FRAC,
+                          dict(stage="train", d=d, param_N=N, param_seed=seed, param_activation="tanh",
+                               param_lam=0.1, param_r0=0.3, param_lr=0.2, param_batch=8, param_t_max=1.0,
+                               diverged=int(diverged), steps=100))
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    root = tmp_path_factory.mktemp("conv")
+    trains = []
+    for d in (8, 16):
+        write_dataset(_mf(d), root / f"M{d}.nc")
+        for m in (2, 8, 32):
+            for s in (0, 1):
+                trains.append(write_dataset(_train(d, m * d, s), root / f"T{d}_{m * d}_{s}.nc"))
+    bad = write_dataset(_train(8, 64, 2, diverged=True), root / "T8_64_2_diverged.nc")
+    return dict(root=root, trains=trains + [bad], diverged=bad, meanfields=[root / "M8.nc", root / "M16.nc"])
+
+
+def test_run_errors_match_construction():
+    e = run_errors(_train(8, 64, 0), _mf(8))
+    rng = np.random.default_rng(1000 * 8 + 10 * 64 + 0)
+    expected = 0.5 / 8 + 0.09 * 8 / 64 * np.exp(0.03 * rng.standard_normal())
+    assert e["excess_risk"] == pytest.approx(expected, rel=1e-6)
+    assert e["gain_error"] == pytest.approx(0.5 * np.sqrt(8 / 64), rel=1e-6)
+
+
+def test_collect_runs_rejects_mixed_settings():
+    a, b = _train(8, 16, 0), _train(8, 32, 0)
+    b.attrs["param_lr"] = 0.1
+    with pytest.raises(Exception, match="differ in lr"):
+        collect_runs([("a", a), ("b", b)], [("m", _mf(8))])
+
+
+def test_cli_writes_documented_product_and_excludes_diverged(study, tmp_path):
+    out, table = tmp_path / "C.nc", tmp_path / "fits.csv"
+    rc = cli.main(["convergence", "--train", *map(str, study["trains"]), "--meanfield",
+                   *map(str, study["meanfields"]), "--out", str(out), "--table", str(table),
+                   "--n-boot", "40", "--seed", "1", "--tol", "excess_risk=0.01,gain_error=0.05",
+                   "--label", "full_rank"])
+    assert rc == 0
+    ds = xr.open_dataset(out).load()
+    for v in ("err", "floor", "n_star", "a", "b", "C", "alpha", "alpha_lo", "alpha_hi", "a_lo", "a_hi",
+              "b_lo", "b_hi", "tol", "excluded_file", "run_status", "n_star_lo", "n_star_hi"):
+        assert v in ds, v
+        assert "long_name" in ds[v].attrs, v
+    assert ds["err"].dims == ("metric", "d", "N", "seed")
+    assert ds["floor"].dims == ds["n_star"].dims == ("metric", "d")
+    assert list(ds["metric"].values) == ["excess_risk", "gain_error"]
+    assert ds["tol"].sel(metric="gain_error") == 0.05
+    assert ds.attrs["label"] == "full_rank" and ds.attrs["stage"] == "convergence"
+    assert ds.attrs["n_excluded_diverged"] == 1
+    assert [Path(f).name for f in ds["excluded_file"].values] == [study["diverged"].name]
+    assert int(ds["run_status"].sel(d=8, N=64, seed=2)) == 2
+    assert np.isnan(ds["err"].sel(d=8, N=64, seed=2)).all()
+    assert int(ds["n_runs"].sel(metric="excess_risk")) == 12
+    er = ds.sel(metric="excess_risk")
+    assert float(er["b"]) == pytest.approx(1.0, abs=0.15)
+    assert float(er["alpha"]) == pytest.approx(1.0, abs=0.2)
+    assert float(er["alpha_lo"]) <= float(er["alpha"]) <= float(er["alpha_hi"])
+    np.testing.assert_allclose(er["floor"].values, [0.5 / 8, 0.5 / 16], rtol=0.2)
+    with open(table, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["metric"] for r in rows] == ["excess_risk", "gain_error"]
+    assert list(rows[0]) == ["label", "metric", "a", "b", "alpha", "alpha_lo", "alpha_hi", "n_runs", "n_excluded"]
+    assert rows[0]["label"] == "full_rank" and rows[0]["n_excluded"] == "1" and rows[0]["n_runs"] == "12"
+
+    from mfae.figures_convergence import plot_convergence
+    low = ds.copy()
+    low.attrs["label"] = "low_rank"
+    paths = plot_convergence([ds, low], tmp_path / "fig" / "F4.png")
+    assert [p.suffix for p in paths] == [".png", ".pdf"]
+    assert all(p.exists() and p.stat().st_size > 1000 for p in paths)
+    assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and paths[1].read_bytes()[:4] == b"%PDF"
+
+
+def test_cli_single_d_gives_nan_a_with_warning(study, tmp_path):
+    out = tmp_path / "C1.nc"
+    trains = [p for p in study["trains"] if p.name.startswith("T16_")]
+    assert cli.main(["convergence", "--train", *map(str, trains), "--meanfield", *map(str, study["meanfields"]),
+                     "--out", str(out), "--n-boot", "5"]) == 0
+    ds = xr.open_dataset(out).load()
+    assert np.isnan(ds["alpha"]).all() and np.isfinite(ds["b"]).all()
+    assert "only one usable d" in ds.attrs["fit_warning_excess_risk"]
+    assert ds.attrs["label"] == "C1" and ds.attrs["n_excluded_diverged"] == 0
+
+
+def test_cli_bad_input_exits_2_without_output(study, tmp_path, capsys):
+    out = tmp_path / "C.nc"
+    rc = cli.main(["convergence", "--train", str(study["trains"][0]), str(tmp_path / "missing.nc"),
+                   "--meanfield", *map(str, study["meanfields"]), "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and not out.exists()
+    assert err.startswith("mfae: error:") and "missing.nc" in err and "\n" not in err
+    # a d = 16 run with only the d = 8 mean-field file
+    rc = cli.main(["convergence", "--train", *map(str, study["trains"]), "--meanfield",
+                   str(study["meanfields"][0]), "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and not out.exists() and "no mean-field file matches" in err and "\n" not in err
+
+
+def test_console_script_exit_code_and_help(study, tmp_path):
+    out = tmp_path / "C.nc"
+    r = subprocess.run([sys.executable, "-m", "mfae.cli", "convergence", "--train", str(study["trains"][0]),
+                        "--meanfield", str(tmp_path / "nope.nc"), "--out", str(out)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and not out.exists()
+    assert r.stderr.strip().count("\n") == 0 and "nope.nc" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "mfae.cli", "convergence", "--help"], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0
+    for flag in ("--train", "--meanfield", "--out", "--table", "--tol", "--n-boot", "--seed", "--label"):
+        assert flag in r.stdout
