@@ -77,6 +77,12 @@ def test_bootstrap_is_deterministic_for_a_seed():
     np.testing.assert_array_equal(b1["samples"]["alpha"], b2["samples"]["alpha"])
 
 
+def test_single_seed_per_cell_gives_nan_intervals():
+    d, N, e = synthetic_errors(n_seeds=1)
+    boot = bootstrap_fit(d, N, e, n_boot=10)
+    assert np.isnan(boot["ci"]["alpha"][0]) and "single seed" in boot["warning"]
+
+
 def test_single_d_fits_b_and_floor_but_not_a():
     d, N, e = synthetic_errors()
     m = d == 32

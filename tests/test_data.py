@@ -112,3 +112,9 @@ def test_array_files(tmp_path):
         load_array(tmp_path / "ragged.csv")
     with pytest.raises(MfaeError, match="not found"):
         load_array(tmp_path / "missing.npy")
+
+
+def test_groups_sorted_by_decreasing_eigenvalue():
+    ds = gaussian_data([0.25, 4, 1], [1, 2, 1], 8)
+    assert ds.group_eigenvalue.values.tolist() == [4, 1, 0.25]
+    assert ds.eigenvalue.values[:4].tolist() == [4] * 4 and ds.group_fraction.values.tolist() == [0.5, 0.25, 0.25]

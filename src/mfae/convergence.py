@@ -238,7 +238,7 @@ def _nan_fit(reason: str, d_values: np.ndarray | None = None, warnings: Sequence
 
 
 def fit_floor_power_law(d: Iterable[float], N: Iterable[float], err: Iterable[float], *,
-                        init: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                        init: Mapping[str, Any] | None = None, max_nfev: int = 2000) -> dict[str, Any]:
     """Fit ``err(d, N) = F(d) + C d^a N^-b`` with a free floor F per d (SPEC §5; docs/convergence.md).
 
     One entry per run (d, N, err); non-finite entries are ignored. Residuals are divided by a
@@ -281,7 +281,7 @@ def fit_floor_power_law(d: Iterable[float], N: Iterable[float], err: Iterable[fl
         x0 = np.clip(x0, lo + pad, hi - pad)
     try:
         sol = least_squares(des.residual, x0, jac=des.jacobian, bounds=(lo, hi), method="trf",
-                            x_scale="jac", ftol=1e-12, xtol=1e-12, gtol=1e-12, max_nfev=2000)
+                            x_scale="jac", ftol=1e-12, xtol=1e-12, gtol=1e-12, max_nfev=max_nfev)
     except (ValueError, FloatingPointError, np.linalg.LinAlgError) as exc:
         return _nan_fit(f"least squares failed: {exc}", des.d_values, warnings)
     p = sol.x
@@ -360,6 +360,10 @@ def bootstrap_fit(d: np.ndarray, N: np.ndarray, err: np.ndarray, *, n_boot: int 
     inv, nc = _cells(d, N)
     members = [np.flatnonzero(inv == c) for c in range(nc)]
     singles = sum(1 for m in members if m.size < 2)
+    if singles == nc:
+        out["ci"] = {k: (np.full(v.shape[1:], math.nan), np.full(v.shape[1:], math.nan)) for k, v in samples.items()}
+        out["warning"] = "every (d, N) cell has a single seed: no bootstrap intervals (NaN)"
+        return out
     cell_mean = np.array([err[m].mean() for m in members])
     # small-sample correction: a resampled seed's deviation from its cell mean is scaled by
     # sqrt(n/(n-1)), so the bootstrap variance of a cell mean equals s^2/n (plain resampling gives
@@ -369,7 +373,9 @@ def bootstrap_fit(d: np.ndarray, N: np.ndarray, err: np.ndarray, *, n_boot: int 
         pick = np.concatenate([m[rng.integers(0, m.size, m.size)] for m in members])
         ci_ = inv[pick]
         y_b = cell_mean[ci_] + inflate[ci_] * (err[pick] - cell_mean[ci_])
-        f = fit_floor_power_law(d[pick], N[pick], y_b, init=point)
+        # refits start at the point fit; the evaluation cap keeps degenerate grids (exponent at its
+        # bound) from taking minutes, and a capped refit still counts only if it is ok
+        f = fit_floor_power_law(d[pick], N[pick], y_b, init=point, max_nfev=200)
         if not f["ok"] or not np.array_equal(f["d_values"], dv):
             continue
         for k in ("a", "b", "alpha", "C"):

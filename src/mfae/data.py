@@ -72,13 +72,17 @@ def spectrum_dataset(eigenvalue: np.ndarray, eigenvector: np.ndarray, group: np.
 
 def gaussian_data(eigenvalues: Sequence[float], fractions: Sequence[float], d: int,
                   rotate: bool = False, seed: int = 0) -> xr.Dataset:
-    """Gaussian data with block spectrum: group g has eigenvalue s_g on d*f_g/sum(f) directions."""
+    """Gaussian data with block spectrum: group g has eigenvalue s_g on d*f_g/sum(f) directions.
+
+    Groups (and components) are stored by decreasing eigenvalue, so component 0 is a top direction."""
     s = np.asarray(eigenvalues, dtype=np.float64)
     if s.ndim != 1 or s.size == 0 or np.any(~np.isfinite(s)) or np.any(s < 0):
         raise MfaeError("eigenvalues must be finite numbers >= 0")
     if len(fractions) != s.size:
         raise MfaeError(f"got {s.size} eigenvalues but {len(fractions)} fractions")
     sizes = group_sizes(fractions, d)
+    order = np.argsort(-s, kind="stable")  # groups by decreasing eigenvalue: group 0 / v_1 is the top one
+    s, sizes = s[order], sizes[order]
     group = np.repeat(np.arange(s.size), sizes)
     eigval = s[group]
     V = random_rotation(d, seed) if rotate else np.eye(d)

@@ -138,6 +138,6 @@ def plot_convergence(results: Sequence[xr.Dataset], out: Path, metric: str = "ex
             _top_panel(axes[0, i], ds, metric, colors)
             _bottom_panel(axes[1, i], ds, metric, colors)
             axes[0, i].set_title(_title(ds, i), fontsize=9)
-        fig.savefig(out, dpi=150, format="png")
-        fig.savefig(pdf, format="pdf")
-    return [out, pdf]
+        from .figures import save_figure  # atomic PNG + PDF: a killed job leaves no partial figure
+
+        return save_figure(fig, out)

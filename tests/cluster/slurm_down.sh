@@ -21,11 +21,19 @@ if [[ ! -d $STATE ]]; then
     exit 0
 fi
 
+running() {  # running PID: the process exists and is not a zombie
+    local stat
+    stat=$(</proc/"$1"/stat) 2>/dev/null || return 1
+    stat=${stat##*) }
+    [[ ${stat:0:1} != [ZX] ]]  # PID 1 of a container may not reap dead daemons at once
+}
+
 pid_of() {  # pid_of PIDFILE COMM: print the PID if that process runs and is called COMM
     local pid
     [[ -s $1 ]] || return 1
     pid=$(<"$1")
     [[ $pid =~ ^[0-9]+$ ]] && [[ -r /proc/$pid/comm ]] && [[ $(</proc/"$pid"/comm) == "$2" ]] || return 1
+    running "$pid" || return 1
     echo "$pid"
 }
 
@@ -34,7 +42,7 @@ stop() {  # stop PIDFILE COMM: SIGTERM, wait up to 10 s, then SIGKILL
     pid=$(pid_of "$1" "$2") || return 0
     kill -TERM "$pid" 2>/dev/null
     for _ in $(seq 100); do
-        [[ -d /proc/$pid ]] || { log "stopped $2 (pid $pid)"; return 0; }
+        running "$pid" || { log "stopped $2 (pid $pid)"; return 0; }
         sleep 0.1
     done
     log "$2 (pid $pid) ignored SIGTERM; sending SIGKILL"

@@ -43,11 +43,14 @@ if [[ $(id -u) -ne 0 ]]; then
     exit 2
 fi
 
-alive() {  # alive PIDFILE COMM: the process in PIDFILE runs and is called COMM
-    local pid
+alive() {  # alive PIDFILE COMM: the process in PIDFILE runs (not a zombie) and is called COMM
+    local pid stat
     [[ -s $1 ]] || return 1
     pid=$(<"$1")
-    [[ $pid =~ ^[0-9]+$ ]] && [[ -r /proc/$pid/comm ]] && [[ $(</proc/"$pid"/comm) == "$2" ]]
+    [[ $pid =~ ^[0-9]+$ ]] && [[ -r /proc/$pid/comm ]] && [[ $(</proc/"$pid"/comm) == "$2" ]] || return 1
+    stat=$(</proc/"$pid"/stat) 2>/dev/null || return 1
+    stat=${stat##*) }
+    [[ ${stat:0:1} != [ZX] ]]  # PID 1 of a container may not reap dead daemons at once
 }
 
 node_state() { timeout 10 sinfo -h -N -n "$HOST" -o %T 2>/dev/null | head -n1 || true; }

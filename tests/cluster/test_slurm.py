@@ -10,12 +10,15 @@ jobs of rule `train` asked for a GPU (TresPerJob=gres:gpu:1, from --gpus=1), no 
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import subprocess
 from collections import Counter
 from pathlib import Path
 
 import pytest
+import yaml
 
 from slurm_harness import REPO, SlurmJob, diagnostics, run_snakemake, slurm_jobs
 
@@ -79,7 +82,7 @@ def test_mini_workflow(slurm_cluster, tmp_path):
             assert cuda in {"0", "1"}, f"CUDA_VISIBLE_DEVICES not set by SLURM: {text}"
             seen_gpus.add(cuda)
             assert job.fields["TimeLimit"] == "04:00:00"  # set-resources train: runtime 240
-            assert job.fields["MinMemoryNode"] == "8000M"  # set-resources train: mem_mb 8000
+            assert job.fields["MinMemoryNode"] == "2000M"  # default-resources mem_mb
         else:
             assert job.fields["NumCPUs"] == "2"  # cpus_per_task = threads (2)
             assert job.fields["MinMemoryNode"] == "2000M"  # default-resources mem_mb
@@ -88,33 +91,71 @@ def test_mini_workflow(slurm_cluster, tmp_path):
     assert seen_gpus, "no train job saw a GPU"
 
 
-def test_real_workflow(slurm_cluster, tmp_path):
-    """The repository's workflow on .test/config.yaml, through SLURM, in a scratch dir.
+def subset_config(test_config: Path, keep: str) -> dict:
+    """Config overlay: only experiment `keep` of the test config, with 2 training runs.
 
-    Runs, with cwd = a temporary directory holding symlinks to the repo's config/ and .test/:
-      snakemake --snakefile <repo>/Snakefile --configfile <repo>/.test/config.yaml \\
+    Every SLURM job of the real workflow costs ~15 s here (a Snakemake plus an mfae process
+    on 2 shared CPUs), so the whole .test config (~50 jobs) takes ~6 min; this subset (data,
+    2 x train, meanfield, runs_table, its figures) takes ~2 min. MFAE_SLURM_FULL=1 runs all.
+    """
+    experiments = yaml.safe_load(test_config.read_text())["experiments"]
+    if keep not in experiments:
+        keep = next(iter(experiments))
+    overlay = {name: {"enabled": False} for name in experiments if name != keep}
+    kept = {}
+    if "N" in experiments[keep]:
+        kept["N"] = experiments[keep]["N"][:1]
+    if "N_over_d" in experiments[keep]:
+        kept["N_over_d"] = experiments[keep]["N_over_d"][:1]
+    if "d" in experiments[keep]:
+        kept["d"] = experiments[keep]["d"][:1]
+    kept["seeds"] = experiments[keep]["seeds"][:2]
+    overlay[keep] = kept
+    return {"experiments": overlay}
+
+
+def test_real_workflow(slurm_cluster, tmp_path):
+    """The repository's workflow (the `phases` part of .test/config.yaml) through SLURM.
+
+    Runs, in a scratch directory that holds copies of config.yaml and .test/config.yaml
+    (snapshots: edits in the repo during the run do not reach the jobs) and a symlink to
+    config/ (and data/ if present), so that results/ and .snakemake/ stay out of the repo:
+      snakemake --snakefile <repo>/Snakefile \\
+        --configfile .test/config.yaml subset.yaml \\
         --profile <repo>/profiles/slurm --profile <repo>/tests/cluster/profile \\
         --workflow-profile none
-    so results/ and .snakemake/ are written in the temporary directory, not in the repo.
     """
     snakefile = REPO / "Snakefile"
-    config = REPO / ".test" / "config.yaml"
+    test_config = REPO / ".test" / "config.yaml"
     if not snakefile.exists():
         pytest.skip(f"{snakefile} does not exist yet")
-    if not config.exists():
-        pytest.skip(f"{config} does not exist yet")
-    for name in ("config", ".test"):  # paths in the config are relative to the working dir
+    if not test_config.exists():
+        pytest.skip(f"{test_config} does not exist yet")
+    if (REPO / "config.yaml").exists():  # the Snakefile's `configfile:` (relative to the workdir)
+        shutil.copy2(REPO / "config.yaml", tmp_path / "config.yaml")
+    (tmp_path / ".test").mkdir()
+    shutil.copy2(test_config, tmp_path / ".test" / "config.yaml")
+    for name in ("config", "data"):  # paths in configs are relative to the working dir
         if (REPO / name).exists():
             (tmp_path / name).symlink_to(REPO / name)
-    args = ["--snakefile", str(snakefile), "--configfile", str(config)]
+    configs = [".test/config.yaml"]
+    full = os.environ.get("MFAE_SLURM_FULL") == "1"
+    if not full:
+        (tmp_path / "subset.yaml").write_text(yaml.safe_dump(subset_config(test_config, "phases")))
+        configs.append("subset.yaml")
+    args = ["--snakefile", str(snakefile), "--configfile", *configs]
 
-    proc = run_snakemake(tmp_path, args, timeout=240)
+    proc = run_snakemake(tmp_path, args, timeout=900 if full else 240)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, diagnostics(tmp_path, output)
     assert re.search(r"(\d+) of \1 steps \(100%\) done", output), output[-3000:]
-    check_slurm_jobs(tmp_path, output)
+    jobs = check_slurm_jobs(tmp_path, output)
+    if not full:
+        assert sum(j.rule == "train" for j in jobs) == 2, diagnostics(tmp_path, output)
 
     # All targets exist and are up to date: a dry run has nothing left to do.
     dry = run_snakemake(tmp_path, [*args, "--dry-run"], timeout=120)
-    assert dry.returncode == 0, dry.stdout + dry.stderr
-    assert "Nothing to be done" in dry.stdout + dry.stderr, (dry.stdout + dry.stderr)[-3000:]
+    dry_out = dry.stdout + dry.stderr
+    assert dry.returncode == 0, dry_out[-3000:]
+    assert "Nothing to be done" in dry_out, dry_out[-3000:]
+    assert (tmp_path / "results").is_dir()

@@ -12,6 +12,7 @@ rule convergence:
                      category="Convergence", labels={"experiment": "{exp}"}),
     params:
         tol=lambda w: EXP[w.exp].get("tol", 0.01),
+        n_boot=lambda w: EXP[w.exp].get("n_boot", 1000),
     log:
         f"{R}/logs/convergence/{{exp}}.log",
     benchmark:
@@ -20,4 +21,5 @@ rule convergence:
         "../../envs/mfae.yaml"
     shell:
         "mfae convergence --train {input.train} --meanfield {input.meanfield} --tol {params.tol}"
+        " --n-boot {params.n_boot}"
         " --label {wildcards.exp} --out {output.nc} --table {output.table} > {log} 2>&1"
