@@ -7,8 +7,8 @@ CORES  ?= 2
 .PHONY: all install test test-fast test-cluster lint report bench clean
 
 all: install
-	$(BIN)/snakemake --profile profiles/default --cores $(CORES)
-	$(BIN)/snakemake --profile profiles/default --cores $(CORES) --report results/report.html
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --profile profiles/default --cores $(CORES)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --profile profiles/default --cores $(CORES) --report results/report.html
 
 # The venv is rebuilt only when the project's dependency files change.
 install: $(VENV)/.installed
@@ -26,10 +26,10 @@ test-cluster: install
 	$(BIN)/pytest -q -m slurm -p no:cacheprovider tests/cluster
 
 lint: install
-	$(BIN)/snakemake --lint --cores 1
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --lint --cores 1
 
 report: install
-	$(BIN)/snakemake --profile profiles/default --report results/report.html
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --profile profiles/default --report results/report.html
 
 bench: install
 	$(BIN)/python bench/bench_train.py

@@ -16,6 +16,17 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
+
+
+wildcard_constraints:
+    exp="|".join(EXP) or "none",
+    act="tanh|relu|linear|erf",
+    lam=r"[0-9.eE+-]+",
+    dkey=r"d\d+|real",
+    N=r"\d+",
+    seed=r"\d+",
+
+
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/meanfield.smk"

@@ -1,14 +1,10 @@
-# Helpers shared by the rule files: the experiment grid, output paths and config checks that a
-# JSON schema cannot express. Everything here is plain Python on the validated config.
-import os
-import sys
+# Helpers shared by all stages (the experiment grid, output paths, and config checks that a
+# JSON schema cannot express). Everything here is plain Python on the validated config.
+# Jobs call the `mfae` CLI found on PATH: the activated .venv (`make` puts it first), or the
+# per-stage conda env with `--sdm conda`.
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
-
-# Jobs call the `mfae` CLI of the environment Snakemake runs in (e.g. .venv), unless a conda env
-# (--sdm conda) puts its own first on PATH.
-os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
 
 R = config["results"]
 EXP = {name: e for name, e in config["experiments"].items() if e.get("enabled", True)}
@@ -119,10 +115,21 @@ def all_train_files():
     return [f for x in EXP for f in train_files(x)]
 
 
-wildcard_constraints:
-    exp="|".join(EXP) or "none",
-    act="tanh|relu|linear|erf",
-    lam=r"[0-9.eE+-]+",
-    dkey=r"d\d+|real",
-    N=r"\d+",
-    seed=r"\d+",
+def data_args(w):
+    """The `mfae data` arguments of one experiment's data file: only its own config values."""
+    d = EXP[w.exp]["data"]
+    src = d["source"]
+    if src == "gaussian":
+        a = f"gaussian --eigenvalues {csv(d['eigenvalues'])} --fractions {csv(d['fractions'])} --d {w.dkey[1:]}"
+    elif src == "lowrank":  # eigenvalue d/r on r directions, 0 on the rest: E||x||^2 = 1
+        dim, r = int(w.dkey[1:]), d["rank"]
+        a = f"gaussian --eigenvalues {fmt(dim / r)},0 --fractions {r},{dim - r} --d {dim}"
+    else:
+        a = src + (f" --path {d['path']}" if src in ("mnist", "array") else "")
+        return a + f" --test-fraction {fmt(d.get('test_fraction', 0.2))} --seed {d.get('seed', 0)} " \
+                   f"--max-samples {d.get('max_samples', 0)}"
+    return a + (" --rotate" if d.get("rotate") else "") + f" --seed {d.get('seed', 0)}"
+
+
+def first(exp, key):
+    return EXP[exp][key][0]

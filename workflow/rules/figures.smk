@@ -1,10 +1,6 @@
 # Stage 5: figures (PNG for the report, PDF for papers). Figure settings reach only these rules.
 
 
-def first(exp, key):
-    return EXP[exp][key][0]
-
-
 rule figure_phases:
     input:
         train=lambda w: train_files("phases", first("phases", "activations"), first("phases", "lams")),

@@ -1,0 +1,187 @@
+"""The Snakemake workflow: DAG structure, config validation, partial reruns, and a tiny end-to-end run."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+ENV = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+
+
+def smk(workdir: Path, configfile: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    cmd = [SNAKEMAKE, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
+           "--configfile", str(configfile), "--cores", "2", *args]
+    p = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=900)
+    if check:
+        assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    return p
+
+
+def job_counts(p: subprocess.CompletedProcess) -> dict[str, int]:
+    """Parse the 'Job stats' table of a dry run ({} when nothing is to be done)."""
+    out = p.stdout + p.stderr
+    m = re.search(r"Job stats:\njob\s+count\n-+\s+-+\n(.*?)\ntotal\s+(\d+)", out, re.S)
+    if not m:
+        assert "Nothing to be done" in out, out[-2000:]
+        return {}
+    return {ln.split()[0]: int(ln.split()[1]) for ln in m.group(1).strip().splitlines()}
+
+
+def load(path: Path) -> dict:
+    return yaml.safe_load(path.read_text())
+
+
+def dump(cfg: dict, path: Path) -> Path:
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+# --- structure and validation (dry runs, seconds) -----------------------------------------------
+
+def test_default_config_dag(tmp_path):
+    counts = job_counts(smk(tmp_path, ROOT / "config.yaml", "-n"))
+    cfg = load(ROOT / "config.yaml")["experiments"]
+    n_train = sum(len(e.get("N", e.get("N_over_d", []))) * len(e["seeds"]) * len(e["activations"]) * len(e["lams"])
+                  * len(e.get("d", [1])) for e in cfg.values() if e.get("enabled", True))
+    assert counts["train"] == n_train
+    for rule in ("data", "meanfield", "convergence", "figure_phases", "figure_shrinkage", "figure_activations",
+                 "figure_convergence", "figure_realdata", "figure_projections", "runs_table"):
+        assert counts.get(rule, 0) >= 1, rule
+
+
+def test_paper_config_validates_and_builds(tmp_path):
+    from test_data import write_idx
+
+    mnist = tmp_path / "mnist"
+    mnist.mkdir()
+    write_idx(mnist / "train-images-idx3-ubyte.gz", np.zeros((10, 28, 28)))
+    write_idx(mnist / "t10k-images-idx3-ubyte.gz", np.zeros((5, 28, 28)))
+    cfg = load(ROOT / "config" / "paper.yaml")
+    cfg["experiments"]["mnist"]["data"]["path"] = str(mnist)
+    counts = job_counts(smk(tmp_path, dump(cfg, tmp_path / "paper.yaml"), "-n"))
+    assert counts["train"] > 300 and counts["figure_realdata"] == 2
+
+
+def test_missing_mnist_stops_before_any_job_and_says_how(tmp_path):
+    p = smk(tmp_path, ROOT / "config" / "paper.yaml", "-n", check=False)
+    assert p.returncode != 0
+    out = p.stdout + p.stderr
+    assert "experiments.mnist.data.path" in out and "never downloads" in out
+
+
+def bad_configs():
+    base = load(ROOT / ".test" / "config.yaml")
+
+    def edit(f):
+        c = yaml.safe_load(yaml.safe_dump(base))
+        f(c)
+        return c
+
+    yield "unknown key", edit(lambda c: c["experiments"]["phases"].update(lamda=[0.1])), "lamda"
+    yield "wrong type", edit(lambda c: c["experiments"]["phases"].update(lr="fast")), "lr"
+    yield "negative N", edit(lambda c: c["experiments"]["phases"].update(N=[-5])), "N"
+    yield "empty grid", edit(lambda c: c["experiments"]["shrinkage"].update(seeds=[])), "seeds"
+    yield "bad activation", edit(lambda c: c["experiments"]["phases"].update(activations=["gelu"])), "activations"
+    yield "d not split", edit(lambda c: c["experiments"]["phases"].update(d=[13])), "experiments.phases.d"
+    yield "unknown experiment", edit(lambda c: c["experiments"].update(phasess=c["experiments"]["phases"])), "phasess"
+    yield "N and N_over_d", edit(lambda c: c["experiments"]["phases"].update(N_over_d=[2])), "experiments.phases"
+
+
+@pytest.mark.parametrize("name, cfg, key", list(bad_configs()), ids=[b[0] for b in bad_configs()])
+def test_bad_config_fails_before_any_job_naming_the_key(tmp_path, name, cfg, key):
+    p = smk(tmp_path, dump(cfg, tmp_path / "bad.yaml"), "-n", check=False)
+    out = p.stdout + p.stderr
+    assert p.returncode != 0, out[-2000:]
+    assert key in out, out[-2000:]
+    assert "Job stats" not in out and not (tmp_path / "results").exists()
+
+
+# --- the tiny end-to-end run, then partial reruns on it ------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    wd = tmp_path_factory.mktemp("wf")
+    cfgfile = wd / "config.yaml"
+    shutil.copy(ROOT / ".test" / "config.yaml", cfgfile)
+    smk(wd, cfgfile)
+    smk(wd, cfgfile, "--report", str(wd / "results" / "report.html"))
+    return wd, cfgfile
+
+
+@pytest.mark.slow
+def test_end_to_end_outputs(tiny_run):
+    wd, _ = tiny_run
+    res = wd / "results"
+    for stem in ("F1_phases", "F2_shrinkage", "F3_activations", "F4_convergence", "F5_digits", "F6_projections"):
+        for ext in ("png", "pdf"):
+            f = res / "figures" / f"{stem}.{ext}"
+            assert f.exists() and f.stat().st_size > 1000, f
+    report = res / "report.html"
+    assert report.exists() and report.stat().st_size > 50_000
+    T = xr.open_dataset(res / "phases/train/tanh_lam0.1/d12/N60_seed0.nc")
+    assert {"c", "gain", "risk", "q", "p"} <= set(T.data_vars) and T.gain.dims == ("time", "group")
+    assert T.attrs["param_lam"] == 0.1 and T.attrs["param_threads"] == 1 and "git_commit" in T.attrs
+    M = xr.open_dataset(res / "phases/meanfield/tanh_lam0.1/d12.nc")
+    assert M.time.values[-1] == 2.0 and M.sizes["group"] == 3
+    C = xr.open_dataset(res / "convergence/convergence.nc")
+    assert {"err", "floor", "a", "b", "alpha", "alpha_lo", "alpha_hi"} <= set(C.variables)
+    runs = (res / "runs.csv").read_text().splitlines()
+    assert len(runs) == 1 + len(list(res.glob("*/train/*/*/*.nc"))) == 1 + 32 and runs[0].startswith("experiment,")
+    assert (res / "logs/train/phases").is_dir() and (res / "benchmarks/train/phases").is_dir()
+
+
+@pytest.mark.slow
+def test_nothing_reruns_when_nothing_changed(tiny_run):
+    wd, cfgfile = tiny_run
+    assert job_counts(smk(wd, cfgfile, "-n")) == {}
+
+
+@pytest.mark.slow
+def test_changing_one_lambda_reruns_only_that_experiment(tiny_run, tmp_path):
+    wd, cfgfile = tiny_run
+    cfg = load(cfgfile)
+    cfg["experiments"]["phases"]["lams"] = [0.2]
+    counts = job_counts(smk(wd, dump(cfg, tmp_path / "c.yaml"), "-n"))
+    counts.pop("total", None)
+    assert counts == {"train": 4, "meanfield": 1, "figure_phases": 1, "figure_projections": 1, "runs_table": 1,
+                      "all": 1}
+
+
+@pytest.mark.slow
+def test_changing_a_shared_value_of_one_experiment_reruns_its_jobs_only(tiny_run, tmp_path):
+    wd, cfgfile = tiny_run
+    cfg = load(cfgfile)
+    cfg["experiments"]["shrinkage"]["r0"] = 0.4  # same paths, new params: the params trigger
+    counts = job_counts(smk(wd, dump(cfg, tmp_path / "c.yaml"), "-n"))
+    counts.pop("total", None)
+    assert counts == {"train": 2, "meanfield": 2, "figure_shrinkage": 1, "figure_activations": 1, "runs_table": 1,
+                      "all": 1}
+
+
+@pytest.mark.slow
+def test_adding_one_n_trains_only_the_new_runs(tiny_run, tmp_path):
+    wd, cfgfile = tiny_run
+    cfg = load(cfgfile)
+    cfg["experiments"]["phases"]["N"] = [20, 60, 100]
+    counts = job_counts(smk(wd, dump(cfg, tmp_path / "c.yaml"), "-n"))
+    counts.pop("total", None)
+    assert counts == {"train": 2, "figure_phases": 1, "figure_projections": 1, "runs_table": 1, "all": 1}
+
+
+@pytest.mark.slow
+def test_changing_a_figure_setting_reruns_only_figures(tiny_run, tmp_path):
+    wd, cfgfile = tiny_run
+    cfg = load(cfgfile)
+    cfg["figures"]["projection_times"] = [0, 2]
+    counts = job_counts(smk(wd, dump(cfg, tmp_path / "c.yaml"), "-n"))
+    counts.pop("total", None)
+    assert counts == {"figure_projections": 1, "all": 1}
