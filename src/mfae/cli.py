@@ -138,14 +138,20 @@ def _add_meanfield(sub) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
+    if args.threads > 0:  # first, before any parallel work: one job per core under Snakemake (threads: 1)
+        torch.set_num_threads(args.threads)
+        try:
+            torch.set_num_interop_threads(1)  # the trainer has no inter-op parallelism to use
+        except RuntimeError:  # already fixed (torch allows setting it once, before parallel work)
+            pass
+
     from .io import curves_dataset, provenance, read_dataset, write_dataset
     from .train import Interrupted, TrainConfig, resolve_device, train
 
     cfg = TrainConfig(N=args.N, seed=args.seed, activation=args.activation, lam=args.lam, r0=args.r0, lr=args.lr,
                       batch=args.batch, t_max=args.t_max, n_times=args.n_times, dtype=args.dtype,
-                      n_test=args.n_test, block_steps=args.block_steps, diverge_risk=args.diverge_risk).validate()
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
+                      n_test=args.n_test, block_steps=args.block_steps, diverge_risk=args.diverge_risk,
+                      tf32=args.tf32).validate()
     device = resolve_device(args.device)
     ds = read_dataset(args.data, "data", require=("eigenvector", "eigenvalue", "component_group", "group_eigenvalue"))
     data = {k: ds[k].values for k in ("eigenvector", "eigenvalue", "group_eigenvalue", "group_fraction")}
@@ -156,7 +162,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         res = train(cfg, data, device, checkpoint=ckpt, checkpoint_seconds=max(args.checkpoint_seconds, 0),
                     progress=not args.no_progress, stop_after_steps=args.stop_after_steps,
-                    log=lambda m: print(m, file=sys.stderr))
+                    log=lambda m: print(m, file=sys.stderr), cuda_graph=args.cuda_graph)
     except Interrupted as exc:
         print(f"mfae: interrupted: {exc}", file=sys.stderr)
         return 3
@@ -202,7 +208,11 @@ def _add_train(sub) -> None:
     p.add_argument("--n-times", type=int, default=50, help="measurement times on 0..t_max inclusive (default 50)")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda (default auto)")
     p.add_argument("--dtype", default="float32", help="float32 (default) or float64 for the SGD weights")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads (0 = torch's default); when given, inter-op threads are set to 1")
+    p.add_argument("--cuda-graph", action=argparse.BooleanOptionalAction, default=True,
+                   help="on CUDA, replay the SGD steps from a CUDA graph (default on; falls back to eager)")
+    p.add_argument("--tf32", action="store_true", help="on CUDA, allow TF32 float32 matmuls (default off)")
     p.add_argument("--n-test", type=int, default=4096, help="Gaussian test-set size (default 4096)")
     p.add_argument("--block-steps", type=int, default=256, help="steps whose samples are drawn at once (default 256)")
     p.add_argument("--diverge-risk", type=float, default=1e4,
@@ -226,7 +236,7 @@ def cmd_summary(args: argparse.Namespace) -> None:
     import os
     import tempfile
 
-    from .io import read_dataset
+    from .io import publish, read_dataset
 
     rows = []
     for path in args.train:
@@ -245,7 +255,7 @@ def cmd_summary(args: argparse.Namespace) -> None:
         w = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["file"])
         w.writeheader()
         w.writerows(rows)
-    os.replace(tmp, args.out)
+    publish(tmp, args.out)
     n_div = sum(r["diverged"] for r in rows)
     print(f"wrote {args.out}: {len(rows)} runs, {n_div} diverged")
 

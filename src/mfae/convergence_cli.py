@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 from . import MfaeError
+from .io import publish
 from .convergence import METRICS
 
 TABLE_COLUMNS = ("label", "metric", "a", "b", "alpha", "alpha_lo", "alpha_hi", "n_runs", "n_excluded")
@@ -47,7 +48,7 @@ def _write_table(rows: list[dict], path: Path) -> None:
             w.writeheader()
             for r in rows:
                 w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items() if k in TABLE_COLUMNS})
-        os.replace(tmp, path)
+        publish(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

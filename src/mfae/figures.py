@@ -22,7 +22,8 @@ from typing import Iterable, Sequence
 import numpy as np
 import xarray as xr
 
-from . import MfaeError, __version__
+from . import MfaeError
+from .io import publish, __version__
 
 DPI = 150
 SUMMARY_TOP = 8  # directions compared in the real-data summary line
@@ -72,8 +73,8 @@ def save_figure(fig, out: str | os.PathLike) -> list[Path]:
             os.close(fd)
             tmps.append(tmp)
             fig.savefig(tmp, format=fmt, dpi=DPI, metadata=meta)
-        os.replace(tmps[0], png)
-        os.replace(tmps[1], pdf)
+        publish(tmps[0], png)
+        publish(tmps[1], pdf)
     finally:
         for tmp in tmps:
             Path(tmp).unlink(missing_ok=True)

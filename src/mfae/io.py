@@ -51,6 +51,16 @@ def provenance(stage: str, params: Mapping[str, Any]) -> dict[str, Any]:
     return attrs
 
 
+def publish(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Move a finished temp file into place atomically, with the usual (umask) permissions.
+
+    mkstemp creates files readable by the owner only; outputs should be as readable as any file."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    os.replace(tmp, path)
+
+
 def write_dataset(ds: xr.Dataset, path: str | os.PathLike) -> Path:
     """Write `ds` to `path` atomically: a temp file in the same folder, then rename.
 
@@ -62,7 +72,7 @@ def write_dataset(ds: xr.Dataset, path: str | os.PathLike) -> Path:
     os.close(fd)
     try:
         ds.to_netcdf(tmp, engine="netcdf4")
-        os.replace(tmp, path)
+        publish(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

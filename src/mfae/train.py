@@ -47,6 +47,7 @@ class TrainConfig:
     diverge_risk: float = 1e4
     n_projections: int = 1000
     n_modes: int = 16
+    tf32: bool = False  # CUDA float32 matmuls in TF32 (faster, ~1e-3 relative rounding); off by default
 
     def validate(self) -> "TrainConfig":
         check_activation(self.activation)
@@ -61,6 +62,8 @@ class TrainConfig:
                 raise MfaeError(f"--{name.replace('_', '-')} must be a positive number, got {v}")
         if not (math.isfinite(self.lam) and self.lam >= 0):
             raise MfaeError(f"--lam must be >= 0, got {self.lam}")
+        if not isinstance(self.tf32, bool):
+            raise MfaeError(f"tf32 must be true or false, got {self.tf32!r}")
         if self.dtype not in ("float32", "float64"):
             raise MfaeError(f"--dtype must be float32 or float64, got {self.dtype}")
         return self
@@ -94,7 +97,14 @@ def sgd_direction(activation: str, theta: torch.Tensor, x: torch.Tensor) -> torc
 
 
 class Stepper:
-    """In-place fused SGD steps with preallocated buffers (no allocation, no host sync per step)."""
+    """In-place fused SGD steps with preallocated buffers (no allocation, no host sync per step).
+
+    Per step (tanh): 4 BLAS calls and 3 elementwise kernels, 7 torch calls in all. Every view the
+    step needs (S, sigma'*P, A^T, Theta^T) is made once here, and `run` makes the per-step views of a
+    whole chunk of samples with three `unbind` calls, so the loop body does no Python-side tensor
+    bookkeeping: at the default sizes (B=8, N~2000, d~50) the per-call overhead is a sizeable part
+    of a step (see docs/performance.md).
+    """
 
     def __init__(self, activation: str, theta: torch.Tensor, batch: int, eps: float, lam: float):
         self.theta = theta
@@ -102,41 +112,114 @@ class Stepper:
         self.B, self.n, self.d = batch, n, d
         self.alpha = eps * d / batch
         self.beta = 1.0 - eps * lam
-        kw = dict(dtype=theta.dtype, device=theta.device)
-        self.U = torch.empty(batch, n, **kw)
-        self.A = torch.empty(2 * batch, n, **kw)  # [S ; sigma'(U) * P]
-        self.D = torch.empty(batch, n, **kw)      # sigma'(U)
-        self.ones = torch.ones(batch, n, **kw)
         self.activation = activation
+        kw = dict(dtype=theta.dtype, device=theta.device)
+        self.A = torch.empty(2 * batch, n, **kw)  # [S ; sigma'(U) * P]; U = X Theta^T is computed into S
+        self.D = torch.empty(batch, n, **kw)      # sigma'(U)
+        self._one = torch.ones(batch, n, **kw) if activation == "tanh" else None
+        self._step = self._build()
 
-    def _act(self, U: torch.Tensor, S: torch.Tensor, D: torch.Tensor) -> None:
+    def _build(self):
+        """The step as a closure over pre-made views and bound methods (fewest Python-side calls)."""
+        B, th = self.B, self.theta
+        thT, S, SP, AT, D, one = th.T, self.A[:B], self.A[B:], self.A.T, self.D, self._one
+        alpha, beta, ninv = self.alpha, self.beta, -1.0 / self.n
+        mm, addmm, th_update = torch.mm, torch.addmm, th.addmm_
         a = self.activation
         if a == "tanh":
-            torch.tanh(U, out=S)
-            torch.addcmul(self.ones, S, S, value=-1.0, out=D)
+            addcmul, S_tanh, SP_mul = torch.addcmul, S.tanh_, SP.mul_
+
+            def step(XE, X, E):
+                mm(X, thT, out=S)                                  # U = X Theta^T
+                S_tanh()                                           # S = tanh(U)
+                addcmul(one, S, S, value=-1.0, out=D)              # sigma'(U) = 1 - S^2
+                addmm(X, S, th, beta=1.0, alpha=ninv, out=E)       # E = X - S Theta / N
+                mm(E, thT, out=SP)                                 # P = E Theta^T
+                SP_mul(D)                                          # sigma'(U) * P
+                th_update(AT, XE, beta=beta, alpha=alpha)          # fused gradient + weight decay
+        elif a == "linear":  # sigma' = 1: no derivative buffer, no product
+            def step(XE, X, E):
+                mm(X, thT, out=S)
+                addmm(X, S, th, beta=1.0, alpha=ninv, out=E)
+                mm(E, thT, out=SP)
+                th_update(AT, XE, beta=beta, alpha=alpha)
         elif a == "relu":
-            torch.clamp(U, min=0, out=S)
-            torch.gt(U, 0, out=D)  # bool -> dtype cast by out
-        elif a == "linear":
-            S.copy_(U)
-            D.fill_(1.0)
-        else:  # erf
-            torch.erf(U, out=S)
-            torch.mul(U, U, out=D)
-            D.neg_().exp_().mul_(2.0 / math.sqrt(math.pi))
+            gt, S_clamp, SP_mul = torch.gt, S.clamp_, SP.mul_
+
+            def step(XE, X, E):
+                mm(X, thT, out=S)
+                gt(S, 0, out=D)                                    # sigma'(U) = 1[U > 0] (bool -> dtype)
+                S_clamp(min=0)
+                addmm(X, S, th, beta=1.0, alpha=ninv, out=E)
+                mm(E, thT, out=SP)
+                SP_mul(D)
+                th_update(AT, XE, beta=beta, alpha=alpha)
+        else:  # erf: sigma' = 2/sqrt(pi) exp(-U^2)
+            c = 2.0 / math.sqrt(math.pi)
+            mul, S_erf, SP_mul = torch.mul, S.erf_, SP.mul_
+            D_neg, D_exp, D_mul = D.neg_, D.exp_, D.mul_
+
+            def step(XE, X, E):
+                mm(X, thT, out=S)
+                mul(S, S, out=D)
+                D_neg()
+                D_exp()
+                D_mul(c)
+                S_erf()
+                addmm(X, S, th, beta=1.0, alpha=ninv, out=E)
+                mm(E, thT, out=SP)
+                SP_mul(D)
+                th_update(AT, XE, beta=beta, alpha=alpha)
+        return step
 
     def step(self, XE: torch.Tensor) -> None:
         """One step. XE is a (2B, d) buffer whose lower half holds the batch X; the upper half is
         overwritten with the residual E."""
-        B, th = self.B, self.theta
-        X, E = XE[B:], XE[:B]
-        S, SP = self.A[:B], self.A[B:]
-        torch.mm(X, th.T, out=self.U)
-        self._act(self.U, S, self.D)
-        torch.addmm(X, S, th, beta=1.0, alpha=-1.0 / self.n, out=E)   # E = X - S Theta / N
-        torch.mm(E, th.T, out=SP)                                     # P = E Theta^T
-        SP.mul_(self.D)
-        th.addmm_(self.A.T, XE, beta=self.beta, alpha=self.alpha)      # fused gradient + weight decay
+        B = self.B
+        self._step(XE, XE[B:], XE[:B])
+
+    def run(self, xe: torch.Tensor) -> None:
+        """Steps on each xe[j] in turn, j = 0..L-1, for an (L, 2B, d) chunk laid out as in `step`."""
+        B, f = self.B, self._step
+        for XE, X, E in zip(xe.unbind(0), xe[:, B:].unbind(0), xe[:, :B].unbind(0)):
+            f(XE, X, E)
+
+
+class CudaGraphRunner:
+    """Replays the Stepper's kernels from a CUDA graph (CUDA only).
+
+    One graph holds `group` consecutive steps reading a static (group, 2B, d) sample buffer; a chunk of
+    L steps is `L // group` times (copy the next samples into the buffer, replay), the remainder eagerly.
+    The kernels are the eager ones, so results equal the eager loop's. Warm-up runs on a side stream on a
+    zero buffer (as torch.cuda.graphs asks) and Theta is restored afterwards; capture itself runs nothing.
+    """
+
+    def __init__(self, stepper: Stepper, group: int = 16):
+        th = stepper.theta
+        self.stepper, self.G = stepper, group
+        self.static = torch.zeros(group, 2 * stepper.B, stepper.d, dtype=th.dtype, device=th.device)
+        backup = th.clone()
+        try:
+            side = torch.cuda.Stream(device=th.device)
+            side.wait_stream(torch.cuda.current_stream(th.device))
+            with torch.cuda.stream(side):
+                for _ in range(2):
+                    stepper.run(self.static)
+            torch.cuda.current_stream(th.device).wait_stream(side)
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph):
+                stepper.run(self.static)
+        finally:
+            th.copy_(backup)  # the warm-up steps must not count
+
+    def run(self, xe: torch.Tensor) -> None:
+        L, G, k = xe.shape[0], self.G, 0
+        while k + G <= L:
+            self.static.copy_(xe[k:k + G])
+            self.graph.replay()
+            k += G
+        if k < L:
+            self.stepper.run(xe[k:])
 
 
 # --- sampling ---------------------------------------------------------------------------------------
@@ -197,13 +280,15 @@ class Interrupted(Exception):
 
 def train(cfg: TrainConfig, data: dict, device: torch.device, *, checkpoint: Path | None = None,
           checkpoint_seconds: float = 300.0, progress: bool = True, stop_after_steps: int | None = None,
-          log=print) -> dict:
+          log=print, cuda_graph: bool = True) -> dict:
     """Run online SGD as in SPEC §2 and measure on the time grid (SPEC §4).
 
     `data` holds numpy arrays: eigenvector (d, m), eigenvalue (m,), group (m,), group_eigenvalue,
     group_fraction, and for real data x_train, x_test. Returns the measurement arrays and run info.
     With `checkpoint`, state is saved there every `checkpoint_seconds` and on SIGTERM/SIGINT, and a
     matching checkpoint found there is resumed. `stop_after_steps` simulates a kill (tests).
+    On CUDA the steps are replayed from a CUDA graph unless `cuda_graph=False` (eager fallback with a
+    logged warning if capture fails), and `cfg.tf32` allows TF32 matmuls. See docs/performance.md.
     """
     cfg.validate()
     dtype = getattr(torch, cfg.dtype)
@@ -246,6 +331,19 @@ def train(cfg: TrainConfig, data: dict, device: torch.device, *, checkpoint: Pat
     theta = state.theta
     stepper = Stepper(cfg.activation, theta, cfg.batch, eps, cfg.lam)
     B = cfg.batch
+    run_steps = stepper.run
+    tf32_before = None
+    if device.type == "cuda":
+        tf32_before = torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = bool(cfg.tf32)
+        if cuda_graph:
+            try:
+                run_steps = CudaGraphRunner(stepper, min(16, cfg.block_steps)).run
+            except Exception as exc:  # capture is best effort: the eager loop gives the same result
+                torch.cuda.synchronize(device)
+                log(f"warning: CUDA graph capture failed ({type(exc).__name__}: {exc}); running eagerly")
+                run_steps = stepper.run
+    xe_buf = torch.empty(cfg.block_steps, 2 * B, theta.shape[1], dtype=dtype, device=device)
     v_top = V[:, 0].to(torch.float64)
 
     def record(i: int) -> bool:
@@ -279,10 +377,9 @@ def train(cfg: TrainConfig, data: dict, device: torch.device, *, checkpoint: Pat
             # chunk boundaries depend only on the step, so a resumed run draws identical samples
             end = min((state.step // cfg.block_steps + 1) * cfg.block_steps, int(ksteps[state.next_measure]), total)
             L = end - state.step
-            xe = torch.empty(L, 2 * B, theta.shape[1], dtype=dtype, device=device)
+            xe = xe_buf[:L]
             xe[:, B:] = sampler.draw(L * B).view(L, B, -1)
-            for j in range(L):
-                stepper.step(xe[j])
+            run_steps(xe)
             state.step = end
             bar.update(L)
             if not bool(torch.isfinite(theta).all()):  # one host sync per chunk
@@ -300,6 +397,8 @@ def train(cfg: TrainConfig, data: dict, device: torch.device, *, checkpoint: Pat
                                           f"rerun the same command to resume")
     finally:
         bar.close()
+        if tf32_before is not None:
+            torch.backends.cuda.matmul.allow_tf32 = tf32_before
         for s, h in old.items():
             signal.signal(s, h)
     if device.type == "cuda":
