@@ -66,6 +66,7 @@ BAD = [
     (["data", "array", "--path", "{tmp}/corrupt.npy"], "npy"),
     (["data", "array", "--path", "{tmp}/missing.npy"], "not found"),
     (["data", "mnist", "--path", "{tmp}"], "MNIST"),
+    (["data", "mnist", "--path", "{tmp}/trunc"], "truncated"),
     (["meanfield", "--data", "{tmp}/notnc.nc"], "not a readable netCDF"),
     (["meanfield", "--data", "{tmp}/missing.nc"], "not found"),
     (["meanfield", "--data", "{D}", "--lam", -1], "lambda"),
@@ -83,6 +84,9 @@ def test_bad_input_is_one_clean_line(tmp_path, gdata, mfae_bin, args, match):
     np.save(tmp_path / "flat.npy", np.arange(5.0))
     (tmp_path / "corrupt.npy").write_bytes(b"\x93NUMPY garbage")
     (tmp_path / "notnc.nc").write_text("hello")
+    from test_data import write_idx
+    (tmp_path / "trunc").mkdir()
+    write_idx(tmp_path / "trunc" / "train-images-idx3-ubyte.gz", np.zeros((5, 4, 4)), truncate=3)
     out = tmp_path / "out.nc"
     args = [str(a).format(tmp=tmp_path, D=gdata / "D.nc") for a in args]
     p = run(mfae_bin, *args, "--out", out, ok=False)
@@ -110,5 +114,37 @@ def test_cli_kill_and_resume(gdata, mfae_bin, tmp_path):
     run(mfae_bin, *base, "--out", tmp_path / "r.nc")
     a, b = xr.open_dataset(tmp_path / "full.nc"), xr.open_dataset(tmp_path / "r.nc")
     for v in ("risk", "c", "gain", "projection", "learned_eigenvector"):
+        np.testing.assert_array_equal(a[v].values, b[v].values)
+    assert not (tmp_path / "r.nc.ckpt.pt").exists()
+
+
+def test_sigterm_saves_checkpoint_and_resume_is_identical(gdata, mfae_bin, tmp_path):
+    """A preempted job (SIGTERM) exits non-zero with a checkpoint and no output; rerunning resumes."""
+    import signal
+    import time
+
+    import threading
+
+    base = [mfae_bin, "train", "--data", str(gdata / "D.nc"), "--N", "1500", "--lr", "0.05", "--t-max", "150",
+            "--n-times", "5", "--threads", "1", "--block-steps", "64"]
+    out = tmp_path / "r.nc"
+    proc = subprocess.Popen([*base, "--out", str(out)], stderr=subprocess.PIPE, text=True)
+    chunks: list[str] = []
+    reader = threading.Thread(target=lambda: chunks.extend(iter(lambda: proc.stderr.read(1), "")), daemon=True)
+    reader.start()
+    t0 = time.time()
+    while "step" not in "".join(chunks) and time.time() - t0 < 60:  # the progress bar: inside the loop
+        time.sleep(0.1)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=120)
+    reader.join(timeout=10)
+    err = "".join(chunks)
+    assert proc.returncode == 3, err
+    assert "checkpoint saved" in err and not out.exists() and (tmp_path / "r.nc.ckpt.pt").exists()
+    run(mfae_bin, *base[1:], "--out", out)
+    run(mfae_bin, *base[1:], "--checkpoint-seconds", "-1", "--out", tmp_path / "full.nc")
+    a, b = xr.open_dataset(out), xr.open_dataset(tmp_path / "full.nc")
+    for v in ("risk", "c", "gain", "projection"):
         np.testing.assert_array_equal(a[v].values, b[v].values)
     assert not (tmp_path / "r.nc.ckpt.pt").exists()

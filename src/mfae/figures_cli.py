@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 
 from . import MfaeError
+from .cli import _floats  # the one parser of comma-separated numbers
 
 FIGURES = {
     "phases": "F1: risk and per-group gain vs time, SGD (mean ± sd per N) against the mean field",
@@ -19,16 +20,6 @@ FIGURES = {
     "realdata": "F5: real data: gains, risk and principal directions vs learned eigenvectors",
     "projections": "F6: histograms of the weights along the top direction vs the mean-field Gaussian",
 }
-
-
-def _floats(text: str) -> list[float]:
-    try:
-        vals = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-    if not vals:
-        raise argparse.ArgumentTypeError("expected at least one number")
-    return vals
 
 
 def _check_inputs(*paths) -> None:
