@@ -1,0 +1,211 @@
+"""Every optimised path of the trainer against the plain one (same seed -> same result to tolerance).
+
+No timed assertions: the speed itself is measured by bench/bench_train.py (docs/performance.md).
+"""
+
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from mfae.cli import build_parser
+from mfae.data import gaussian_data
+from mfae.measure import measure
+from mfae.reference import TiedAutoencoder, autograd_optimizer, autograd_step
+from mfae.train import (CudaGraphRunner, GaussianSampler, Stepper, TrainConfig, derived_seed, measure_steps,
+                        time_grid, train)
+
+ACTS = ["tanh", "relu", "linear", "erf"]
+TOL = {torch.float64: dict(rtol=1e-12, atol=1e-12), torch.float32: dict(rtol=1e-5, atol=1e-6)}
+
+
+def data_dict(ds):
+    d = {k: ds[k].values for k in ("eigenvector", "eigenvalue", "group_eigenvalue", "group_fraction")}
+    d["group"] = ds["component_group"].values
+    return d
+
+
+def legacy_step(activation, th, XE, B, eps, lam):
+    """The trainer's step as first written (separate U buffer, views made per step): the reference for
+    the closure-based Stepper, which must do the same arithmetic."""
+    n, d = th.shape
+    U = torch.mm(XE[B:], th.T)
+    u = U.clone()
+    if activation == "tanh":
+        S = torch.tanh(u)
+        D = torch.addcmul(torch.ones_like(S), S, S, value=-1.0)
+    elif activation == "relu":
+        S, D = torch.clamp(u, min=0), (u > 0).to(u.dtype)
+    elif activation == "linear":
+        S, D = u.clone(), torch.ones_like(u)
+    else:
+        S, D = torch.erf(u), torch.exp(-(u * u)) * (2.0 / math.sqrt(math.pi))
+    X = XE[B:]
+    E = torch.addmm(X, S, th, beta=1.0, alpha=-1.0 / n)
+    SP = torch.mm(E, th.T) * D
+    XE[:B] = E
+    th.mul_(1.0 - eps * lam).add_(torch.cat([S, SP]).T @ XE, alpha=eps * d / B)
+
+
+def batches(g, L, B, d, dtype):
+    return [torch.randn(B, d, generator=g, dtype=torch.float64).div_(d**0.5).to(dtype) for _ in range(L)]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("activation", ACTS)
+def test_stepper_run_equals_autograd_sgd(activation, dtype):
+    """Stepper.run over a chunk == mfae.reference (nn.Module + autograd + torch.optim.SGD), step by step."""
+    g = torch.Generator().manual_seed(11)
+    N, d, B, L, eps, lam = 120, 20, 6, 12, 0.02, 0.2
+    theta = (0.5 * torch.randn(N, d, generator=g, dtype=torch.float64)).to(dtype)
+    xs = batches(g, L, B, d, dtype)
+    model = TiedAutoencoder(theta, activation)
+    opt = autograd_optimizer(model, eps, lam)
+    for x in xs:
+        autograd_step(model, opt, x)
+    mine = theta.clone()
+    xe = torch.zeros(L, 2 * B, d, dtype=dtype)
+    xe[:, B:] = torch.stack(xs)
+    Stepper(activation, mine, B, eps, lam).run(xe)
+    torch.testing.assert_close(mine, model.theta.detach(), **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("activation", ACTS)
+def test_stepper_equals_legacy_step_and_run_equals_step(activation, dtype):
+    g = torch.Generator().manual_seed(12)
+    N, d, B, L, eps, lam = 90, 14, 5, 7, 0.03, 0.1
+    theta = (0.6 * torch.randn(N, d, generator=g, dtype=torch.float64)).to(dtype)
+    xe = torch.zeros(L, 2 * B, d, dtype=dtype)
+    xe[:, B:] = torch.stack(batches(g, L, B, d, dtype))
+    a, b, c = theta.clone(), theta.clone(), theta.clone()
+    Stepper(activation, a, B, eps, lam).run(xe.clone())
+    st = Stepper(activation, b, B, eps, lam)
+    xb = xe.clone()
+    for j in range(L):
+        st.step(xb[j])
+    xc = xe.clone()
+    for j in range(L):
+        legacy_step(activation, c, xc[j], B, eps, lam)
+    torch.testing.assert_close(a, b, rtol=0, atol=0)  # run() and step() are the same kernels
+    torch.testing.assert_close(a, c, **TOL[dtype])
+
+
+def plain_records(cfg: TrainConfig, data: dict) -> dict:
+    """train()'s run redone plainly: the same initial weights and sample chunks, one autograd+SGD step per
+    batch, the same measurements."""
+    dtype = getattr(torch, cfg.dtype)
+    V_np = data["eigenvector"]
+    d = V_np.shape[0]
+    eps = cfg.lr / d
+    total = math.ceil(cfg.t_max / eps - 1e-9)
+    ksteps = measure_steps(time_grid(cfg.t_max, cfg.n_times), eps, total)
+    V = torch.as_tensor(V_np, dtype=dtype)
+    sampler = GaussianSampler(V, torch.as_tensor(data["eigenvalue"], dtype=dtype), d,
+                              torch.Generator().manual_seed(derived_seed(cfg.seed, 1)))
+    tg = torch.Generator().manual_seed(derived_seed(cfg.test_seed, 2))
+    Vd = torch.as_tensor(V_np, dtype=torch.float64)
+    z = torch.randn(cfg.n_test, Vd.shape[1], generator=tg, dtype=torch.float64)
+    x_test = (z * torch.sqrt(torch.as_tensor(data["eigenvalue"]) / d)) @ Vd.T
+    g0 = torch.Generator().manual_seed(derived_seed(cfg.seed, 0))
+    theta0 = (cfg.r0 * torch.randn(cfg.N, d, generator=g0, dtype=torch.float64)).to(dtype)
+    model = TiedAutoencoder(theta0, cfg.activation)
+    opt = autograd_optimizer(model, eps, cfg.lam)
+    risk, c = [], []
+    step, nxt = 0, 0
+    while True:
+        while nxt < cfg.n_times and ksteps[nxt] == step:
+            m = measure(cfg.activation, model.theta.detach(), x_test, V, data["group"], data["group_eigenvalue"],
+                        data["group_fraction"])
+            risk.append(m["risk"])
+            c.append(m["c"])
+            nxt += 1
+        if step >= total:
+            break
+        end = min((step // cfg.block_steps + 1) * cfg.block_steps, int(ksteps[nxt]), total)
+        x = sampler.draw((end - step) * cfg.batch)
+        for j in range(end - step):
+            autograd_step(model, opt, x[j * cfg.batch:(j + 1) * cfg.batch])
+        step = end
+    return dict(risk=np.array(risk), c=np.array(c))
+
+
+@pytest.mark.parametrize("activation", ACTS)
+def test_train_equals_plain_autograd_loop(activation):
+    """The whole optimised train() (chunked samples, Stepper.run, reused buffers) == a plain loop, float64."""
+    data = data_dict(gaussian_data([3.0, 1.0, 0.3], [1, 1, 1], 12, rotate=True, seed=3))
+    cfg = TrainConfig(N=70, seed=2, activation=activation, lr=0.2, t_max=1.0, n_times=4, dtype="float64",
+                      block_steps=13, n_test=256)
+    res = train(cfg, data, torch.device("cpu"), progress=False)
+    ref = plain_records(cfg, data)
+    np.testing.assert_allclose(res["records"]["risk"], ref["risk"], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(res["records"]["c"], ref["c"], rtol=1e-10, atol=1e-12)
+
+
+def test_train_deterministic_and_flags_inert_on_cpu():
+    """Same seed -> identical output; cuda_graph / tf32 do nothing on CPU."""
+    data = data_dict(gaussian_data([4.0, 1.0, 0.25], [1, 1, 1], 12))
+    cfg = TrainConfig(N=64, seed=3, lr=0.2, t_max=1.0, n_times=5)
+    a = train(cfg, data, torch.device("cpu"), progress=False)
+    b = train(TrainConfig(N=64, seed=3, lr=0.2, t_max=1.0, n_times=5, tf32=True), data, torch.device("cpu"),
+              progress=False, cuda_graph=False)
+    for k in ("risk", "c", "gain", "projection"):
+        np.testing.assert_array_equal(a["records"][k], b["records"][k])
+
+
+def test_cli_flags():
+    p = build_parser()
+    base = ["train", "--data", "x.nc", "--N", "10", "--out", "o.nc"]
+    a = p.parse_args(base)
+    assert a.cuda_graph is True and a.tf32 is False
+    b = p.parse_args(base + ["--no-cuda-graph", "--tf32", "--threads", "1"])
+    assert b.cuda_graph is False and b.tf32 is True and b.threads == 1
+
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+@cuda
+@pytest.mark.parametrize("activation", ACTS)
+def test_cuda_graph_runner_equals_eager(activation):
+    dev = torch.device("cuda")
+    g = torch.Generator().manual_seed(5)
+    N, d, B, L = 256, 32, 8, 37  # 37 = 2 graph replays of 16 + 5 eager steps
+    theta = (0.4 * torch.randn(N, d, generator=g, dtype=torch.float64)).to(dev, torch.float32)
+    xe = torch.zeros(L, 2 * B, d, device=dev)
+    xe[:, B:] = torch.stack(batches(g, L, B, d, torch.float32)).to(dev)
+    a, b = theta.clone(), theta.clone()
+    Stepper(activation, a, B, 0.01, 0.1).run(xe.clone())
+    CudaGraphRunner(Stepper(activation, b, B, 0.01, 0.1), group=16).run(xe.clone())
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+@cuda
+def test_cuda_train_graph_equals_eager():
+    data = data_dict(gaussian_data([4.0, 1.0, 0.25], [1, 1, 1], 12))
+    cfg = TrainConfig(N=64, seed=3, lr=0.2, t_max=1.0, n_times=5, block_steps=40)
+    a = train(cfg, data, torch.device("cuda"), progress=False, cuda_graph=True)
+    b = train(cfg, data, torch.device("cuda"), progress=False, cuda_graph=False)
+    for k in ("risk", "c", "gain"):
+        np.testing.assert_allclose(a["records"][k], b["records"][k], rtol=1e-4, atol=1e-6)
+
+
+def test_bench_train_quick_prints_ratios(root):
+    p = subprocess.run([sys.executable, str(root / "bench" / "bench_train.py"), "--quick"], capture_output=True,
+                       text=True, timeout=300, cwd=root)
+    assert p.returncode == 0, p.stderr[-2000:]
+    out = p.stdout
+    for line in ("ratio mfae-step/autograd", "ratio mfae-step/matmul-bound", "ratio train()/plain-loop",
+                 "ratio peak-memory", "slope vs N:", "slope vs d:"):
+        assert line in out, out
+
+
+def test_bench_ode_runs(root):
+    p = subprocess.run([sys.executable, str(root / "bench" / "bench_ode.py"), "--groups", "20", "--t-max", "2",
+                        "--repeats", "1", "--activations", "tanh"], capture_output=True, text=True, timeout=300,
+                       cwd=root)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "ODE tanh" in p.stdout and "RHS evaluations" in p.stdout
