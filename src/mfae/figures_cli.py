@@ -36,35 +36,30 @@ def _report(paths) -> None:
 
 # --- handlers ---------------------------------------------------------------------------------------
 
-def cmd_phases(args: argparse.Namespace) -> int:
+def _runs_and_meanfields(args: argparse.Namespace, **load_kw):
+    """Check the output path and inputs, then load the train runs and the mean-field file(s)."""
     from . import figures as F
 
     F.check_out(args.out)
     _check_inputs(args.train, args.meanfield)
-    rs = F.load_runs(args.train)
-    (mf,) = F.load_meanfields([args.meanfield])
+    mf_paths = args.meanfield if isinstance(args.meanfield, list) else [args.meanfield]
+    return F, F.load_runs(args.train, **load_kw), F.load_meanfields(mf_paths)
+
+
+def cmd_phases(args: argparse.Namespace) -> int:
+    F, rs, (mf,) = _runs_and_meanfields(args)
     _report(F.plot_phases(rs, mf, args.out))
     return 0
 
 
 def cmd_shrinkage(args: argparse.Namespace) -> int:
-    from . import figures as F
-
-    F.check_out(args.out)
-    _check_inputs(args.train, args.meanfield)
-    rs = F.load_runs(args.train)
-    mfs = F.load_meanfields(args.meanfield)
+    F, rs, mfs = _runs_and_meanfields(args)
     _report(F.plot_shrinkage(rs, mfs, args.times, args.out, activation=args.activation))
     return 0
 
 
 def cmd_activations(args: argparse.Namespace) -> int:
-    from . import figures as F
-
-    F.check_out(args.out)
-    _check_inputs(args.train, args.meanfield)
-    rs = F.load_runs(args.train)
-    mfs = F.load_meanfields(args.meanfield)
+    F, rs, mfs = _runs_and_meanfields(args)
     _report(F.plot_activations(rs, mfs, args.out))
     return 0
 
@@ -91,12 +86,10 @@ def cmd_realdata(args: argparse.Namespace) -> int:
 
 
 def cmd_projections(args: argparse.Namespace) -> int:
-    from . import figures as F
+    from .figures import TRAIN_VARS
 
-    F.check_out(args.out)
-    _check_inputs(args.train, args.meanfield)
-    rs = F.load_runs(args.train, require=F.TRAIN_VARS + ("projection",), check=("risk", "gain", "projection"))
-    (mf,) = F.load_meanfields([args.meanfield])
+    F, rs, (mf,) = _runs_and_meanfields(args, require=TRAIN_VARS + ("projection",),
+                                        check=("risk", "gain", "projection"))
     _report(F.plot_projections(rs, mf, args.times, args.out, bins=args.bins))
     return 0
 
