@@ -185,3 +185,44 @@ def test_changing_a_figure_setting_reruns_only_figures(tiny_run, tmp_path):
     counts = job_counts(smk(wd, dump(cfg, tmp_path / "c.yaml"), "-n"))
     counts.pop("total", None)
     assert counts == {"figure_projections": 1, "all": 1}
+
+
+@pytest.mark.slow
+def test_preempted_training_job_is_retried_and_resumes(tmp_path):
+    """SIGTERM to a running `mfae train` job (a preemption): Snakemake's retry resumes it from its
+    checkpoint, and the result equals an uninterrupted run bit for bit."""
+    import signal
+    import time
+
+    cfg = load(ROOT / ".test" / "config.yaml")
+    for name, e in cfg["experiments"].items():
+        e["enabled"] = name == "phases"
+    ph = cfg["experiments"]["phases"]
+    ph.update(N=[1500], seeds=[0], lr=0.02, t_max=150)  # 90000 steps: several seconds
+    cfgfile = dump(cfg, tmp_path / "config.yaml")
+    cmd = [SNAKEMAKE, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(tmp_path), "--configfile",
+           str(cfgfile), "--cores", "1", "--retries", "1", "--until", "train"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV)
+    log = tmp_path / "results/logs/train/phases/tanh_lam0.1_d12_N1500_seed0.log"
+    t0, pid = time.time(), None
+    while time.time() - t0 < 120 and pid is None:
+        time.sleep(0.2)
+        if log.exists() and "step" in log.read_text():  # the progress bar: inside the step loop
+            ps = subprocess.run(["pgrep", "-f", "bin/mfae train .*N1500_seed0"], capture_output=True, text=True)
+            pid = int(ps.stdout.split()[0]) if ps.stdout.split() else None
+    assert pid is not None, "training job never started"
+    time.sleep(0.5)
+    os.kill(pid, signal.SIGTERM)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out[-3000:]
+    assert "resuming from checkpoint" in log.read_text()
+    result = tmp_path / "results/phases/train/tanh_lam0.1/d12/N1500_seed0.nc"
+    assert not result.with_name(result.name + ".ckpt.pt").exists()
+    ref = tmp_path / "ref.nc"
+    subprocess.run([str(Path(sys.executable).with_name("mfae")), "train", "--data",
+                    str(tmp_path / "results/phases/data/d12.nc"), "--N", "1500", "--seed", "0", "--lam", "0.1",
+                    "--r0", "0.3", "--lr", "0.02", "--t-max", "150", "--n-times", "5", "--threads", "1",
+                    "--device", "cpu", "--no-progress", "--out", str(ref)], check=True, capture_output=True)
+    a, b = xr.open_dataset(result), xr.open_dataset(ref)
+    for v in ("risk", "c", "gain", "projection"):
+        np.testing.assert_array_equal(a[v].values, b[v].values)
