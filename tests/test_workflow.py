@@ -226,3 +226,23 @@ def test_preempted_training_job_is_retried_and_resumes(tmp_path):
     a, b = xr.open_dataset(result), xr.open_dataset(ref)
     for v in ("risk", "c", "gain", "projection"):
         np.testing.assert_array_equal(a[v].values, b[v].values)
+
+
+def test_schema_documents_every_key():
+    """Every config key has a description; every optional setting has a default."""
+    schema = load(ROOT / "workflow" / "schemas" / "config.schema.yaml")
+    no_default = {"experiments.data", "data.source", "data.eigenvalues", "data.fractions", "data.rank", "data.path",
+                  "experiment.d", "experiment.N", "experiment.N_over_d", "experiment.data"}
+
+    def walk(node, where):
+        for key, sub in node.get("properties", {}).items():
+            if "$ref" in sub:
+                assert sub.get("description"), f"{where}.{key}"
+                continue
+            assert sub.get("description"), f"{where}.{key} lacks a description"
+            if f"{where}.{key}" not in no_default and key not in node.get("required", []):
+                assert "default" in sub, f"{where}.{key} lacks a default"
+            walk(sub, key)
+
+    walk(schema, "config")
+    walk(schema["$defs"]["experiment"], "experiment")
