@@ -4,8 +4,13 @@ from importlib.metadata import PackageNotFoundError, version as _version
 
 try:
     __version__ = _version("mfae")
-except PackageNotFoundError:  # running from a source tree without installation
-    __version__ = "0.0.0+unknown"
+except PackageNotFoundError:  # running from a source tree (e.g. the workflow's conda envs)
+    import re
+    from pathlib import Path
+
+    _pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    _m = re.search(r'^version = "([^"]+)"', _pyproject.read_text(), re.M) if _pyproject.exists() else None
+    __version__ = (_m.group(1) + "+src") if _m else "0.0.0+unknown"
 
 
 class MfaeError(Exception):

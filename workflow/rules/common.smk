@@ -1,10 +1,18 @@
 # Helpers shared by all stages (the experiment grid, output paths, and config checks that a
 # JSON schema cannot express). Everything here is plain Python on the validated config.
-# Jobs call the `mfae` CLI found on PATH: the activated .venv (`make` puts it first), or the
-# per-stage conda env with `--sdm conda`.
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake.settings.types import DeploymentMethod
+
+# How jobs call mfae. Normally the `mfae` CLI on PATH (the activated .venv; `make` puts it first).
+# With `--sdm conda` the per-stage envs hold only the dependencies (Snakemake copies env files
+# into .snakemake/conda/, so a relative `pip install -e ..` cannot find this checkout): jobs then
+# run this checkout's source with the env's python.
+if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method:
+    MFAE = f"PYTHONPATH={Path(workflow.basedir) / 'src'} python -m mfae"
+else:
+    MFAE = "mfae"
 
 R = config["results"]
 EXP = {name: e for name, e in config["experiments"].items() if e.get("enabled", True)}

@@ -11,6 +11,7 @@ rule convergence:
         table=report(f"{R}/{{exp}}/convergence_fits.csv", caption="../report/convergence_table.rst",
                      category="Convergence", labels={"experiment": "{exp}"}),
     params:
+        mfae=MFAE,
         tol=lambda w: EXP[w.exp].get("tol", 0.01),
         n_boot=lambda w: EXP[w.exp].get("n_boot", 1000),
     log:
@@ -20,6 +21,6 @@ rule convergence:
     conda:
         "../../envs/mfae.yaml"
     shell:
-        "mfae convergence --train {input.train} --meanfield {input.meanfield} --tol {params.tol}"
+        "{params.mfae} convergence --train {input.train} --meanfield {input.meanfield} --tol {params.tol}"
         " --n-boot {params.n_boot}"
         " --label {wildcards.exp} --out {output.nc} --table {output.table} > {log} 2>&1"

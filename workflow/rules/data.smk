@@ -5,6 +5,7 @@ rule data:
     output:
         f"{R}/{{exp}}/data/{{dkey}}.nc",
     params:
+        mfae=MFAE,
         args=data_args,
     log:
         f"{R}/logs/data/{{exp}}_{{dkey}}.log",
@@ -13,4 +14,4 @@ rule data:
     conda:
         "../../envs/mfae.yaml"
     shell:
-        "mfae data {params.args} --out {output} > {log} 2>&1"
+        "{params.mfae} data {params.args} --out {output} > {log} 2>&1"

@@ -8,6 +8,8 @@ rule figure_phases:
     output:
         png=report(f"{R}/figures/F1_phases.png", caption="../report/F1_phases.rst", category="Figures"),
         pdf=f"{R}/figures/F1_phases.pdf",
+    params:
+        mfae=MFAE,
     log:
         f"{R}/logs/figures/F1_phases.log",
     benchmark:
@@ -15,7 +17,7 @@ rule figure_phases:
     conda:
         "../../envs/figures.yaml"
     shell:
-        "mfae figures phases --train {input.train} --meanfield {input.meanfield} --out {output.png} > {log} 2>&1"
+        "{params.mfae} figures phases --train {input.train} --meanfield {input.meanfield} --out {output.png} > {log} 2>&1"
 
 
 rule figure_projections:
@@ -26,6 +28,7 @@ rule figure_projections:
         png=report(f"{R}/figures/F6_projections.png", caption="../report/F6_projections.rst", category="Figures"),
         pdf=f"{R}/figures/F6_projections.pdf",
     params:
+        mfae=MFAE,
         times=csv(config["figures"]["projection_times"]),
     log:
         f"{R}/logs/figures/F6_projections.log",
@@ -34,7 +37,7 @@ rule figure_projections:
     conda:
         "../../envs/figures.yaml"
     shell:
-        "mfae figures projections --train {input.train} --meanfield {input.meanfield} --times {params.times}"
+        "{params.mfae} figures projections --train {input.train} --meanfield {input.meanfield} --times {params.times}"
         " --out {output.png} > {log} 2>&1"
 
 
@@ -46,6 +49,7 @@ rule figure_shrinkage:
         png=report(f"{R}/figures/F2_shrinkage.png", caption="../report/F2_shrinkage.rst", category="Figures"),
         pdf=f"{R}/figures/F2_shrinkage.pdf",
     params:
+        mfae=MFAE,
         times=csv(config["figures"]["shrinkage_times"]),
         activation=lambda w: first("shrinkage", "activations"),
     log:
@@ -55,7 +59,7 @@ rule figure_shrinkage:
     conda:
         "../../envs/figures.yaml"
     shell:
-        "mfae figures shrinkage --train {input.train} --meanfield {input.meanfield} --times {params.times}"
+        "{params.mfae} figures shrinkage --train {input.train} --meanfield {input.meanfield} --times {params.times}"
         " --activation {params.activation} --out {output.png} > {log} 2>&1"
 
 
@@ -66,6 +70,8 @@ rule figure_activations:
     output:
         png=report(f"{R}/figures/F3_activations.png", caption="../report/F3_activations.rst", category="Figures"),
         pdf=f"{R}/figures/F3_activations.pdf",
+    params:
+        mfae=MFAE,
     log:
         f"{R}/logs/figures/F3_activations.log",
     benchmark:
@@ -73,7 +79,7 @@ rule figure_activations:
     conda:
         "../../envs/figures.yaml"
     shell:
-        "mfae figures activations --train {input.train} --meanfield {input.meanfield} --out {output.png} > {log} 2>&1"
+        "{params.mfae} figures activations --train {input.train} --meanfield {input.meanfield} --out {output.png} > {log} 2>&1"
 
 
 rule figure_convergence:
@@ -82,6 +88,8 @@ rule figure_convergence:
     output:
         png=report(f"{R}/figures/F4_convergence.png", caption="../report/F4_convergence.rst", category="Figures"),
         pdf=f"{R}/figures/F4_convergence.pdf",
+    params:
+        mfae=MFAE,
     log:
         f"{R}/logs/figures/F4_convergence.log",
     benchmark:
@@ -89,7 +97,7 @@ rule figure_convergence:
     conda:
         "../../envs/figures.yaml"
     shell:
-        "mfae figures convergence --convergence {input} --out {output.png} > {log} 2>&1"
+        "{params.mfae} figures convergence --convergence {input} --out {output.png} > {log} 2>&1"
 
 
 rule figure_realdata:
@@ -104,6 +112,7 @@ rule figure_realdata:
         summary=report(f"{R}/figures/F5_{{exp}}_summary.txt", caption="../report/F5_summary.rst",
                        category="Real data", labels={"data": "{exp}"}),
     params:
+        mfae=MFAE,
         times=csv(config["figures"]["realdata_times"]),
         n_images=config["figures"]["n_images"],
     log:
@@ -113,6 +122,6 @@ rule figure_realdata:
     conda:
         "../../envs/figures.yaml"
     shell:
-        "mfae figures realdata --data {input.data} --train {input.train} --meanfield {input.meanfield}"
+        "{params.mfae} figures realdata --data {input.data} --train {input.train} --meanfield {input.meanfield}"
         " --times {params.times} --n-images {params.n_images} --summary {output.summary}"
         " --out {output.png} > {log} 2>&1"

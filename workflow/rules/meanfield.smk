@@ -7,6 +7,7 @@ rule meanfield:
     output:
         f"{R}/{{exp}}/meanfield/{{act}}_lam{{lam}}/{{dkey}}.nc",
     params:
+        mfae=MFAE,
         r0=lambda w: EXP[w.exp]["r0"],
         t_max=lambda w: EXP[w.exp]["t_max"],
         n_times=config["meanfield"]["n_times"],
@@ -17,5 +18,5 @@ rule meanfield:
     conda:
         "../../envs/mfae.yaml"
     shell:
-        "mfae meanfield --data {input.data} --activation {wildcards.act} --lam {wildcards.lam}"
+        "{params.mfae} meanfield --data {input.data} --activation {wildcards.act} --lam {wildcards.lam}"
         " --r0 {params.r0} --t-max {params.t_max} --n-times {params.n_times} --out {output} > {log} 2>&1"

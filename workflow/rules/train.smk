@@ -9,6 +9,7 @@ rule train:
     output:
         f"{R}/{{exp}}/train/{{act}}_lam{{lam}}/{{dkey}}/N{{N}}_seed{{seed}}.nc",
     params:
+        mfae=MFAE,
         r0=lambda w: EXP[w.exp]["r0"],
         lr=lambda w: EXP[w.exp]["lr"],
         t_max=lambda w: EXP[w.exp]["t_max"],
@@ -30,7 +31,7 @@ rule train:
     shell:
         # A preempted/killed job leaves {output}.ckpt.pt (outside `output:`, so Snakemake keeps it
         # across `retries`); rerunning the same command resumes from it.
-        "mfae train --data {input.data} --N {wildcards.N} --seed {wildcards.seed}"
+        "{params.mfae} train --data {input.data} --N {wildcards.N} --seed {wildcards.seed}"
         " --activation {wildcards.act} --lam {wildcards.lam} --r0 {params.r0} --lr {params.lr}"
         " --batch {params.batch} --t-max {params.t_max} --n-times {params.n_times}"
         " --dtype {params.dtype} --device {params.device} --threads {threads}"
@@ -42,6 +43,8 @@ rule runs_table:
         all_train_files(),
     output:
         report(f"{R}/runs.csv", caption="../report/runs.rst", category="Runs"),
+    params:
+        mfae=MFAE,
     log:
         f"{R}/logs/runs_table.log",
     benchmark:
@@ -49,4 +52,4 @@ rule runs_table:
     conda:
         "../../envs/mfae.yaml"
     shell:
-        "mfae summary --train {input} --out {output} > {log} 2>&1"
+        "{params.mfae} summary --train {input} --out {output} > {log} 2>&1"
