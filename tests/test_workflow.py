@@ -246,3 +246,15 @@ def test_schema_documents_every_key():
 
     walk(schema, "config")
     walk(schema["$defs"]["experiment"], "experiment")
+
+
+def test_userdata_array_experiment_builds(tmp_path):
+    np.save(tmp_path / "X.npy", np.random.default_rng(0).standard_normal((50, 6)))
+    cfg = load(ROOT / ".test" / "config.yaml")
+    cfg["experiments"]["userdata"] = dict(data=dict(source="array", path=str(tmp_path / "X.npy")),
+                                          N=[20], seeds=[0], t_max=1)
+    counts = job_counts(smk(tmp_path, dump(cfg, tmp_path / "c.yaml"), "-n"))
+    assert counts["figure_realdata"] == 2  # digits and userdata
+    cfg["experiments"]["userdata"]["data"]["path"] = str(tmp_path / "missing.npy")
+    p = smk(tmp_path, dump(cfg, tmp_path / "c2.yaml"), "-n", check=False)
+    assert p.returncode != 0 and "experiments.userdata.data.path" in p.stdout + p.stderr

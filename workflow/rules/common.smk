@@ -111,7 +111,7 @@ def all_targets():
     if "convergence" in EXP or "convergence_lowrank" in EXP:
         out += figure("F4_convergence")
         out += [f"{R}/{x}/convergence_fits.csv" for x in ("convergence", "convergence_lowrank") if x in EXP]
-    out += [p for x in ("digits", "mnist") if x in EXP for p in figure(f"F5_{x}")]
+    out += [p for x in ("digits", "mnist", "userdata") if x in EXP for p in figure(f"F5_{x}")]
     return out
 
 
