@@ -93,7 +93,7 @@ class Case:
 
     def compiled(self):
         """torch.compile of a functional step (new tensors each step, as compiled code wants)."""
-        B, N, alpha, beta = self.B, self.N, self.eps * self.d / self.B, 1.0 - self.eps * LAM
+        N, alpha, beta = self.N, self.eps * self.d / self.B, 1.0 - self.eps * LAM
 
         def fstep(th, x):
             s = torch.tanh(x @ th.T)

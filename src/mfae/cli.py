@@ -232,11 +232,7 @@ def _add_train(sub) -> None:
 
 def cmd_summary(args: argparse.Namespace) -> None:
     """One CSV row per training run: parameters, final risk, divergence, cost."""
-    import csv
-    import os
-    import tempfile
-
-    from .io import publish, read_dataset
+    from .io import read_dataset, write_csv
 
     rows = []
     for path in args.train:
@@ -249,13 +245,7 @@ def cmd_summary(args: argparse.Namespace) -> None:
                          diverged_step=a.get("diverged_step", -1), steps=a.get("steps"),
                          wall_seconds=round(float(a.get("wall_seconds", float("nan"))), 3), device=a.get("device"),
                          file=str(path)))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=args.out.parent, prefix=f".{args.out.name}.")
-    with os.fdopen(fd, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["file"])
-        w.writeheader()
-        w.writerows(rows)
-    publish(tmp, args.out)
+    write_csv(rows, list(rows[0]), args.out)
     n_div = sum(r["diverged"] for r in rows)
     print(f"wrote {args.out}: {len(rows)} runs, {n_div} diverged")
 

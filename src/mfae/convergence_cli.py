@@ -6,13 +6,10 @@ Plugged into `mfae.cli` through `add_parser(sub)`; the numerics live in `mfae.co
 from __future__ import annotations
 
 import argparse
-import csv
-import os
-import tempfile
 from pathlib import Path
 
 from . import MfaeError
-from .io import publish
+from .io import write_csv
 from .convergence import METRICS
 
 TABLE_COLUMNS = ("label", "metric", "a", "b", "alpha", "alpha_lo", "alpha_hi", "n_runs", "n_excluded")
@@ -39,19 +36,9 @@ def parse_tol(text: str) -> float | dict[str, float]:
 
 
 def _write_table(rows: list[dict], path: Path) -> None:
-    """Write the fits CSV atomically (temp file in the same folder, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=TABLE_COLUMNS)
-            w.writeheader()
-            for r in rows:
-                w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items() if k in TABLE_COLUMNS})
-        publish(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write the fits CSV atomically, floats to 6 significant digits."""
+    write_csv([{k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows],
+              TABLE_COLUMNS, path)
 
 
 def cmd_convergence(args: argparse.Namespace) -> int:

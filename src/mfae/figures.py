@@ -13,7 +13,6 @@ measurements although it did not diverge) is left out and named in a small annot
 from __future__ import annotations
 
 import os
-import tempfile
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ import numpy as np
 import xarray as xr
 
 from . import MfaeError
-from .io import publish, __version__
+from .io import atomic_output, __version__
 
 DPI = 150
 SUMMARY_TOP = 8  # directions compared in the real-data summary line
@@ -64,20 +63,13 @@ def save_figure(fig, out: str | os.PathLike) -> list[Path]:
 
     png = check_out(out)
     pdf = png.with_suffix(".pdf")
-    png.parent.mkdir(parents=True, exist_ok=True)
     software = f"mfae {__version__}"
-    tmps: list[str] = []
     try:
-        for path, fmt, meta in ((png, "png", {"Software": software}), (pdf, "pdf", {"Creator": software})):
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp.{fmt}", dir=path.parent)
-            os.close(fd)
-            tmps.append(tmp)
-            fig.savefig(tmp, format=fmt, dpi=DPI, metadata=meta)
-        publish(tmps[0], png)
-        publish(tmps[1], pdf)
+        # both are rendered before either is renamed into place
+        with atomic_output(png, suffix=".tmp.png") as tp, atomic_output(pdf, suffix=".tmp.pdf") as tq:
+            fig.savefig(tp, format="png", dpi=DPI, metadata={"Software": software})
+            fig.savefig(tq, format="pdf", dpi=DPI, metadata={"Creator": software})
     finally:
-        for tmp in tmps:
-            Path(tmp).unlink(missing_ok=True)
         plt.close(fig)
     return [png, pdf]
 

@@ -66,7 +66,7 @@ def cmd_activations(args: argparse.Namespace) -> int:
 
 def cmd_realdata(args: argparse.Namespace) -> int:
     from . import figures as F
-    from .io import read_dataset
+    from .io import read_dataset, write_text
 
     F.check_out(args.out)
     _check_inputs(args.data, args.train, args.meanfield)
@@ -75,11 +75,7 @@ def cmd_realdata(args: argparse.Namespace) -> int:
     (mf,) = F.load_meanfields([args.meanfield])
     paths, line = F.plot_realdata(data, rs, mf, args.times, args.out, n_images=args.n_images)
     if args.summary is not None:
-        args.summary.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.summary.with_name(f".{args.summary.name}.tmp")
-        tmp.write_text(line + "\n")
-        tmp.replace(args.summary)
-        paths = [*paths, args.summary]
+        paths = [*paths, write_text(line + "\n", args.summary)]
     print(line)
     _report(paths)
     return 0

@@ -125,8 +125,6 @@ def plot_convergence(results: Sequence[xr.Dataset], out: Path, metric: str = "ex
         if "metric" not in ds.coords or metric not in list(ds["metric"].values):
             raise ValueError(f"convergence dataset lacks metric {metric!r}")
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    pdf = out.with_suffix(".pdf")
     with matplotlib.rc_context():
         sns.set_theme(context="paper", style="whitegrid")
         ncol = len(results)

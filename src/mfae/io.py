@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
 import tempfile
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import xarray as xr
@@ -51,32 +53,49 @@ def provenance(stage: str, params: Mapping[str, Any]) -> dict[str, Any]:
     return attrs
 
 
-def publish(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
-    """Move a finished temp file into place atomically, with the usual (umask) permissions.
+@contextmanager
+def atomic_output(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[str]:
+    """Yield a temp file name in `path`'s folder; on success move it into place atomically.
 
-    mkstemp creates files readable by the owner only; outputs should be as readable as any file."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    os.replace(tmp, path)
-
-
-def write_dataset(ds: xr.Dataset, path: str | os.PathLike) -> Path:
-    """Write `ds` to `path` atomically: a temp file in the same folder, then rename.
-
-    A crash or kill mid-write never leaves a partial netCDF at `path`.
+    The one way mfae writes an output: a crash or kill mid-write never leaves a partial file at
+    `path` (the temp file is removed), and the result gets the usual (umask) permissions rather than
+    mkstemp's owner-only ones.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     try:
-        ds.to_netcdf(tmp, engine="netcdf4")
-        publish(tmp, path)
-    except BaseException:
+        yield tmp
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    finally:
         Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+
+
+def write_dataset(ds: xr.Dataset, path: str | os.PathLike) -> Path:
+    """Write `ds` to `path` atomically (see `atomic_output`)."""
+    with atomic_output(path) as tmp:
+        ds.to_netcdf(tmp, engine="netcdf4")
+    return Path(path)
+
+
+def write_csv(rows: Sequence[Mapping[str, Any]], fieldnames: Sequence[str], path: str | os.PathLike) -> Path:
+    """Write dict rows as CSV atomically; keys outside `fieldnames` are left out."""
+    with atomic_output(path) as tmp, open(tmp, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(fieldnames), extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    return Path(path)
+
+
+def write_text(text: str, path: str | os.PathLike) -> Path:
+    """Write a text file atomically."""
+    with atomic_output(path) as tmp:
+        Path(tmp).write_text(text)
+    return Path(path)
 
 
 def read_dataset(path: str | os.PathLike, kind: str = "dataset", require: tuple[str, ...] = ()) -> xr.Dataset:

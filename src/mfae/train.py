@@ -11,7 +11,6 @@ eps = lr/d, mean-field time t = k*eps.
 from __future__ import annotations
 
 import math
-import os
 import signal
 import sys
 import time
@@ -24,6 +23,7 @@ from tqdm import tqdm
 
 from . import MfaeError
 from .activations import check_activation, sigma_and_derivative
+from .io import atomic_output
 from .measure import measure, second_moment_modes
 
 
@@ -422,9 +422,8 @@ def _save_checkpoint(path: Path, cfg: TrainConfig, data: dict, state: RunState, 
     payload = dict(fingerprint=_fingerprint(cfg, data), theta=state.theta.detach().cpu().clone(), step=state.step,
                    next_measure=state.next_measure, records=state.records, wall_seconds=state.wall_seconds,
                    sample_rng=gen.get_state().cpu())
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        torch.save(payload, tmp)
 
 
 def _load_checkpoint(path: Path, cfg: TrainConfig, data: dict) -> RunState | None:
