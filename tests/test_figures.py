@@ -15,6 +15,7 @@ import xarray as xr
 from mfae import figures as F
 from mfae.cli import main
 from mfae.io import read_dataset, write_dataset
+from mfae.meanfield import closed_form_gain
 
 
 def _run(*argv: str) -> int:
@@ -186,8 +187,8 @@ def test_save_figure_is_atomic(tmp_path, monkeypatch):
 
 def test_mf_interpolation_and_fixed_points():
     s = np.array([0.25, 1.0, 4.0])
-    assert np.allclose(F.linear_fixed_point(s, 1.0), [0, 0.5, 0.875])
-    assert np.allclose(F.relu_fixed_point(s, 1.0), [0, 0, 0.75])
+    assert np.allclose(closed_form_gain("linear", s, 1.0), [0, 0.5, 0.875])
+    assert np.allclose(closed_form_gain("relu", s, 1.0), [0, 0, 0.75])
     mf = xr.Dataset(dict(gain=(("time", "group"), np.array([[0.0, 0.0], [1.0, 2.0]]))), coords=dict(time=[0.0, 2.0]))
     assert np.allclose(F.mf_at(mf, "gain", 0.5), [0.25, 0.5])
     with pytest.raises(F.MfaeError):

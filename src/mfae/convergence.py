@@ -26,6 +26,7 @@ import xarray as xr
 from scipy.optimize import least_squares
 
 from . import MfaeError
+from .io import attr
 
 METRICS: tuple[str, ...] = ("excess_risk", "gain_error")
 METRIC_LONG_NAMES = {
@@ -47,14 +48,6 @@ STATUS_MISSING, STATUS_USED, STATUS_DIVERGED, STATUS_NONFINITE = 0, 1, 2, 3
 
 
 # --- per-run errors ---------------------------------------------------------------------------
-
-def _attr(ds: xr.Dataset, *names: str) -> Any:
-    for n in names:
-        if n in ds.attrs:
-            v = ds.attrs[n]
-            return v.item() if isinstance(v, np.generic) else v
-    return None
-
 
 def run_errors(train_ds: xr.Dataset, meanfield_ds: xr.Dataset) -> dict[str, float]:
     """Distance of one finite-N run to the mean-field ODE (SPEC §5).
@@ -412,10 +405,10 @@ def match_meanfield(train_ds: xr.Dataset, meanfields: Sequence[tuple[str, xr.Dat
 
     Raises MfaeError if none or several (with different content) match.
     """
-    d = _attr(train_ds, "d")
-    act = _attr(train_ds, "param_activation")
-    lam = _attr(train_ds, "param_lam")
-    r0 = _attr(train_ds, "param_r0")
+    d = attr(train_ds, "d")
+    act = attr(train_ds, "param_activation")
+    lam = attr(train_ds, "param_lam")
+    r0 = attr(train_ds, "param_r0")
 
     def same(x: Any, y: Any) -> bool:
         if x is None or y is None:
@@ -425,12 +418,12 @@ def match_meanfield(train_ds: xr.Dataset, meanfields: Sequence[tuple[str, xr.Dat
         return bool(np.isclose(float(x), float(y), rtol=1e-9, atol=1e-12))
 
     hits = [(name, m) for name, m in meanfields
-            if _attr(m, "d") is not None and d is not None and int(_attr(m, "d")) == int(d)
-            and same(act, _attr(m, "param_activation")) and same(lam, _attr(m, "param_lam"))
-            and same(r0, _attr(m, "param_r0"))]
+            if attr(m, "d") is not None and d is not None and int(attr(m, "d")) == int(d)
+            and same(act, attr(m, "param_activation")) and same(lam, attr(m, "param_lam"))
+            and same(r0, attr(m, "param_r0"))]
     if not hits:
-        have = ", ".join(f"{name} (d={_attr(m, 'd')}, activation={_attr(m, 'param_activation')}, "
-                         f"lam={_attr(m, 'param_lam')}, r0={_attr(m, 'param_r0')})" for name, m in meanfields)
+        have = ", ".join(f"{name} (d={attr(m, 'd')}, activation={attr(m, 'param_activation')}, "
+                         f"lam={attr(m, 'param_lam')}, r0={attr(m, 'param_r0')})" for name, m in meanfields)
         raise MfaeError(f"no mean-field file matches {train_name} (d={d}, activation={act}, lam={lam}, r0={r0}); "
                         f"given: {have}")
     if len(hits) > 1:
@@ -462,7 +455,7 @@ def collect_runs(trains: Iterable[tuple[str, xr.Dataset]], meanfields: Sequence[
     first: dict[str, tuple[Any, str]] = {}
     for name, ds in trains:
         for key in _SHARED_SETTINGS:
-            v = _attr(ds, key)
+            v = attr(ds, key)
             if v is None:
                 continue
             if key not in first:
@@ -470,15 +463,15 @@ def collect_runs(trains: Iterable[tuple[str, xr.Dataset]], meanfields: Sequence[
             elif str(first[key][0]) != str(v):
                 raise MfaeError(f"train runs differ in {key.removeprefix('param_')} ({first[key][1]}: {first[key][0]}, "
                                 f"{name}: {v}); one convergence study varies only d, N and seed")
-        missing = [k for k in ("d", "param_N", "param_seed") if _attr(ds, k) is None]
+        missing = [k for k in ("d", "param_N", "param_seed") if attr(ds, k) is None]
         if missing:
             raise MfaeError(f"train file {name} lacks attr(s) {', '.join(missing)}; was it written by `mfae train`?")
-        d, N, seed = int(_attr(ds, "d")), int(_attr(ds, "param_N")), int(_attr(ds, "param_seed"))
+        d, N, seed = int(attr(ds, "d")), int(attr(ds, "param_N")), int(attr(ds, "param_seed"))
         key3 = (d, N, seed)
         if key3 in seen:
             raise MfaeError(f"train files {seen[key3]} and {name} are the same run (d={d}, N={N}, seed={seed})")
         seen[key3] = name
-        diverged = bool(int(_attr(ds, "diverged") or 0))
+        diverged = bool(int(attr(ds, "diverged") or 0))
         mname, mds = match_meanfield(ds, meanfields, f"train file {name}")
         rec = dict(file=name, meanfield_file=mname, d=d, N=N, seed=seed, diverged=diverged)
         if diverged:

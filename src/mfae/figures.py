@@ -22,7 +22,8 @@ import numpy as np
 import xarray as xr
 
 from . import MfaeError
-from .io import atomic_output, __version__
+from .io import atomic_output, attr, __version__
+from .meanfield import closed_form_gain
 
 DPI = 150
 SUMMARY_TOP = 8  # directions compared in the real-data summary line
@@ -120,19 +121,12 @@ TRAIN_VARS = ("risk", "gain", "c", "group_eigenvalue")
 MF_VARS = ("risk", "gain", "c", "group_eigenvalue")
 
 
-def _attr(ds: xr.Dataset, name: str, default=None):
-    v = ds.attrs.get(name, default)
-    if isinstance(v, np.generic):
-        v = v.item()
-    return v
-
-
 def run_from_dataset(ds: xr.Dataset, path: str = "", check: Sequence[str] = ("risk", "gain")) -> Run:
     """Wrap a train dataset; mark it excluded if it diverged or has non-finite values in `check`."""
-    run = Run(ds=ds, path=str(path), N=int(_attr(ds, "param_N", 0) or 0), seed=int(_attr(ds, "param_seed", 0) or 0),
-              activation=str(_attr(ds, "param_activation", "") or ""),
-              lam=float(_attr(ds, "param_lam", np.nan)), r0=float(_attr(ds, "param_r0", np.nan)))
-    if int(_attr(ds, "diverged", 0) or 0) == 1:
+    run = Run(ds=ds, path=str(path), N=int(attr(ds, "param_N", 0) or 0), seed=int(attr(ds, "param_seed", 0) or 0),
+              activation=str(attr(ds, "param_activation", "") or ""),
+              lam=float(attr(ds, "param_lam", np.nan)), r0=float(attr(ds, "param_r0", np.nan)))
+    if int(attr(ds, "diverged", 0) or 0) == 1:
         run.problem = "diverged"
     else:
         bad = [v for v in check if v in ds and not np.all(np.isfinite(ds[v].values))]
@@ -175,7 +169,7 @@ def load_meanfields(paths: Iterable[str | os.PathLike], require: tuple[str, ...]
 
 
 def mf_key(mf: xr.Dataset) -> tuple[str, float]:
-    return str(_attr(mf, "param_activation")), float(_attr(mf, "param_lam"))
+    return str(attr(mf, "param_activation")), float(attr(mf, "param_lam"))
 
 
 def same_lam(a: float, b: float) -> bool:
@@ -185,7 +179,7 @@ def same_lam(a: float, b: float) -> bool:
 def check_match(run: Run, mf: xr.Dataset) -> None:
     """A run compared with a mean-field file must share its model and spectrum groups."""
     act, lam = mf_key(mf)
-    r0 = float(_attr(mf, "param_r0", np.nan))
+    r0 = float(attr(mf, "param_r0", np.nan))
     where = f"train file {run.path} ({run.label()})"
     mfp = mf.attrs.get("_path", "meanfield file")
     if run.activation != act:
@@ -290,16 +284,6 @@ def log_y(ax) -> None:
     ax.yaxis.set_minor_formatter(fmt)
 
 
-def linear_fixed_point(s: np.ndarray, lam: float) -> np.ndarray:
-    """Linear activation: a = (1 - lambda/(2 s))_+ (SPEC §3)."""
-    return np.clip(1.0 - lam / (2.0 * s), 0.0, None)
-
-
-def relu_fixed_point(s: np.ndarray, lam: float) -> np.ndarray:
-    """ReLU activation: a = (1 - lambda/s)_+ (SPEC §3)."""
-    return np.clip(1.0 - lam / s, 0.0, None)
-
-
 def half_time(t: np.ndarray, a: np.ndarray) -> float | None:
     """First time the curve a(t) reaches half-way from a(0) to its final value (None if flat)."""
     a0, a1 = a[0], a[-1]
@@ -400,7 +384,7 @@ def plot_phases(rs: RunSet, mf: xr.Dataset, out: str | os.PathLike) -> list[Path
                        label=f"SGD N={N}, mean ± sd") for i, N in enumerate(Ns)]
     handles.append(Line2D([], [], color="0.3", lw=0.8, ls=":", label="half-way time (MF)"))
     fig.legend(handles=handles, loc="outside right center", frameon=True)
-    fig.suptitle(f"Phases of feature learning: {act}, λ = {lam:g}, d = {_attr(mf, 'd', '?')}", fontsize=9)
+    fig.suptitle(f"Phases of feature learning: {act}, λ = {lam:g}, d = {attr(mf, 'd', '?')}", fontsize=9)
     annotate_excluded(fig, rs)
     return save_figure(fig, out)
 
@@ -486,7 +470,7 @@ def plot_shrinkage(rs: RunSet, mfs: Sequence[xr.Dataset], times: Sequence[float]
                             capsize=1.5, elinewidth=0.8)
         if s_all:
             sg = _s_grid(np.concatenate(s_all))
-            ax.plot(sg, linear_fixed_point(sg, lam), color="0.35", ls="--", lw=1.0)
+            ax.plot(sg, closed_form_gain("linear", sg, lam), color="0.35", ls="--", lw=1.0)
         log_x(ax, np.concatenate(s_all) if s_all else None)
         ax.set_title(f"λ = {lam:g}" + ("" if mf is not None else " (no mean-field file)"))
         ax.set_xlabel("eigenvalue $s$ (dimensionless)")
@@ -567,8 +551,8 @@ def plot_activations(rs: RunSet, mfs: Sequence[xr.Dataset], out: str | os.PathLi
                 any_sgd = True
         if s_all:
             sg = _s_grid(np.concatenate(s_all))
-            ax.plot(sg, linear_fixed_point(sg, lam), color=acol.get("linear", "0.4"), ls="--", lw=1.0)
-            ax.plot(sg, relu_fixed_point(sg, lam), color=acol.get("relu", "0.6"), ls="--", lw=1.0)
+            ax.plot(sg, closed_form_gain("linear", sg, lam), color=acol.get("linear", "0.4"), ls="--", lw=1.0)
+            ax.plot(sg, closed_form_gain("relu", sg, lam), color=acol.get("relu", "0.6"), ls="--", lw=1.0)
         if shrink:
             txt = "mean MF shrinkage $1-a$:\n" + "\n".join(f"{a}: {v:.3f}" for a, v in shrink.items())
             ax.text(0.97, 0.03, txt, transform=ax.transAxes, va="bottom", ha="right", fontsize=6.5,
@@ -666,7 +650,7 @@ def plot_realdata(data: xr.Dataset, rs: RunSet, mf: xr.Dataset, times: Sequence[
                         f"({mf.sizes['group']} groups vs {ncomp} components)")
     for r in rs.ok:
         check_match(r, mf)
-    name = str(_attr(data, "name", "real data"))
+    name = str(attr(data, "name", "real data"))
     d = int(data.sizes["feature"])
     s = data["eigenvalue"].values
     comp_order = np.argsort(-s)
@@ -765,8 +749,8 @@ def plot_realdata(data: xr.Dataset, rs: RunSet, mf: xr.Dataset, times: Sequence[
         if j == 0:
             ax2.set_ylabel("learned", fontsize=7)
     run0 = f" (run {rs.ok[0].label()})" if rs.ok else ""
-    sf_top.suptitle(f"{name}: mean field vs SGD ({_attr(mf, 'param_activation')}, "
-                    f"λ = {_attr(mf, 'param_lam'):g}, d = {d})", fontsize=9)
+    sf_top.suptitle(f"{name}: mean field vs SGD ({attr(mf, 'param_activation')}, "
+                    f"λ = {attr(mf, 'param_lam'):g}, d = {d})", fontsize=9)
     sf_img.suptitle(f"(c) top principal directions $v_j$ of the data (gain $a$ of SGD at $t$ = {T:g}, MF in "
                     f"brackets)\nand top eigenvectors $u_j$ of $(1/N)\\sum_i \\theta_i\\theta_i^T${run0}",
                     fontsize=8)

@@ -98,6 +98,12 @@ def write_text(text: str, path: str | os.PathLike) -> Path:
     return Path(path)
 
 
+def attr(ds: xr.Dataset, name: str, default: Any = None) -> Any:
+    """An attribute as a plain Python value (netCDF returns numpy scalars), or `default` if absent."""
+    v = ds.attrs.get(name, default)
+    return v.item() if isinstance(v, np.generic) else v
+
+
 def read_dataset(path: str | os.PathLike, kind: str = "dataset", require: tuple[str, ...] = ()) -> xr.Dataset:
     """Open a netCDF written by mfae, loading it into memory, with clear errors for bad input."""
     path = Path(path)

@@ -64,15 +64,21 @@ def risk(spec: Spectrum, gain: np.ndarray) -> np.ndarray:
     return 0.5 * np.sum(spec.fraction * spec.eigenvalue * (1.0 - gain) ** 2, axis=-1)
 
 
-def fixed_point_gain(activation: str, spec: Spectrum, lam: float) -> np.ndarray:
-    """Closed-form t -> infinity gains: linear (1 - lam/(2s))_+, relu (1 - lam/s)_+ (SPEC §3)."""
-    s = spec.eigenvalue
+def closed_form_gain(activation: str, s: np.ndarray, lam: float) -> np.ndarray:
+    """Closed-form t -> infinity gain at eigenvalue(s) s: linear (1 - lam/(2s))_+, relu (1 - lam/s)_+
+    (SPEC §3)."""
+    s = np.asarray(s, dtype=np.float64)
     with np.errstate(divide="ignore"):
         if activation == "linear":
             return np.clip(1.0 - lam / (2.0 * s), 0.0, None)
         if activation == "relu":
             return np.clip(1.0 - lam / s, 0.0, None)
     raise MfaeError(f"no closed-form fixed point for activation {activation!r}")
+
+
+def fixed_point_gain(activation: str, spec: Spectrum, lam: float) -> np.ndarray:
+    """The closed-form fixed point on every group of a spectrum (see `closed_form_gain`)."""
+    return closed_form_gain(activation, spec.eigenvalue, lam)
 
 
 def integrate_reduced_ode(activation: str, spec: Spectrum, lam: float, r0: float,
