@@ -23,6 +23,7 @@ import xarray as xr
 
 from . import MfaeError
 from .meanfield import Spectrum
+from .measure import principal_axes
 
 NULL_TOL = 1e-9  # eigenvalues below NULL_TOL * max(eigenvalue) count as zero-variance directions
 
@@ -154,10 +155,7 @@ def real_data(x: np.ndarray, name: str, test_fraction: float = 0.2, seed: int = 
         raise MfaeError(f"{name}: all training rows are identical; there is no variance to learn")
     xtr, xte = xtr / scale, xte / scale
     cov = xtr.T @ xtr / xtr.shape[0]
-    s, V = np.linalg.eigh(d * cov)
-    order = np.argsort(s)[::-1]
-    s, V = s[order], V[:, order]
-    V = V * np.where(V[np.argmax(np.abs(V), axis=0), np.arange(d)] < 0, -1.0, 1.0)  # deterministic signs
+    s, V = principal_axes(d * cov)
     keep = s > NULL_TOL * s[0]
     s, V = s[keep], V[:, keep]
     ncomp = s.size

@@ -52,13 +52,18 @@ def measure(activation: str, theta: torch.Tensor, x_test: torch.Tensor, V: torch
     return dict(risk=float(r), c=c, gain=gain, q=float(np.sum(sw * c)), p=float(np.sum(sw * (1 - gain) * c)))
 
 
+def principal_axes(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenpairs of a symmetric matrix by decreasing eigenvalue, each eigenvector's largest-magnitude
+    entry made positive so that results are deterministic (eigh's signs are arbitrary)."""
+    w, v = np.linalg.eigh(m)
+    order = np.argsort(w)[::-1]
+    w, v = w[order], v[:, order]
+    return w, v * np.where(v[np.argmax(np.abs(v), axis=0), np.arange(v.shape[1])] < 0, -1.0, 1.0)
+
+
 @torch.no_grad()
 def second_moment_modes(theta: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Top-k eigenpairs of the learned weights' second moment (1/N) sum_i theta_i theta_i^T."""
     th = theta.to(torch.float64)
-    m = (th.T @ th / th.shape[0]).cpu().numpy()
-    w, v = np.linalg.eigh(m)
-    order = np.argsort(w)[::-1][:k]
-    v = v[:, order]
-    v = v * np.where(v[np.argmax(np.abs(v), axis=0), np.arange(v.shape[1])] < 0, -1.0, 1.0)
-    return w[order], v
+    w, v = principal_axes((th.T @ th / th.shape[0]).cpu().numpy())
+    return w[:k], v[:, :k]
