@@ -141,3 +141,10 @@ def data_args(w):
 
 def first(exp, key):
     return EXP[exp][key][0]
+
+
+def first_model_runs(exp):
+    """Inputs of a one-model figure: the train files and the mean-field file of the experiment's
+    first activation and lambda."""
+    act, lam = first(exp, "activations"), first(exp, "lams")
+    return dict(train=train_files(exp, act, lam), meanfield=meanfield_files(exp, act, lam)[0])

@@ -3,8 +3,7 @@
 
 rule figure_phases:
     input:
-        train=lambda w: train_files("phases", first("phases", "activations"), first("phases", "lams")),
-        meanfield=lambda w: meanfield_files("phases", first("phases", "activations"), first("phases", "lams"))[0],
+        unpack(lambda w: first_model_runs("phases")),
     output:
         png=report(f"{R}/figures/F1_phases.png", caption="../report/F1_phases.rst", category="Figures"),
         pdf=f"{R}/figures/F1_phases.pdf",
@@ -22,8 +21,7 @@ rule figure_phases:
 
 rule figure_projections:
     input:
-        train=lambda w: train_files("phases", first("phases", "activations"), first("phases", "lams")),
-        meanfield=lambda w: meanfield_files("phases", first("phases", "activations"), first("phases", "lams"))[0],
+        unpack(lambda w: first_model_runs("phases")),
     output:
         png=report(f"{R}/figures/F6_projections.png", caption="../report/F6_projections.rst", category="Figures"),
         pdf=f"{R}/figures/F6_projections.pdf",
@@ -102,9 +100,8 @@ rule figure_convergence:
 
 rule figure_realdata:
     input:
+        unpack(lambda w: first_model_runs(w.exp)),
         data=lambda w: f"{R}/{w.exp}/data/real.nc",
-        train=lambda w: train_files(w.exp, first(w.exp, "activations"), first(w.exp, "lams")),
-        meanfield=lambda w: meanfield_files(w.exp, first(w.exp, "activations"), first(w.exp, "lams"))[0],
     output:
         png=report(f"{R}/figures/F5_{{exp}}.png", caption="../report/F5_realdata.rst", category="Figures",
                    labels={"figure": "F5", "data": "{exp}"}),
