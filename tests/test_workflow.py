@@ -139,6 +139,16 @@ def test_end_to_end_outputs(tiny_run):
     assert (res / "logs/train/phases").is_dir() and (res / "benchmarks/train/phases").is_dir()
 
 
+def planned_after(tiny_run, tmp_path, edit) -> dict[str, int]:
+    """Jobs a dry run plans on the finished tiny study after `edit(cfg)` changed its config."""
+    wd, cfgfile = tiny_run
+    cfg = load(cfgfile)
+    edit(cfg)
+    counts = job_counts(smk(wd, dump(cfg, tmp_path / "c.yaml"), "-n"))
+    counts.pop("total", None)
+    return counts
+
+
 @pytest.mark.slow
 def test_nothing_reruns_when_nothing_changed(tiny_run):
     wd, cfgfile = tiny_run
@@ -147,43 +157,28 @@ def test_nothing_reruns_when_nothing_changed(tiny_run):
 
 @pytest.mark.slow
 def test_changing_one_lambda_reruns_only_that_experiment(tiny_run, tmp_path):
-    wd, cfgfile = tiny_run
-    cfg = load(cfgfile)
-    cfg["experiments"]["phases"]["lams"] = [0.2]
-    counts = job_counts(smk(wd, dump(cfg, tmp_path / "c.yaml"), "-n"))
-    counts.pop("total", None)
+    counts = planned_after(tiny_run, tmp_path, lambda cfg: cfg["experiments"]["phases"].update(lams=[0.2]))
     assert counts == {"train": 4, "meanfield": 1, "figure_phases": 1, "figure_projections": 1, "runs_table": 1,
                       "all": 1}
 
 
 @pytest.mark.slow
 def test_changing_a_shared_value_of_one_experiment_reruns_its_jobs_only(tiny_run, tmp_path):
-    wd, cfgfile = tiny_run
-    cfg = load(cfgfile)
-    cfg["experiments"]["shrinkage"]["r0"] = 0.4  # same paths, new params: the params trigger
-    counts = job_counts(smk(wd, dump(cfg, tmp_path / "c.yaml"), "-n"))
-    counts.pop("total", None)
+    # same paths, new params: the params trigger
+    counts = planned_after(tiny_run, tmp_path, lambda cfg: cfg["experiments"]["shrinkage"].update(r0=0.4))
     assert counts == {"train": 2, "meanfield": 2, "figure_shrinkage": 1, "figure_activations": 1, "runs_table": 1,
                       "all": 1}
 
 
 @pytest.mark.slow
 def test_adding_one_n_trains_only_the_new_runs(tiny_run, tmp_path):
-    wd, cfgfile = tiny_run
-    cfg = load(cfgfile)
-    cfg["experiments"]["phases"]["N"] = [20, 60, 100]
-    counts = job_counts(smk(wd, dump(cfg, tmp_path / "c.yaml"), "-n"))
-    counts.pop("total", None)
+    counts = planned_after(tiny_run, tmp_path, lambda cfg: cfg["experiments"]["phases"].update(N=[20, 60, 100]))
     assert counts == {"train": 2, "figure_phases": 1, "figure_projections": 1, "runs_table": 1, "all": 1}
 
 
 @pytest.mark.slow
 def test_changing_a_figure_setting_reruns_only_figures(tiny_run, tmp_path):
-    wd, cfgfile = tiny_run
-    cfg = load(cfgfile)
-    cfg["figures"]["projection_times"] = [0, 2]
-    counts = job_counts(smk(wd, dump(cfg, tmp_path / "c.yaml"), "-n"))
-    counts.pop("total", None)
+    counts = planned_after(tiny_run, tmp_path, lambda cfg: cfg["figures"].update(projection_times=[0, 2]))
     assert counts == {"figure_projections": 1, "all": 1}
 
 
