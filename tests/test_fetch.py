@@ -1,0 +1,235 @@
+"""mfae.fetch against a local HTTP server on 127.0.0.1 (never the internet).
+
+The official base URLs are replaced by routes of the local server and any non-loopback connection
+fails the test. The real-data cases serve Debian's re-compressed Fashion-MNIST files from disk
+(`apt-get install dataset-fashion-mnist`); most cases use only the two small labels files.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import http.server
+import socket
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from mfae import MfaeError
+from mfae.fetch import DATASETS, Pin, fetch, verify
+
+DEBIAN = Path("/usr/share/datasets/fashion-mnist")
+FILES = list(DATASETS["fashion-mnist"][1])
+LABELS = ["train-labels-idx1-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
+needs_debian = pytest.mark.skipif(
+    not all((DEBIAN / f).is_file() for f in FILES),
+    reason=f"Debian Fashion-MNIST files missing in {DEBIAN}: apt-get install dataset-fashion-mnist",
+)
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    """Serve `server.routes[path]`: ("file", Path), ("bytes", data[, declared length]), ("stall", s); else 404."""
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        self.server.hits[self.path] += 1
+        spec = self.server.routes.get(self.path)
+        if spec is None:
+            self.send_error(404)
+            return
+        kind = spec[0]
+        if kind == "file":
+            data = spec[1].read_bytes()
+            declared = len(data)
+        elif kind == "bytes":
+            data = spec[1]
+            declared = spec[2] if len(spec) > 2 else len(data)
+        else:  # "stall": headers, then silence longer than the client's timeout
+            self.send_response(200)
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            time.sleep(spec[1])
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(declared))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture(autouse=True)
+def loopback_only(monkeypatch):
+    """Fail any connection to a host other than 127.0.0.1/localhost."""
+    real = socket.create_connection
+
+    def guarded(address, *args, **kwargs):
+        assert address[0] in ("127.0.0.1", "localhost"), f"test tried to reach {address[0]}"
+        return real(address, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "create_connection", guarded)
+
+
+@pytest.fixture
+def server():
+    """A threaded HTTP server on 127.0.0.1 (port 0) with `routes`, `hits` and `url` (its base URL)."""
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    srv.daemon_threads = True
+    srv.routes, srv.hits = {}, Counter()
+    srv.url = f"http://127.0.0.1:{srv.server_address[1]}"
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+@pytest.fixture
+def closed_url() -> str:
+    """A base URL on a loopback port nobody listens on."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/"
+
+
+def _official(monkeypatch, server, files=FILES) -> None:
+    """Make the local /official/ route fashion-mnist's only official source, limited to `files`."""
+    pins = {f: DATASETS["fashion-mnist"][1][f] for f in files}
+    monkeypatch.setitem(DATASETS, "fashion-mnist", ((server.url + "/official/",), pins))
+
+
+def _serve(server, prefix: str, files=FILES) -> None:
+    for f in files:
+        server.routes[f"/{prefix}/{f}"] = ("file", DEBIAN / f)
+
+
+def _leftovers(dest: Path) -> list[str]:
+    return sorted(p.name for p in dest.iterdir())
+
+
+def test_verify_accepts_official_bytes_or_content(tmp_path):
+    raw = b"\x00\x00\x08\x01\x00\x00\x00\x03\x01\x02\x03"
+    gz = tmp_path / "x.gz"
+    gz.write_bytes(gzip.compress(raw, mtime=0))
+    data = gz.read_bytes()
+    official = Pin(hashlib.md5(data).hexdigest(), hashlib.sha256(data).hexdigest(), "0" * 64)
+    assert verify(gz, official) is None  # byte-identical official file
+    content = Pin("0" * 32, "0" * 64, hashlib.sha256(raw).hexdigest())
+    gz.write_bytes(gzip.compress(raw, compresslevel=1, mtime=123))
+    assert verify(gz, content) is None  # re-compressed, same content
+    gz.write_bytes(gzip.compress(raw[:-1] + b"\x04"))
+    assert verify(gz, content) == "checksum mismatch"
+    gz.write_bytes(data[:-5])
+    assert verify(gz, content) == "truncated gzip stream"
+    gz.write_bytes(raw)
+    assert verify(gz, content).startswith("not a valid gzip file")
+
+
+def test_unknown_dataset(tmp_path):
+    with pytest.raises(MfaeError, match="unknown dataset 'cifar'"):
+        fetch("cifar", tmp_path)
+
+
+@needs_debian
+def test_recompressed_real_files_verify_and_rerun_skips(monkeypatch, server, tmp_path):
+    from mfae.data import load_mnist
+
+    _official(monkeypatch, server)
+    _serve(server, "official")
+    dest = tmp_path / "fm"
+    paths = fetch("fashion-mnist", dest, progress=False)
+    assert paths == [dest / f for f in FILES]
+    assert all(p.read_bytes() == (DEBIAN / p.name).read_bytes() for p in paths)
+    assert _leftovers(dest) == sorted(FILES)  # no temp files
+    train, test = load_mnist(dest)
+    assert train.shape == (60000, 784) and test.shape == (10000, 784)
+    assert sum(server.hits.values()) == 4
+
+    assert fetch("fashion-mnist", dest, progress=False) == paths  # rerun: all verified, no request
+    assert sum(server.hits.values()) == 4
+
+    (dest / LABELS[1]).write_bytes(b"garbage")  # a present file failing verification is fetched again
+    fetch("fashion-mnist", dest, progress=False)
+    assert server.hits[f"/official/{LABELS[1]}"] == 2 and sum(server.hits.values()) == 5
+    assert (dest / LABELS[1]).read_bytes() == (DEBIAN / LABELS[1]).read_bytes()
+
+
+@needs_debian
+def test_corrupted_copy_fails_checksum_and_leaves_no_file(monkeypatch, server, tmp_path):
+    _official(monkeypatch, server, LABELS)
+    _serve(server, "official", LABELS[:1])  # train labels are fine; t10k labels 404 there
+    raw = bytearray(gzip.decompress((DEBIAN / LABELS[1]).read_bytes()))
+    raw[8] ^= 1  # one label flipped
+    server.routes[f"/bad/{LABELS[1]}"] = ("bytes", gzip.compress(bytes(raw)))
+    with pytest.raises(MfaeError) as err:
+        fetch("fashion-mnist", tmp_path, mirrors=[server.url + "/bad"], progress=False)
+    msg = str(err.value)
+    assert "\n" not in msg and LABELS[1] in msg and "checksum" in msg and "HTTP 404" in msg
+    assert _leftovers(tmp_path) == [LABELS[0]]  # verified file kept, no partial or temp file
+
+
+@needs_debian
+@pytest.mark.parametrize(
+    "cut, reason",
+    [("declared", "truncated transfer"), ("gzip", "truncated gzip stream")],
+)
+def test_truncated_download_fails(monkeypatch, server, tmp_path, cut, reason):
+    _official(monkeypatch, server, LABELS[:1])
+    data = (DEBIAN / LABELS[0]).read_bytes()
+    # "declared": Content-Length says more than is sent; "gzip": a consistent but cut gzip stream
+    server.routes[f"/official/{LABELS[0]}"] = ("bytes", data[:-1000]) + ((len(data),) if cut == "declared" else ())
+    with pytest.raises(MfaeError, match=reason):
+        fetch("fashion-mnist", tmp_path, progress=False)
+    assert _leftovers(tmp_path) == []
+
+
+def test_http_404_and_closed_port(monkeypatch, server, closed_url, tmp_path):
+    _official(monkeypatch, server, LABELS[:1])  # nothing served: 404
+    with pytest.raises(MfaeError) as err:
+        fetch("fashion-mnist", tmp_path, mirrors=[closed_url], progress=False)
+    msg = str(err.value)
+    assert "\n" not in msg and "cannot connect" in msg and "HTTP 404" in msg
+    assert server.hits[f"/official/{LABELS[0]}"] == 1
+    assert _leftovers(tmp_path) == []
+
+
+def test_timeout_moves_on(monkeypatch, server, tmp_path):
+    _official(monkeypatch, server, LABELS[:1])
+    server.routes[f"/slow/{LABELS[0]}"] = ("stall", 2.0)
+    t0 = time.monotonic()
+    with pytest.raises(MfaeError, match="timed out"):
+        fetch("fashion-mnist", tmp_path, mirrors=[server.url + "/slow/"], progress=False, timeout=0.3)
+    assert time.monotonic() - t0 < 1.5
+    assert server.hits[f"/official/{LABELS[0]}"] == 1  # the official location was still tried
+
+
+@needs_debian
+def test_later_mirror_works_after_broken_ones(monkeypatch, server, closed_url, tmp_path):
+    _official(monkeypatch, server, LABELS)
+    _serve(server, "good", LABELS)
+    mirrors = [closed_url, server.url + "/missing", server.url + "/good/"]
+    paths = fetch("fashion-mnist", tmp_path, mirrors=mirrors, progress=True)
+    assert [p.name for p in paths] == LABELS and _leftovers(tmp_path) == sorted(LABELS)
+    assert all(server.hits[f"/missing/{f}"] == 1 and server.hits[f"/good/{f}"] == 1 for f in LABELS)
+    assert not any(k.startswith("/official/") for k in server.hits)
+
+
+@needs_debian
+def test_debian_files_verify_against_pins():
+    """The pinned decompressed checksums hold for Debian's copy (re-compressed, so not byte-identical)."""
+    for f in LABELS:  # the images files are covered by the real-files fetch test
+        assert verify(DEBIAN / f, DATASETS["fashion-mnist"][1][f]) is None
+        assert hashlib.md5((DEBIAN / f).read_bytes()).hexdigest() != DATASETS["fashion-mnist"][1][f].gz_md5
+
+
+def test_checksum_table_is_well_formed():
+    for dataset, (urls, pins) in DATASETS.items():
+        assert urls and all(u.endswith("/") for u in urls)
+        assert sorted(pins) == sorted(FILES)
+        for pin in pins.values():
+            assert len(pin.gz_md5) == 32 and len(pin.gz_sha256) == len(pin.raw_sha256) == 64
+            assert all(c in "0123456789abcdef" for c in pin.gz_md5 + pin.gz_sha256 + pin.raw_sha256)
