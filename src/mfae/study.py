@@ -1,0 +1,355 @@
+"""The study's experiment grid, in plain Python (no Snakemake): which experiments run, their data
+files and N values, every output path, the `mfae data` arguments, which figure shows which
+experiments, every training job as a row, and the config checks a JSON schema cannot express.
+
+The workflow (workflow/rules/common.smk) and `mfae plan` both build on this module. Functions take
+the config dict (config.yaml, after the schema in workflow/schemas/config.schema.yaml); defaults
+the schema fills in are applied here too, so a config read straight from YAML works as well.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from mfae import MfaeError
+
+REAL_SOURCES = ("digits", "mnist", "array")
+REAL_EXPERIMENTS = ("digits", "mnist", "userdata")  # each gets its own figure F5_<name>
+SEED_MAX = 2**32 - 1  # the schema's bounds: seeds for numpy/torch, sizes well inside int64
+SIZE_MAX = 2**31 - 1
+
+# Defaults of the schema (tests/test_study.py checks they agree with it).
+EXPERIMENT_DEFAULTS: dict[str, Any] = dict(enabled=True, activations=["tanh"], lams=[0.1], r0=0.3, lr=0.12,
+                                           t_max=6, seeds=[0], n_boot=1000, tol=0.01)
+DATA_DEFAULTS: dict[str, Any] = dict(rotate=False, seed=0, test_fraction=0.2, max_samples=0)
+SECTION_DEFAULTS: dict[str, dict[str, Any]] = {
+    "train": dict(device="auto", dtype="float32", batch=8, n_times=25, checkpoint_seconds=300),
+    "meanfield": dict(n_times=200),
+    "figures": dict(shrinkage_times=[1, 3, 10], realdata_times=[0.5, 1, 4], projection_times=[0, 1, 3, 6],
+                    n_images=8),
+}
+
+
+class ConfigError(MfaeError):
+    """An invalid study config; the message starts with the offending key (experiments.phases.d: ...)."""
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One figure: the experiments it shows (it is drawn when any is enabled) and what it reads."""
+
+    experiments: tuple[str, ...]
+    reads: str  # first_model | first_activation | all (train + meanfield files) | convergence
+    times: str | None = None  # key under `figures:` of the times it shows (each <= t_max)
+    data: bool = False  # also reads the experiment's data file
+
+
+FIGURES: dict[str, Figure] = {
+    "F1_phases": Figure(("phases",), "first_model"),
+    "F2_shrinkage": Figure(("shrinkage",), "first_activation", "shrinkage_times"),
+    "F3_activations": Figure(("shrinkage",), "all"),
+    "F4_convergence": Figure(("convergence", "convergence_lowrank"), "convergence"),
+    **{f"F5_{x}": Figure((x,), "first_model", "realdata_times", data=True) for x in REAL_EXPERIMENTS},
+    "F6_projections": Figure(("phases",), "first_model", "projection_times"),
+}
+
+
+# --- the grid ---------------------------------------------------------------------------------
+
+def fmt(v: Any) -> str:
+    """A number as it appears in paths and on the command line (0.1, not 0.10000)."""
+    return format(v, "g") if isinstance(v, float) else str(v)
+
+
+def csv(values: Iterable[Any]) -> str:
+    return ",".join(fmt(v) for v in values)
+
+
+def section(config: dict, name: str) -> dict[str, Any]:
+    """A top-level settings block (train, meanfield, figures) with the schema's defaults."""
+    return {**SECTION_DEFAULTS[name], **(config.get(name) or {})}
+
+
+def results(config: dict) -> str:
+    return config.get("results", "results")
+
+
+def experiment(config: dict, name: str) -> dict[str, Any]:
+    """One experiment's settings with the schema's defaults."""
+    e = config["experiments"][name]
+    return {**EXPERIMENT_DEFAULTS, **e, "data": {**DATA_DEFAULTS, **e["data"]}}
+
+
+def experiments(config: dict) -> dict[str, dict[str, Any]]:
+    """The enabled experiments, in config order, with defaults."""
+    out = {name: experiment(config, name) for name in (config.get("experiments") or {})}
+    return {name: e for name, e in out.items() if e["enabled"]}
+
+
+def is_real(e: dict) -> bool:
+    return e["data"]["source"] in REAL_SOURCES
+
+
+def dkeys(config: dict, exp: str) -> list[str]:
+    """Data files of an experiment: one per d (d48, ...) or a single 'real' one."""
+    e = experiment(config, exp)
+    return ["real"] if is_real(e) else [f"d{d}" for d in e["d"]]
+
+
+def n_values(config: dict, exp: str, dkey: str) -> list[int]:
+    """N of an experiment's data file: its N list, or round(ratio * d) (at least 1) for N_over_d."""
+    e = experiment(config, exp)
+    if "N_over_d" in e:
+        return sorted({max(1, round(r * int(dkey[1:]))) for r in e["N_over_d"]})
+    return list(e["N"])
+
+
+def train_files(config: dict, exp: str, act: str | None = None, lam: float | None = None) -> list[str]:
+    """Training outputs of an experiment (optionally one activation and/or lambda)."""
+    return [j["path"] for j in _train_jobs(config, exp) if act in (None, j["activation"]) and lam in (None, j["lam"])]
+
+
+def meanfield_files(config: dict, exp: str, act: str | None = None, lam: float | None = None) -> list[str]:
+    """Mean-field outputs of an experiment (optionally one activation and/or lambda)."""
+    e, r = experiment(config, exp), results(config)
+    return [f"{r}/{exp}/meanfield/{a}_lam{fmt(lm)}/{k}.nc"
+            for a in e["activations"] if act in (None, a)
+            for lm in e["lams"] if lam in (None, lm) for k in dkeys(config, exp)]
+
+
+def all_train_files(config: dict) -> list[str]:
+    return [j["path"] for j in train_jobs(config)]
+
+
+def data_args(config: dict, exp: str, dkey: str) -> str:
+    """The `mfae data` arguments of one experiment's data file: only its own config values."""
+    d = experiment(config, exp)["data"]
+    src = d["source"]
+    if src in REAL_SOURCES:
+        a = src + (f" --path {d['path']}" if src in ("mnist", "array") else "")
+        return a + f" --test-fraction {fmt(d['test_fraction'])} --seed {d['seed']} --max-samples {d['max_samples']}"
+    dim = int(dkey[1:])
+    if src == "gaussian":
+        a = f"gaussian --eigenvalues {csv(d['eigenvalues'])} --fractions {csv(d['fractions'])} --d {dim}"
+    else:  # lowrank: eigenvalue d/r on r directions, 0 on the rest, so E||x||^2 = 1
+        r = d["rank"]
+        a = f"gaussian --eigenvalues {fmt(dim / r)},0 --fractions {r},{dim - r} --d {dim}"
+    return a + (" --rotate" if d["rotate"] else "") + f" --seed {d['seed']}"
+
+
+def real_dimension(data: dict) -> int | None:
+    """d of a real-data source when known without running `mfae data` (None otherwise)."""
+    if data["source"] == "digits":
+        return 64
+    if data["source"] == "mnist":
+        return 784
+    path = Path(data.get("path", ""))
+    try:
+        if path.suffix == ".npy":
+            import numpy as np
+
+            shape = np.load(path, mmap_mode="r").shape
+            return int(shape[1]) if len(shape) == 2 else None
+        with open(path) as f:
+            return len(f.readline().split(","))
+    except (OSError, ValueError):
+        return None
+
+
+def _train_jobs(config: dict, exp: str) -> list[dict[str, Any]]:
+    e, t, r = experiment(config, exp), section(config, "train"), results(config)
+    real_d = real_dimension(e["data"]) if is_real(e) else None
+    return [dict(experiment=exp, activation=a, lam=lm, d=real_d if k == "real" else int(k[1:]), N=n, seed=s,
+                 r0=e["r0"], lr=e["lr"], t_max=e["t_max"], batch=t["batch"], n_times=t["n_times"],
+                 dtype=t["dtype"], device=t["device"], data=k,
+                 path=f"{r}/{exp}/train/{a}_lam{fmt(lm)}/{k}/N{n}_seed{s}.nc")
+            for a in e["activations"] for lm in e["lams"]
+            for k in dkeys(config, exp) for n in n_values(config, exp, k) for s in e["seeds"]]
+
+
+def train_jobs(config: dict) -> list[dict[str, Any]]:
+    """Every training job of the study, one row each: experiment, activation, lam, d (None for real
+    data of unknown width), N, seed, r0, lr, t_max, batch, n_times, dtype, device, data (the data
+    key: d48 or real) and path (the output file)."""
+    return [j for exp in experiments(config) for j in _train_jobs(config, exp)]
+
+
+# --- figures ----------------------------------------------------------------------------------
+
+def figure_experiments(config: dict, stem: str) -> list[str]:
+    """The enabled experiments a figure shows ([]: the figure is not drawn)."""
+    enabled = experiments(config)
+    return [x for x in FIGURES[stem].experiments if x in enabled]
+
+
+def figure_activation(config: dict, stem: str) -> str | None:
+    """The activation of a figure's runs when it reads one model or one activation."""
+    xs = figure_experiments(config, stem)
+    return experiment(config, xs[0])["activations"][0] if xs else None
+
+
+def figure_inputs(config: dict, stem: str) -> dict[str, Any]:
+    """Input files of a figure by name (train, meanfield, data or convergence); empty lists when the
+    figure is not drawn."""
+    fig, r = FIGURES[stem], results(config)
+    xs = figure_experiments(config, stem)
+    if fig.reads == "convergence":
+        return dict(convergence=[f"{r}/{x}/convergence.nc" for x in xs])
+    out: dict[str, Any] = dict(train=[], meanfield=[])
+    for x in xs:
+        e = experiment(config, x)
+        act = e["activations"][0] if fig.reads in ("first_model", "first_activation") else None
+        lam = e["lams"][0] if fig.reads == "first_model" else None
+        out["train"] += train_files(config, x, act, lam)
+        out["meanfield"] += meanfield_files(config, x, act, lam)
+    if fig.reads == "first_model":  # one model: one mean-field file
+        out["meanfield"] = out["meanfield"][0] if out["meanfield"] else []
+    if fig.data:
+        out["data"] = [f"{r}/{x}/data/real.nc" for x in xs]
+    return out
+
+
+def figure_files(config: dict, stem: str) -> list[str]:
+    r = results(config)
+    return [f"{r}/figures/{stem}.png", f"{r}/figures/{stem}.pdf"]
+
+
+def targets(config: dict) -> list[str]:
+    """What the study produces: the runs table, every figure whose experiments run, and the
+    convergence fit tables."""
+    r = results(config)
+    out = [f"{r}/runs.csv"]
+    for stem, fig in FIGURES.items():
+        xs = figure_experiments(config, stem)
+        if xs:
+            out += figure_files(config, stem)
+        if fig.reads == "convergence":
+            out += [f"{r}/{x}/convergence_fits.csv" for x in xs]
+    return out
+
+
+# --- reading and checking a config -------------------------------------------------------------
+
+def _check_unique_keys(node: yaml.Node, key: str = "") -> None:
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for k, v in node.value:
+            name = f"{key}.{k.value}" if key else str(k.value)
+            line = k.start_mark.line + 1
+            if k.value in seen:
+                raise ConfigError(f"{name}: duplicate key (lines {seen[k.value]} and {line} of {k.start_mark.name}); "
+                                  "YAML would silently keep only the last one")
+            seen[k.value] = line
+            _check_unique_keys(v, name)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, v in enumerate(node.value):
+            _check_unique_keys(v, f"{key}[{i}]")
+
+
+def read_yaml(path: str | Path) -> Any:
+    """A YAML file; a key given twice in one mapping raises ConfigError naming its full key and
+    lines (plain YAML loaders, Snakemake's too, silently keep the last value)."""
+    with open(path) as f:
+        node = yaml.compose(f, Loader=yaml.SafeLoader)
+    if node is not None:
+        _check_unique_keys(node)
+    with open(path) as f:
+        return yaml.safe_load(f)
+
+
+def load_config(*paths: str | Path, check_paths: bool = True) -> dict:
+    """Config files merged as Snakemake merges them (later files override, recursively), then
+    checked with check_config (the JSON schema is checked by the workflow: a dry run)."""
+    config: dict = {}
+    for p in paths:
+        _merge(config, read_yaml(p) or {})
+    check_config(config, check_paths=check_paths)
+    return config
+
+
+def _merge(a: dict, b: dict) -> None:
+    for k, v in b.items():
+        if isinstance(v, dict) and isinstance(a.get(k), dict):
+            _merge(a[k], v)
+        else:
+            a[k] = v
+
+
+def _nonfinite(node: Any, key: str) -> Iterable[str]:
+    if isinstance(node, float) and not math.isfinite(node):
+        yield key
+    elif isinstance(node, dict):
+        for k, v in node.items():
+            yield from _nonfinite(v, f"{key}.{k}" if key else str(k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _nonfinite(v, f"{key}[{i}]")
+
+
+def check_config(config: dict, check_paths: bool = True) -> None:
+    """Checks beyond the schema; raises ConfigError whose message starts with the offending key.
+    check_paths=False skips checking that user-provided data files exist (planning ahead)."""
+    for key in _nonfinite(config, ""):
+        raise ConfigError(f"{key}: must be a finite number (NaN and infinity are not allowed)")
+    if not experiments(config):
+        raise ConfigError("experiments: no experiment is enabled; enable at least one (enabled: true)")
+    for name, e in experiments(config).items():
+        _check_experiment(f"experiments.{name}", e, check_paths)
+    for name, e in experiments(config).items():
+        for n in (n for k in dkeys(config, name) for n in n_values(config, name, k)):
+            if n > SIZE_MAX:
+                raise ConfigError(f"experiments.{name}.N_over_d: gives N = {n}, above {SIZE_MAX}")
+    figures = section(config, "figures")
+    for stem, fig in FIGURES.items():
+        for x in figure_experiments(config, stem) if fig.times else []:
+            t_max, late = experiment(config, x)["t_max"], max(figures[fig.times])
+            if late > t_max:
+                raise ConfigError(f"figures.{fig.times}: time {fmt(late)} is after the end of experiments.{x} "
+                                  f"(t_max = {fmt(t_max)}), which {stem} shows")
+
+
+def _check_experiment(key: str, e: dict, check_paths: bool) -> None:
+    data, src = e["data"], e["data"]["source"]
+    if src in REAL_SOURCES:
+        if "N" not in e:
+            raise ConfigError(f"{key}.N: real-data experiments need a list of N")
+        if src in ("mnist", "array"):
+            path = data.get("path")
+            if not path:
+                raise ConfigError(f"{key}.data.path: required for source {src}")
+            if check_paths and not Path(path).exists():
+                how = ("Download the four MNIST IDX files (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
+                       "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz) from the MNIST distribution into "
+                       f"that folder, or set {key}.enabled: false. mfae never downloads data itself."
+                       if src == "mnist" else "Point it at an existing .npy or .csv file.")
+                raise ConfigError(f"{key}.data.path: {path} does not exist. {how}")
+        return
+    if "d" not in e:
+        raise ConfigError(f"{key}.d: required for source {src}")
+    if ("N" in e) == ("N_over_d" in e):
+        raise ConfigError(f"{key}: give exactly one of N or N_over_d")
+    if src == "gaussian":
+        if "eigenvalues" not in data or "fractions" not in data:
+            raise ConfigError(f"{key}.data: gaussian data needs eigenvalues and fractions")
+        if len(data["eigenvalues"]) != len(data["fractions"]):
+            raise ConfigError(f"{key}.data.fractions: one fraction per eigenvalue is needed")
+        if not any(s > 0 for s in data["eigenvalues"]):
+            raise ConfigError(f"{key}.data.eigenvalues: all zero; the data need some variance")
+        from mfae.data import group_sizes  # numpy and xarray: only for gaussian experiments
+
+        for d in e["d"]:
+            try:
+                group_sizes(data["fractions"], d)
+            except MfaeError as exc:
+                raise ConfigError(f"{key}.d: {exc}") from None
+    elif src == "lowrank":
+        if "rank" not in data:
+            raise ConfigError(f"{key}.data.rank: required for lowrank data")
+        for d in e["d"]:
+            if not data["rank"] < d:
+                raise ConfigError(f"{key}.d: every d must exceed data.rank={data['rank']}, got {d}")

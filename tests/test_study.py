@@ -1,0 +1,175 @@
+"""The study's experiment grid (mfae.study): job counts of the shipped configs, paths, data
+arguments, the figure table and the config checks beyond the schema."""
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from mfae import MfaeError, study
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cfg(name: str = ".test/config.yaml") -> dict:
+    return study.read_yaml(ROOT / name)
+
+
+def test_train_jobs_of_the_shipped_configs():
+    # config.yaml: phases 2 N x 3 seeds; shrinkage 3 activations x 2 lams x 2 seeds;
+    # convergence(_lowrank) 3 d x 3 N/d x 3 seeds each; digits 2 seeds (mnist, userdata disabled)
+    jobs = study.train_jobs(cfg("config.yaml"))
+    assert len(jobs) == 6 + 12 + 27 + 27 + 2 == 74
+    # paper: 15 phases, 4 x 5 x 3 shrinkage, 5 d x 6 N/d x 5 seeds twice, 3 x 5 digits, 2 x 3 mnist
+    assert len(study.train_jobs(cfg("config/paper.yaml"))) == 15 + 60 + 150 + 150 + 15 + 6 == 396
+    assert len(study.train_jobs(cfg())) == 32
+    assert len({j["path"] for j in jobs}) == len(jobs)
+
+
+def test_a_training_job_row():
+    jobs = study.train_jobs(cfg("config.yaml"))
+    assert jobs[0] == dict(experiment="phases", activation="tanh", lam=0.05, d=48, N=300, seed=0, r0=0.3, lr=0.12,
+                           t_max=12, batch=8, n_times=25, dtype="float32", device="auto", data="d48",
+                           path="results/phases/train/tanh_lam0.05/d48/N300_seed0.nc")
+    digits = [j for j in jobs if j["experiment"] == "digits"]
+    assert [(j["d"], j["N"], j["seed"], j["data"]) for j in digits] == [(64, 3000, 0, "real"), (64, 3000, 1, "real")]
+    low = [j for j in jobs if j["experiment"] == "convergence_lowrank" and j["seed"] == 0]
+    assert [(j["d"], j["N"]) for j in low] == [(12, 24), (12, 96), (12, 384), (24, 48), (24, 192), (24, 768),
+                                               (48, 96), (48, 384), (48, 1536)]
+
+
+def test_n_over_d_rounds_to_nearest_at_least_one_and_dedupes():
+    c = cfg()
+    c["experiments"]["convergence"]["N_over_d"] = [0.5, 1.5, 0.1, 0.12]
+    # 5 * (0.5, 1.5, 0.1, 0.12) = 2.5, 7.5, 0.5, 0.6 -> round half to even: 2, 8, 0 -> 1, 1
+    assert study.n_values(c, "convergence", "d5") == [1, 2, 8]
+    assert study.n_values(c, "phases", "d12") == [20, 60]
+
+
+def test_paths_and_data_args():
+    c = cfg("config.yaml")
+    assert study.dkeys(c, "convergence") == ["d24", "d48", "d96"] and study.dkeys(c, "digits") == ["real"]
+    assert study.meanfield_files(c, "shrinkage", act="relu") == ["results/shrinkage/meanfield/relu_lam0.05/d40.nc",
+                                                                 "results/shrinkage/meanfield/relu_lam0.2/d40.nc"]
+    assert study.data_args(c, "phases", "d48") == ("gaussian --eigenvalues 4,1,0.4 --fractions 1,1,1 --d 48"
+                                                   " --rotate --seed 0")
+    # low rank: eigenvalue d/r = 12/6 on r = 6 directions, 0 on the other 6
+    assert study.data_args(c, "convergence_lowrank", "d12") == ("gaussian --eigenvalues 2,0 --fractions 6,6 --d 12"
+                                                                " --rotate --seed 3")
+    assert study.data_args(c, "digits", "real") == "digits --test-fraction 0.2 --seed 0 --max-samples 0"
+
+
+def test_figure_table_and_targets():
+    c = cfg()
+    assert study.figure_inputs(c, "F1_phases") == dict(
+        train=[f"results/phases/train/tanh_lam0.1/d12/N{n}_seed{s}.nc" for n in (20, 60) for s in (0, 1)],
+        meanfield="results/phases/meanfield/tanh_lam0.1/d12.nc")
+    assert len(study.figure_inputs(c, "F2_shrinkage")["train"]) == 1  # first activation only
+    assert len(study.figure_inputs(c, "F3_activations")["meanfield"]) == 2
+    assert study.figure_activation(c, "F2_shrinkage") == "tanh"
+    assert study.figure_inputs(c, "F5_digits")["data"] == ["results/digits/data/real.nc"]
+    c["experiments"]["convergence_lowrank"]["enabled"] = False
+    assert study.figure_inputs(c, "F4_convergence") == dict(convergence=["results/convergence/convergence.nc"])
+    for name, e in c["experiments"].items():
+        e["enabled"] = name == "phases"
+    assert study.targets(c) == ["results/runs.csv"] + [f"results/figures/{s}.{x}"
+                                                       for s in ("F1_phases", "F6_projections") for x in ("png", "pdf")]
+    assert study.figure_inputs(c, "F2_shrinkage") == dict(train=[], meanfield=[])
+    assert study.figure_activation(c, "F2_shrinkage") is None
+
+
+def test_real_dimension_of_a_user_matrix(tmp_path):
+    np.save(tmp_path / "X.npy", np.zeros((10, 7)))
+    (tmp_path / "X.csv").write_text("1,2,3\n4,5,6\n")
+    assert study.real_dimension(dict(source="array", path=str(tmp_path / "X.npy"))) == 7
+    assert study.real_dimension(dict(source="array", path=str(tmp_path / "X.csv"))) == 3
+    assert study.real_dimension(dict(source="array", path=str(tmp_path / "missing.npy"))) is None
+
+
+def test_defaults_agree_with_the_schema():
+    schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
+
+    def defaults(node):
+        return {k: v["default"] for k, v in node["properties"].items() if "default" in v and v["default"] != {}}
+
+    exp = schema["$defs"]["experiment"]
+    assert study.EXPERIMENT_DEFAULTS == defaults(exp)
+    assert study.DATA_DEFAULTS == defaults(exp["properties"]["data"])
+    for name, sec in study.SECTION_DEFAULTS.items():
+        assert sec == defaults(schema["properties"][name]), name
+    assert set(study.FIGURES) >= {"F1_phases", "F2_shrinkage", "F3_activations", "F4_convergence", "F6_projections"}
+    assert set(schema["properties"]["experiments"]["properties"]) == {x for f in study.FIGURES.values()
+                                                                      for x in f.experiments}
+
+
+def bad(edit):
+    c = copy.deepcopy(cfg())
+    edit(c)
+    return c
+
+
+BAD = [
+    ("nan lr", lambda c: c["experiments"]["phases"].update(lr=float("nan")), "experiments.phases.lr: must be a finite"),
+    ("inf lam", lambda c: c["experiments"]["shrinkage"].update(lams=[0.1, float("inf")]),
+     "experiments.shrinkage.lams[1]: must be a finite"),
+    ("inf eigenvalue", lambda c: c["experiments"]["phases"]["data"].update(eigenvalues=[float("inf"), 1, 1]),
+     "experiments.phases.data.eigenvalues[0]:"),
+    ("nan time", lambda c: c["figures"].update(realdata_times=[float("nan")]), "figures.realdata_times[0]:"),
+    ("zero eigenvalues", lambda c: c["experiments"]["phases"]["data"].update(eigenvalues=[0, 0, 0]),
+     "experiments.phases.data.eigenvalues: all zero"),
+    ("time after t_max", lambda c: c["figures"].update(projection_times=[0, 3]),
+     "figures.projection_times: time 3 is after the end of experiments.phases (t_max = 2)"),
+    ("realdata time", lambda c: c["figures"].update(realdata_times=[0.5, 1.5]), "figures.realdata_times: time 1.5"),
+    ("none enabled", lambda c: [e.update(enabled=False) for e in c["experiments"].values()],
+     "experiments: no experiment"),
+    ("no experiments", lambda c: c.update(experiments={}), "experiments: no experiment"),
+    ("d not split", lambda c: c["experiments"]["phases"].update(d=[13]), "experiments.phases.d: d=13"),
+    ("rank", lambda c: c["experiments"]["convergence_lowrank"].update(d=[3]), "experiments.convergence_lowrank.d:"),
+    ("huge N", lambda c: c["experiments"]["convergence"].update(N_over_d=[2**31]), "experiments.convergence.N_over_d:"),
+    ("N and N_over_d", lambda c: c["experiments"]["phases"].update(N_over_d=[2]), "experiments.phases: give exactly"),
+    ("mnist", lambda c: c["experiments"]["mnist"].update(enabled=True, data=dict(source="mnist", path="/nonexistent")),
+     "experiments.mnist.data.path: /nonexistent does not exist"),
+]
+
+
+@pytest.mark.parametrize("name, edit, message", BAD, ids=[b[0] for b in BAD])
+def test_check_config_names_the_key(name, edit, message):
+    with pytest.raises(study.ConfigError, match="^" + message.replace("[", r"\[").replace("(", r"\(")
+                       .replace(")", r"\)")):
+        study.check_config(bad(edit))
+
+
+def test_shipped_configs_pass_and_a_disabled_figure_is_not_checked():
+    study.check_config(cfg())
+    study.check_config(cfg("config.yaml"))
+    study.check_config(cfg("config/paper.yaml"), check_paths=False)  # MNIST files not needed to plan
+    # the late realdata time concerns only enabled real-data experiments
+    study.check_config(bad(lambda c: (c["experiments"]["digits"].update(enabled=False),
+                                      c["figures"].update(realdata_times=[100]))))
+    assert issubclass(study.ConfigError, MfaeError)
+
+
+def test_duplicate_keys_are_rejected(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("experiments:\n  phases:\n    lr: 0.1\n    t_max: 2\n    lr: 0.2\n")
+    with pytest.raises(study.ConfigError, match=r"^experiments.phases.lr: duplicate key \(lines 3 and 5 of .*c.yaml\)"):
+        study.read_yaml(f)
+    f.write_text("results: a\nexperiments: {phases: {d: [1]}}\nresults: b\n")
+    with pytest.raises(study.ConfigError, match="^results: duplicate key"):
+        study.load_config(f)
+
+
+def test_load_config_merges_like_snakemake(tmp_path):
+    over = tmp_path / "over.yaml"
+    over.write_text("experiments:\n  phases:\n    seeds: [5]\n")
+    c = study.load_config(ROOT / ".test/config.yaml", over)
+    assert c["experiments"]["phases"]["seeds"] == [5] and c["experiments"]["phases"]["lr"] == 0.2
+
+
+def test_study_does_not_need_snakemake():
+    code = "import sys, mfae.study; assert 'snakemake' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
