@@ -25,7 +25,10 @@ test: install
 test-cluster: install
 	$(BIN)/pytest -q -m slurm -p no:cacheprovider tests/cluster
 
+# Workflow style (snakefmt, black's defaults) and Snakemake's own linter; `$(BIN)/snakefmt $(SMK)` fixes the first.
+SMK := Snakefile $(wildcard workflow/rules/*.smk)
 lint: install
+	$(BIN)/snakefmt --check $(SMK)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --lint --cores 1
 
 report: install

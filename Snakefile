@@ -1,15 +1,13 @@
 # mfae: reproduce and extend Nguyen (2021), "Analysis of feature learning in weight-tied
 # autoencoders via the mean field lens". Stages: data -> train (SGD, finite N) and meanfield (ODE)
 # -> convergence fits -> figures -> report. See README.md; the science is in docs/theory.md.
-from snakemake.utils import min_version, validate
+# The experiment grid is src/mfae/study.py; common.smk checks the config before any job.
+from snakemake.utils import min_version
 
 min_version("9.0")
 
 
 configfile: "config.yaml"
-
-
-validate(config, "workflow/schemas/config.schema.yaml")
 
 
 report: "workflow/report/workflow.rst"
@@ -35,6 +33,6 @@ include: "workflow/rules/figures.smk"
 
 
 rule all:
-    input:
-        all_targets(),
     default_target: True
+    input:
+        study.targets(config),

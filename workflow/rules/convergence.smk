@@ -4,22 +4,26 @@
 
 rule convergence:
     input:
-        train=lambda w: train_files(w.exp),
-        meanfield=lambda w: meanfield_files(w.exp),
+        train=get_train_files,
+        meanfield=get_meanfield_files,
     output:
         nc=f"{R}/{{exp}}/convergence.nc",
-        table=report(f"{R}/{{exp}}/convergence_fits.csv", caption="../report/convergence_table.rst",
-                     category="Convergence", labels={"experiment": "{exp}"}),
-    params:
-        mfae=MFAE,
-        tol=lambda w: EXP[w.exp].get("tol", 0.01),
-        n_boot=lambda w: EXP[w.exp].get("n_boot", 1000),
+        table=report(
+            f"{R}/{{exp}}/convergence_fits.csv",
+            caption="../report/convergence_table.rst",
+            category="Convergence",
+            labels={"experiment": "{exp}"},
+        ),
     log:
         f"{R}/logs/convergence/{{exp}}.log",
     benchmark:
         f"{R}/benchmarks/convergence/{{exp}}.tsv"
     conda:
         "../../envs/mfae.yaml"
+    params:
+        mfae=MFAE,
+        tol=get_tol,
+        n_boot=get_n_boot,
     shell:
         "{params.mfae} convergence --train {input.train} --meanfield {input.meanfield} --tol {params.tol}"
         " --n-boot {params.n_boot}"

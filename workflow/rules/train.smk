@@ -8,26 +8,26 @@ rule train:
         data=f"{R}/{{exp}}/data/{{dkey}}.nc",
     output:
         f"{R}/{{exp}}/train/{{act}}_lam{{lam}}/{{dkey}}/N{{N}}_seed{{seed}}.nc",
-    params:
-        mfae=MFAE,
-        r0=lambda w: EXP[w.exp]["r0"],
-        lr=lambda w: EXP[w.exp]["lr"],
-        t_max=lambda w: EXP[w.exp]["t_max"],
-        batch=config["train"]["batch"],
-        n_times=config["train"]["n_times"],
-        dtype=config["train"]["dtype"],
-        device=config["train"]["device"],
-        checkpoint_seconds=config["train"]["checkpoint_seconds"],
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=120,
     log:
         f"{R}/logs/train/{{exp}}/{{act}}_lam{{lam}}_{{dkey}}_N{{N}}_seed{{seed}}.log",
     benchmark:
         f"{R}/benchmarks/train/{{exp}}/{{act}}_lam{{lam}}_{{dkey}}_N{{N}}_seed{{seed}}.tsv"
     conda:
         "../../envs/train.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    params:
+        mfae=MFAE,
+        r0=get_r0,
+        lr=get_lr,
+        t_max=get_t_max,
+        batch=config["train"]["batch"],
+        n_times=config["train"]["n_times"],
+        dtype=config["train"]["dtype"],
+        device=config["train"]["device"],
+        checkpoint_seconds=config["train"]["checkpoint_seconds"],
     shell:
         # A preempted/killed job leaves {output}.ckpt.pt (outside `output:`, so Snakemake keeps it
         # across `retries`); rerunning the same command resumes from it.
@@ -40,16 +40,16 @@ rule train:
 
 rule runs_table:
     input:
-        all_train_files(),
+        study.all_train_files(config),
     output:
         report(f"{R}/runs.csv", caption="../report/runs.rst", category="Runs"),
-    params:
-        mfae=MFAE,
     log:
         f"{R}/logs/runs_table.log",
     benchmark:
         f"{R}/benchmarks/runs_table.tsv"
     conda:
         "../../envs/mfae.yaml"
+    params:
+        mfae=MFAE,
     shell:
         "{params.mfae} summary --train {input} --out {output} > {log} 2>&1"
