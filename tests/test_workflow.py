@@ -40,8 +40,9 @@ def load(path: Path) -> dict:
     return yaml.safe_load(path.read_text())
 
 
-def dump(cfg: dict, path: Path) -> Path:
-    path.write_text(yaml.safe_dump(cfg))
+def dump(cfg: dict | str, path: Path) -> Path:
+    """Write a config (a dict, or YAML text as it stands)."""
+    path.write_text(cfg if isinstance(cfg, str) else yaml.safe_dump(cfg))
     return path
 
 
@@ -94,6 +95,25 @@ def bad_configs():
     yield "d not split", edit(lambda c: c["experiments"]["phases"].update(d=[13])), "experiments.phases.d"
     yield "unknown experiment", edit(lambda c: c["experiments"].update(phasess=c["experiments"]["phases"])), "phasess"
     yield "N and N_over_d", edit(lambda c: c["experiments"]["phases"].update(N_over_d=[2])), "experiments.phases"
+    # beyond the schema (mfae.study.check_config) and before it (duplicate keys)
+    yield "NaN lr", edit(lambda c: c["experiments"]["phases"].update(lr=float("nan"))), "experiments.phases.lr"
+    yield "infinite lambda", edit(lambda c: c["experiments"]["shrinkage"].update(lams=[0.1, float("inf")])), \
+        "experiments.shrinkage.lams[1]"
+    yield "infinite tol", edit(lambda c: c["experiments"]["convergence"].update(tol=float("inf"))), \
+        "experiments.convergence.tol"
+    yield "all-zero eigenvalues", edit(lambda c: c["experiments"]["phases"]["data"].update(eigenvalues=[0, 0, 0])), \
+        "experiments.phases.data.eigenvalues"
+    yield "figure time after t_max", edit(lambda c: c["figures"].update(projection_times=[0, 5])), \
+        "figures.projection_times"
+    yield "realdata time after t_max", edit(lambda c: c["figures"].update(realdata_times=[0.5, 3])), \
+        "figures.realdata_times"
+    yield "no experiment enabled", edit(lambda c: [e.update(enabled=False) for e in c["experiments"].values()]), \
+        "experiments: no experiment is enabled"
+    yield "empty experiments", edit(lambda c: c.update(experiments={})), "experiments: no experiment is enabled"
+    yield "seed beyond 2^32", edit(lambda c: c["experiments"]["phases"].update(seeds=[2**32])), "['phases']['seeds']"
+    yield "N beyond int64", edit(lambda c: c["experiments"]["phases"].update(N=[2**63])), "['phases']['N']"
+    yield "duplicate key", (ROOT / ".test" / "config.yaml").read_text().replace(
+        "    lr: 0.2\n", "    lr: 0.2\n    lr: 0.3\n", 1), "experiments.phases.lr: duplicate key"
 
 
 @pytest.mark.parametrize("name, cfg, key", list(bad_configs()), ids=[b[0] for b in bad_configs()])
