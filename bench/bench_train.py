@@ -33,11 +33,11 @@ import time
 import numpy as np
 import torch
 
-from mfae.data import gaussian_data
+from mfae.data import gaussian_data, train_inputs
 from mfae.measure import measure
 from mfae.reference import TiedAutoencoder, autograd_optimizer, autograd_step
-from mfae.train import CudaGraphRunner, GaussianSampler, Stepper, TrainConfig, derived_seed, measure_steps, \
-    time_grid, train
+from mfae.sgd import CudaGraphRunner, Stepper
+from mfae.train import TrainConfig, prepare_run, train
 
 LR, LAM, R0, ACT = 0.12, 0.1, 0.3, "tanh"
 DEFAULT_SHAPES = [(8, 400, 48), (8, 400, 96), (8, 2000, 48), (8, 2000, 96)]
@@ -183,10 +183,7 @@ def time_interleaved(runs: dict, steps_per_call: dict, sync, min_time: float, re
 # --- full runs: train() and a plain loop -------------------------------------------------------
 
 def data_dict(d: int) -> dict:
-    ds = gaussian_data([1.5, 0.5], [1, 1], d, rotate=True, seed=0)
-    out = {k: ds[k].values for k in ("eigenvector", "eigenvalue", "group_eigenvalue", "group_fraction")}
-    out["group"] = ds["component_group"].values
-    return out
+    return train_inputs(gaussian_data([1.5, 0.5], [1, 1], d, rotate=True, seed=0))
 
 
 def run_config(B, N, d, steps, dtype_name) -> TrainConfig:
@@ -199,21 +196,9 @@ def run_config(B, N, d, steps, dtype_name) -> TrainConfig:
 def plain_train(cfg: TrainConfig, data: dict, device: torch.device) -> int:
     """The run the way typical research code does it: a batch drawn per step, autograd, torch.optim.SGD,
     the same initialisation, test set and measurements on the same grid as mfae.train.train."""
-    dtype = getattr(torch, cfg.dtype)
-    V_np = data["eigenvector"]
-    d = V_np.shape[0]
-    eps = cfg.lr / d
-    total = math.ceil(cfg.t_max / eps - 1e-9)
-    ksteps = measure_steps(time_grid(cfg.t_max, cfg.n_times), eps, total)
-    V = torch.as_tensor(V_np, dtype=dtype, device=device)
-    gen = torch.Generator(device=device).manual_seed(derived_seed(cfg.seed, 1))
-    sampler = GaussianSampler(V, torch.as_tensor(data["eigenvalue"], dtype=dtype, device=device), d, gen)
-    tg = torch.Generator().manual_seed(derived_seed(cfg.test_seed, 2))
-    Vd = torch.as_tensor(V_np, dtype=torch.float64)
-    z = torch.randn(cfg.n_test, Vd.shape[1], generator=tg, dtype=torch.float64)
-    x_test = ((z * torch.sqrt(torch.as_tensor(data["eigenvalue"]) / d)) @ Vd.T).to(device)
-    g0 = torch.Generator().manual_seed(derived_seed(cfg.seed, 0))
-    theta0 = (cfg.r0 * torch.randn(cfg.N, d, generator=g0, dtype=torch.float64)).to(device, dtype)
+    run = prepare_run(cfg, data, device)
+    eps, total, ksteps, V, sampler, x_test = run.eps, run.total, run.ksteps, run.V, run.sampler, run.x_test
+    theta0 = run.theta0
     model = TiedAutoencoder(theta0, cfg.activation)
     opt = autograd_optimizer(model, eps, cfg.lam)
     nxt = 0

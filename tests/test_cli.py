@@ -1,4 +1,4 @@
-"""CLI round trips (SPEC §6) and the bad-input battery: one-line errors, exit 2, no output file."""
+"""CLI round trips (docs/theory.md §6) and the bad-input battery: one-line errors, exit 2, no output file."""
 
 import subprocess
 

@@ -1,4 +1,4 @@
-"""The convergence stage (SPEC §5): the floor + power-law fit, its bootstrap, the CLI and figure F4."""
+"""The convergence stage (docs/theory.md §5): the floor + power-law fit, its bootstrap, the CLI and figure F4."""
 
 from __future__ import annotations
 
@@ -212,7 +212,7 @@ def test_cli_writes_documented_product_and_excludes_diverged(study, tmp_path):
     assert list(rows[0]) == ["label", "metric", "a", "b", "alpha", "alpha_lo", "alpha_hi", "n_runs", "n_excluded"]
     assert rows[0]["label"] == "full_rank" and rows[0]["n_excluded"] == "1" and rows[0]["n_runs"] == "12"
 
-    from mfae.figures_convergence import plot_convergence
+    from mfae.figures import plot_convergence
     low = ds.copy()
     low.attrs["label"] = "low_rank"
     paths = plot_convergence([ds, low], tmp_path / "fig" / "F4.png")

@@ -1,4 +1,4 @@
-"""Data sources, spectra and loaders (SPEC §2, §6): clear errors for bad input."""
+"""Data sources, spectra and loaders (docs/theory.md §2, §6): clear errors for bad input."""
 
 import gzip
 import struct

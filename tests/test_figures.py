@@ -57,7 +57,7 @@ def inp(tmp_path_factory) -> dict:
 def captured(monkeypatch) -> list:
     """The figures handed to save_figure, with their texts and plotted lines, before they are closed."""
     figs: list = []
-    orig = F.save_figure
+    orig = F.style.save_figure
 
     def spy(fig, out):
         legends = fig.legends + [a.get_legend() for a in fig.axes if a.get_legend()]
@@ -66,7 +66,7 @@ def captured(monkeypatch) -> list:
                          ydata=[np.asarray(ln.get_ydata(), dtype=float) for a in fig.axes for ln in a.get_lines()]))
         return orig(fig, out)
 
-    monkeypatch.setattr(F, "save_figure", spy)
+    monkeypatch.setattr(F.style, "save_figure", spy)
     return figs
 
 

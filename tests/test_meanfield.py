@@ -1,4 +1,4 @@
-"""The reduced ODE (SPEC §3): moments, closed-form fixed points, qualitative tanh shrinkage."""
+"""The reduced ODE (docs/theory.md §3): moments, closed-form fixed points, qualitative tanh shrinkage."""
 
 import numpy as np
 import pytest
@@ -31,25 +31,25 @@ def test_erf_closed_forms_match_quadrature(q):
     assert special.erf(0.3) == pytest.approx(0.328626759, abs=1e-8)  # sigma is erf(z), not erf(z/sqrt 2)
 
 
-SPEC = Spectrum(np.array([4.0, 1.0, 0.25, 0.04]), np.full(4, 0.25))
+SPECTRUM = Spectrum(np.array([4.0, 1.0, 0.25, 0.04]), np.full(4, 0.25))
 
 
 @pytest.mark.parametrize("activation", ["linear", "relu"])
 @pytest.mark.parametrize("lam", [0.0, 0.1, 0.3])
 def test_fixed_points_match_closed_form(activation, lam):
-    sol = integrate_reduced_ode(activation, SPEC, lam, 0.3, np.linspace(0, 600, 7))
-    np.testing.assert_allclose(sol["gain"][-1], fixed_point_gain(activation, SPEC, lam), atol=1e-4)
+    sol = integrate_reduced_ode(activation, SPECTRUM, lam, 0.3, np.linspace(0, 600, 7))
+    np.testing.assert_allclose(sol["gain"][-1], fixed_point_gain(activation, SPECTRUM, lam), atol=1e-4)
 
 
 def test_tanh_shrinks_more_than_linear():
     t = np.array([0.0, 0.5, 1, 2, 4, 8, 16])
     # lambda = 0: at every finite stopping time tanh has learned less (c1 < 1, c3 p < 0)
-    lin = integrate_reduced_ode("linear", SPEC, 0.0, 0.3, t)["gain"][1:]
-    th = integrate_reduced_ode("tanh", SPEC, 0.0, 0.3, t)["gain"][1:]
+    lin = integrate_reduced_ode("linear", SPECTRUM, 0.0, 0.3, t)["gain"][1:]
+    th = integrate_reduced_ode("tanh", SPECTRUM, 0.0, 0.3, t)["gain"][1:]
     assert np.all(th < lin - 1e-3)
     # lambda > 0: the converged tanh gains lie below the linear closed form on learned directions
-    th_inf = integrate_reduced_ode("tanh", SPEC, 0.1, 0.3, np.linspace(0, 600, 4))["gain"][-1]
-    lin_inf = fixed_point_gain("linear", SPEC, 0.1)
+    th_inf = integrate_reduced_ode("tanh", SPECTRUM, 0.1, 0.3, np.linspace(0, 600, 4))["gain"][-1]
+    lin_inf = fixed_point_gain("linear", SPECTRUM, 0.1)
     assert np.all(th_inf[:3] < lin_inf[:3] - 0.01)
 
 
@@ -65,17 +65,17 @@ def test_phases_larger_eigenvalues_learned_first():
 
 def test_outputs_consistent():
     t = np.linspace(0, 3, 11)
-    sol = integrate_reduced_ode("tanh", SPEC, 0.1, 0.3, t)
+    sol = integrate_reduced_ode("tanh", SPECTRUM, 0.1, 0.3, t)
     assert sol["c"][0] == pytest.approx(np.full(4, 0.09))
-    np.testing.assert_allclose(sol["q"], (SPEC.fraction * SPEC.eigenvalue * sol["c"]).sum(1))
-    np.testing.assert_allclose(sol["risk"], risk(SPEC, sol["gain"]))
+    np.testing.assert_allclose(sol["q"], (SPECTRUM.fraction * SPECTRUM.eigenvalue * sol["c"]).sum(1))
+    np.testing.assert_allclose(sol["risk"], risk(SPECTRUM, sol["gain"]))
     np.testing.assert_allclose(sol["gain"], c1("tanh", sol["q"])[:, None] * sol["c"])
 
 
 def test_bad_parameters():
     with pytest.raises(MfaeError, match="lambda"):
-        integrate_reduced_ode("tanh", SPEC, -0.1, 0.3, np.linspace(0, 1, 3))
+        integrate_reduced_ode("tanh", SPECTRUM, -0.1, 0.3, np.linspace(0, 1, 3))
     with pytest.raises(MfaeError, match="activation"):
-        integrate_reduced_ode("softplus", SPEC, 0.1, 0.3, np.linspace(0, 1, 3))
+        integrate_reduced_ode("softplus", SPECTRUM, 0.1, 0.3, np.linspace(0, 1, 3))
     with pytest.raises(MfaeError):
         Spectrum(np.array([1.0, -1.0]), np.array([0.5, 0.5]))

@@ -12,20 +12,17 @@ import pytest
 import torch
 
 from mfae.cli import build_parser
-from mfae.data import gaussian_data
+from mfae.data import gaussian_data, train_inputs
 from mfae.measure import measure
 from mfae.reference import TiedAutoencoder, autograd_optimizer, autograd_step
-from mfae.train import (CudaGraphRunner, GaussianSampler, Stepper, TrainConfig, derived_seed, measure_steps,
-                        time_grid, train)
+from mfae.sgd import CudaGraphRunner, Stepper
+from mfae.train import TrainConfig, prepare_run, train
 
 ACTS = ["tanh", "relu", "linear", "erf"]
 TOL = {torch.float64: dict(rtol=1e-12, atol=1e-12), torch.float32: dict(rtol=1e-5, atol=1e-6)}
 
 
-def data_dict(ds):
-    d = {k: ds[k].values for k in ("eigenvector", "eigenvalue", "group_eigenvalue", "group_fraction")}
-    d["group"] = ds["component_group"].values
-    return d
+data_dict = train_inputs
 
 
 def legacy_step(activation, th, XE, B, eps, lam):
@@ -97,21 +94,9 @@ def test_stepper_equals_legacy_step_and_run_equals_step(activation, dtype):
 def plain_records(cfg: TrainConfig, data: dict) -> dict:
     """train()'s run redone plainly: the same initial weights and sample chunks, one autograd+SGD step per
     batch, the same measurements."""
-    dtype = getattr(torch, cfg.dtype)
-    V_np = data["eigenvector"]
-    d = V_np.shape[0]
-    eps = cfg.lr / d
-    total = math.ceil(cfg.t_max / eps - 1e-9)
-    ksteps = measure_steps(time_grid(cfg.t_max, cfg.n_times), eps, total)
-    V = torch.as_tensor(V_np, dtype=dtype)
-    sampler = GaussianSampler(V, torch.as_tensor(data["eigenvalue"], dtype=dtype), d,
-                              torch.Generator().manual_seed(derived_seed(cfg.seed, 1)))
-    tg = torch.Generator().manual_seed(derived_seed(cfg.test_seed, 2))
-    Vd = torch.as_tensor(V_np, dtype=torch.float64)
-    z = torch.randn(cfg.n_test, Vd.shape[1], generator=tg, dtype=torch.float64)
-    x_test = (z * torch.sqrt(torch.as_tensor(data["eigenvalue"]) / d)) @ Vd.T
-    g0 = torch.Generator().manual_seed(derived_seed(cfg.seed, 0))
-    theta0 = (cfg.r0 * torch.randn(cfg.N, d, generator=g0, dtype=torch.float64)).to(dtype)
+    run = prepare_run(cfg, data, torch.device("cpu"))
+    eps, total, ksteps, V, sampler, x_test, theta0 = (run.eps, run.total, run.ksteps, run.V, run.sampler,
+                                                      run.x_test, run.theta0)
     model = TiedAutoencoder(theta0, cfg.activation)
     opt = autograd_optimizer(model, eps, cfg.lam)
     risk, c = [], []

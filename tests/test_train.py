@@ -1,4 +1,4 @@
-"""The finite-N SGD trainer (SPEC §2, §4): gradient, fused step, determinism, SGD vs ODE, resume."""
+"""The finite-N SGD trainer (docs/theory.md §2, §4): gradient, fused step, determinism, SGD vs ODE, resume."""
 
 from pathlib import Path
 
@@ -7,20 +7,16 @@ import pytest
 import torch
 
 from mfae import MfaeError
-from mfae.data import gaussian_data, spectrum_of
+from mfae.data import gaussian_data, spectrum_of, train_inputs
 from mfae.meanfield import integrate_reduced_ode
 from mfae.reference import TiedAutoencoder, autograd_optimizer, autograd_step
-from mfae.train import Interrupted, Stepper, TrainConfig, sgd_direction, train
+from mfae.sgd import Stepper, sgd_direction
+from mfae.train import Interrupted, TrainConfig, train
 
 ACTS = ["tanh", "relu", "linear", "erf"]
 
 
-def data_dict(ds):
-    d = {k: ds[k].values for k in ("eigenvector", "eigenvalue", "group_eigenvalue", "group_fraction")}
-    d["group"] = ds["component_group"].values
-    if "x_train" in ds:
-        d["x_train"], d["x_test"] = ds["x_train"].values, ds["x_test"].values
-    return d
+data_dict = train_inputs
 
 
 @pytest.mark.parametrize("activation", ACTS)
@@ -68,7 +64,7 @@ def test_same_seed_same_output_and_seeds_differ():
 
 
 def test_sgd_matches_meanfield_at_large_n():
-    """SPEC §3 check at d=48, N=4000: gains within 0.05 and risk within 0.03 of the ODE at every time.
+    """docs/theory.md §3 check at d=48, N=4000: gains within 0.05 and risk within 0.03 of the ODE at every time.
 
     The finite-N excess risk is O(d/N) ~ 0.01 here, so 0.03 leaves room for SGD noise."""
     ds = gaussian_data([4.0, 1.0, 0.25], [1, 1, 1], 48, rotate=True, seed=5)

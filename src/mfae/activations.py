@@ -1,4 +1,4 @@
-"""Activations sigma and the Gaussian moments c1, c3 that drive the reduced ODE (SPEC §3).
+"""Activations sigma and the Gaussian moments c1, c3 that drive the reduced ODE (docs/theory.md §3).
 
 c1(q) = E[sigma'(sqrt(q) G)],  c3(q) = E[sigma'''(sqrt(q) G)],  G ~ N(0, 1).
 Closed forms for relu, linear and erf; a trapezoid Gaussian quadrature for tanh.
@@ -92,7 +92,7 @@ def moments(name: str, q: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def c1(name: str, q: float | np.ndarray) -> float | np.ndarray:
-    """c1(q) = E[sigma'(sqrt(q) G)]  (SPEC §3)."""
+    """c1(q) = E[sigma'(sqrt(q) G)]  (docs/theory.md §3)."""
     q = np.asarray(q, dtype=np.float64)
     if name == "linear":
         return np.ones_like(q)
@@ -106,7 +106,7 @@ def c1(name: str, q: float | np.ndarray) -> float | np.ndarray:
 
 
 def c3(name: str, q: float | np.ndarray) -> float | np.ndarray:
-    """c3(q) = E[sigma'''(sqrt(q) G)]  (SPEC §3); 0 for linear and relu."""
+    """c3(q) = E[sigma'''(sqrt(q) G)]  (docs/theory.md §3); 0 for linear and relu."""
     q = np.asarray(q, dtype=np.float64)
     if name in ("linear", "relu"):
         return np.zeros_like(q)

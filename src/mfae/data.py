@@ -1,4 +1,4 @@
-"""Data sets and their spectra (SPEC §2, §6): Gaussian spectrum groups, digits, MNIST, arrays.
+"""Data sets and their spectra (docs/theory.md §2, §6): Gaussian spectrum groups, digits, MNIST, arrays.
 
 A data file describes x in R^d with Cov(x) = Sigma/d, Sigma = V diag(s) V^T:
 `eigenvalue(component)`, `eigenvector(feature, component)`, `component_group(component)`,
@@ -54,13 +54,13 @@ def random_rotation(d: int, seed: int) -> np.ndarray:
 
 def spectrum_dataset(eigenvalue: np.ndarray, eigenvector: np.ndarray, group: np.ndarray,
                      group_eigenvalue: np.ndarray, group_fraction: np.ndarray, attrs: dict) -> xr.Dataset:
-    """Assemble the data-file variables of SPEC §6 with units and long names."""
+    """Assemble the data-file variables of docs/theory.md §6 with units and long names."""
     d, ncomp = eigenvector.shape
     return xr.Dataset(
         dict(
             eigenvalue=("component", eigenvalue, dict(long_name="eigenvalue s_j of d*Cov(x)", units="1")),
             eigenvector=(("feature", "component"), eigenvector, dict(long_name="eigenvector v_j (columns)", units="1")),
-            # SPEC §6 calls this `group(component)`; xarray forbids a variable named like another
+            # docs/theory.md §6 names this `group(component)`; xarray forbids a variable named like another
             # dimension (`group`), so it is stored as `component_group`.
             component_group=("component", group.astype(np.int64), dict(long_name="spectral group of the component")),
             group_eigenvalue=("group", group_eigenvalue, dict(long_name="group eigenvalue s_k", units="1")),
@@ -101,6 +101,19 @@ def gaussian_data(eigenvalues: Sequence[float], fractions: Sequence[float], d: i
 def spectrum_of(ds: xr.Dataset) -> Spectrum:
     """The ODE's spectrum groups from a data file."""
     return Spectrum(ds["group_eigenvalue"].values, ds["group_fraction"].values)
+
+
+TRAIN_INPUT_VARS = ("eigenvector", "eigenvalue", "component_group", "group_eigenvalue", "group_fraction")
+
+
+def train_inputs(ds: xr.Dataset) -> dict[str, np.ndarray]:
+    """What the trainer needs from a data file, as numpy arrays: eigenvector (d, m), eigenvalue (m,),
+    group (m,), group_eigenvalue, group_fraction, and for real data x_train, x_test."""
+    out = {k: ds[k].values for k in ("eigenvector", "eigenvalue", "group_eigenvalue", "group_fraction")}
+    out["group"] = ds["component_group"].values
+    if "x_train" in ds:
+        out["x_train"], out["x_test"] = ds["x_train"].values, ds["x_test"].values
+    return out
 
 
 # --- Real data ----------------------------------------------------------------------------------
@@ -166,6 +179,26 @@ def real_data(x: np.ndarray, name: str, test_fraction: float = 0.2, seed: int = 
     ds["x_test"] = (("test_sample", "feature"), xte, dict(long_name="normalised test samples", units="1"))
     ds["mean"] = ("feature", mean, dict(long_name="training mean subtracted before scaling"))
     return ds
+
+
+REAL_SOURCES = ("digits", "mnist", "array")
+
+
+def real_source_data(source: str, path: str | Path | None = None, test_fraction: float = 0.2, seed: int = 0,
+                     max_samples: int = 0) -> xr.Dataset:
+    """The data file of a real-data source (digits, mnist or array): load, subsample, normalise, split."""
+    if source == "digits":
+        x, xt = load_digits_matrix(), None
+    elif source == "mnist":
+        x, xt = load_mnist(path)
+    elif source == "array":
+        x, xt = load_array(path), None
+    else:
+        raise MfaeError(f"unknown real-data source {source!r}; choose one of {', '.join(REAL_SOURCES)}")
+    if max_samples and x.shape[0] > max_samples:
+        x = x[np.random.default_rng(seed).choice(x.shape[0], max_samples, replace=False)]
+    name = source if source != "array" else Path(path).stem
+    return real_data(x, name, test_fraction=test_fraction, seed=seed, x_test=xt)
 
 
 def load_digits_matrix() -> np.ndarray:

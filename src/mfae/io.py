@@ -124,7 +124,7 @@ def read_dataset(path: str | os.PathLike, kind: str = "dataset", require: tuple[
 def curves_dataset(times: np.ndarray, c: np.ndarray, gain: np.ndarray, risk: np.ndarray, q: np.ndarray,
                    p: np.ndarray, group_eigenvalue: np.ndarray, group_fraction: np.ndarray,
                    attrs: Mapping[str, Any]) -> xr.Dataset:
-    """The (time, group) product shared by `meanfield` and `train` (SPEC §6)."""
+    """The (time, group) product shared by `meanfield` and `train` (docs/theory.md §6)."""
     return xr.Dataset(
         dict(
             c=(("time", "group"), c, dict(long_name="weight variance along the group's eigen-directions, c_k(t)", units="1")),

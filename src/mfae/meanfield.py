@@ -1,4 +1,4 @@
-"""The reduced mean-field ODE for d -> infinity, Gaussian data, isotropic Gaussian init (SPEC §3).
+"""The reduced mean-field ODE for d -> infinity, Gaussian data, isotropic Gaussian init (docs/theory.md §3).
 
 Spectrum groups k carry eigenvalue s_k and fraction w_k of the d directions. The state is the
 weight variance c_k(t) = Var<theta, v_k> per group:
@@ -14,8 +14,10 @@ c_k > 0 exactly and makes decaying directions as accurate as growing ones.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Mapping
 
 import numpy as np
+import xarray as xr
 from scipy.integrate import solve_ivp
 
 from . import MfaeError
@@ -24,7 +26,7 @@ from .activations import check_activation, moments
 
 @dataclass(frozen=True)
 class Spectrum:
-    """Spectrum groups: eigenvalue s_k and fraction w_k of the d directions (SPEC §2-3)."""
+    """Spectrum groups: eigenvalue s_k and fraction w_k of the d directions (docs/theory.md §2-3)."""
 
     eigenvalue: np.ndarray
     fraction: np.ndarray
@@ -43,7 +45,7 @@ class Spectrum:
 
 
 def order_parameters(activation: str, spec: Spectrum, c: np.ndarray) -> dict[str, np.ndarray]:
-    """q, p, gain a_k and the moments c1(q), c3(q) for variances c (..., group). SPEC §3."""
+    """q, p, gain a_k and the moments c1(q), c3(q) for variances c (..., group). docs/theory.md §3."""
     s, w = spec.eigenvalue, spec.fraction
     q = np.sum(w * s * c, axis=-1)
     k1, k3 = moments(activation, q)
@@ -53,20 +55,20 @@ def order_parameters(activation: str, spec: Spectrum, c: np.ndarray) -> dict[str
 
 
 def growth_rate(activation: str, spec: Spectrum, lam: float, c: np.ndarray) -> np.ndarray:
-    """d log c_k / dt = 2 [2 c1(q)(1 - a_k) s_k + c3(q) p s_k - lambda]  (SPEC §3)."""
+    """d log c_k / dt = 2 [2 c1(q)(1 - a_k) s_k + c3(q) p s_k - lambda]  (docs/theory.md §3)."""
     o = order_parameters(activation, spec, c)
     s = spec.eigenvalue
     return 2.0 * (2.0 * o["c1"][..., None] * (1.0 - o["gain"]) * s + o["c3"][..., None] * o["p"][..., None] * s - lam)
 
 
 def risk(spec: Spectrum, gain: np.ndarray) -> np.ndarray:
-    """Reconstruction risk R = 1/2 sum_k w_k s_k (1 - a_k)^2, without regulariser (SPEC §3)."""
+    """Reconstruction risk R = 1/2 sum_k w_k s_k (1 - a_k)^2, without regulariser (docs/theory.md §3)."""
     return 0.5 * np.sum(spec.fraction * spec.eigenvalue * (1.0 - gain) ** 2, axis=-1)
 
 
 def closed_form_gain(activation: str, s: np.ndarray, lam: float) -> np.ndarray:
     """Closed-form t -> infinity gain at eigenvalue(s) s: linear (1 - lam/(2s))_+, relu (1 - lam/s)_+
-    (SPEC §3)."""
+    (docs/theory.md §3)."""
     s = np.asarray(s, dtype=np.float64)
     with np.errstate(divide="ignore"):
         if activation == "linear":
@@ -119,3 +121,25 @@ def integrate_reduced_ode(activation: str, spec: Spectrum, lam: float, r0: float
     c = np.exp(y)
     o = order_parameters(activation, spec, c)
     return dict(time=times, c=c, gain=o["gain"], q=o["q"], p=o["p"], risk=risk(spec, o["gain"]))
+
+
+def meanfield_dataset(data: xr.Dataset, activation: str, lam: float, r0: float, t_max: float, n_times: int,
+                      params: Mapping[str, Any] | None = None) -> xr.Dataset:
+    """The `mfae meanfield` product: the reduced ODE for the data file's spectrum groups on the grid
+    0..t_max (n_times points), as (time, group) curves with provenance attrs (docs/theory.md §6)."""
+    from .data import spectrum_of
+    from .io import curves_dataset, provenance
+
+    if n_times < 2:
+        raise MfaeError(f"--n-times must be >= 2, got {n_times}")
+    if not t_max > 0:
+        raise MfaeError(f"--t-max must be > 0, got {t_max}")
+    spec = spectrum_of(data)
+    times = np.linspace(0.0, t_max, n_times)
+    sol = integrate_reduced_ode(activation, spec, lam, r0, times)
+    attrs = provenance("meanfield", params if params is not None else
+                       dict(activation=activation, lam=lam, r0=r0, t_max=t_max, n_times=n_times))
+    attrs.update(data_name=data.attrs.get("name", ""), data_kind=data.attrs.get("kind", ""),
+                 d=int(data.attrs.get("d", 0)))
+    return curves_dataset(times, sol["c"], sol["gain"], sol["risk"], sol["q"], sol["p"],
+                          spec.eigenvalue, spec.fraction, attrs)

@@ -1,4 +1,4 @@
-"""What is measured on a finite-N network (SPEC §4), in float64.
+"""What is measured on a finite-N network (docs/theory.md §4), in float64.
 
 theta: (N, d) weights; x: (T, d) test samples; V: (d, m) eigenvectors; group: (m,) group index.
 """
@@ -12,7 +12,7 @@ from .activations import sigma
 
 
 def reconstruct(activation: str, theta: torch.Tensor, x: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
-    """xhat(x) = (1/N) sum_i theta_i sigma(<theta_i, x>)  (SPEC §2), chunked over samples."""
+    """xhat(x) = (1/N) sum_i theta_i sigma(<theta_i, x>)  (docs/theory.md §2), chunked over samples."""
     n = theta.shape[0]
     return torch.cat([sigma(activation, xb @ theta.T) @ theta / n for xb in torch.split(x, chunk)])
 
@@ -28,7 +28,7 @@ def group_mean(values: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndarr
 @torch.no_grad()
 def measure(activation: str, theta: torch.Tensor, x_test: torch.Tensor, V: torch.Tensor,
             group: np.ndarray, group_eigenvalue: np.ndarray, group_fraction: np.ndarray) -> dict:
-    """risk, per-group c and gain, and q, p of a finite-N network on a fixed test set (SPEC §4).
+    """risk, per-group c and gain, and q, p of a finite-N network on a fixed test set (docs/theory.md §4).
 
     - risk = 1/2 mean ||x - xhat||^2 over the test set
     - c_k  = mean over directions j in group k of (1/N) sum_i <theta_i, v_j>^2

@@ -10,7 +10,7 @@ from .activations import sigma
 
 
 class TiedAutoencoder(torch.nn.Module):
-    """xhat(x) = (1/N) sum_i theta_i sigma(<theta_i, x>)  (SPEC §2)."""
+    """xhat(x) = (1/N) sum_i theta_i sigma(<theta_i, x>)  (docs/theory.md §2)."""
 
     def __init__(self, theta: torch.Tensor, activation: str):
         super().__init__()
@@ -27,7 +27,7 @@ def autograd_optimizer(model: TiedAutoencoder, eps: float, lam: float) -> torch.
 
 
 def autograd_step(model: TiedAutoencoder, opt: torch.optim.Optimizer, x: torch.Tensor) -> None:
-    """One step on the loss d*N * mean_batch 1/2||x - xhat||^2 (the SPEC §2 scaling)."""
+    """One step on the loss d*N * mean_batch 1/2||x - xhat||^2 (the docs/theory.md §2 scaling)."""
     n, d = model.theta.shape
     opt.zero_grad(set_to_none=True)
     loss = 0.5 * d * n * ((x - model(x)) ** 2).sum(dim=1).mean()

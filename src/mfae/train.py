@@ -1,11 +1,8 @@
-"""Finite-N online SGD for the weight-tied autoencoder (SPEC §2), with measurements (SPEC §4).
+"""Finite-N online SGD runs (docs/theory.md §2) with measurements on a time grid (§4).
 
-Update, for a mini-batch X (B x d), weights Theta (N x d), U = X Theta^T, S = sigma(U):
-    xhat = S Theta / N,   E = X - xhat,   P = E Theta^T
-    d*N * grad_Theta mean_batch l = -(d/B) [ S^T E + (sigma'(U) * P)^T X ]
-    Theta <- (1 - eps*lambda) Theta + (eps*d/B) [S ; sigma'(U)*P]^T [E ; X]
-The two products of the gradient are fused into one matmul by stacking along the batch axis.
-eps = lr/d, mean-field time t = k*eps.
+`prepare_run` sets a run up (step size, step count, measurement steps, sampler, test set, initial
+weights); `train` runs it with checkpoints; `train_dataset` turns the result into the `mfae train`
+product. The step itself is in `mfae.sgd`.
 """
 
 from __future__ import annotations
@@ -16,15 +13,18 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, Mapping
 
 import numpy as np
 import torch
+import xarray as xr
 from tqdm import tqdm
 
 from . import MfaeError
-from .activations import check_activation, sigma_and_derivative
+from .activations import check_activation
 from .io import atomic_output
 from .measure import measure, second_moment_modes
+from .sgd import CudaGraphRunner, Stepper
 
 
 @dataclass(frozen=True)
@@ -84,148 +84,10 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-# --- the SGD step ---------------------------------------------------------------------------------
-
-def sgd_direction(activation: str, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """-(d*N) grad_Theta mean_batch l, unfused (the readable form; tests compare it to autograd)."""
-    n = theta.shape[0]
-    f = sigma_and_derivative(activation)
-    u = x @ theta.T
-    s, ds = f(u)
-    e = x - s @ theta / n
-    return (x.shape[1] / x.shape[0]) * (s.T @ e + (ds * (e @ theta.T)).T @ x)
-
-
-class Stepper:
-    """In-place fused SGD steps with preallocated buffers (no allocation, no host sync per step).
-
-    Per step (tanh): 4 BLAS calls and 3 elementwise kernels, 7 torch calls in all. Every view the
-    step needs (S, sigma'*P, A^T, Theta^T) is made once here, and `run` makes the per-step views of a
-    whole chunk of samples with three `unbind` calls, so the loop body does no Python-side tensor
-    bookkeeping: at the default sizes (B=8, N~2000, d~50) the per-call overhead is a sizeable part
-    of a step (see docs/performance.md).
-    """
-
-    def __init__(self, activation: str, theta: torch.Tensor, batch: int, eps: float, lam: float):
-        self.theta = theta
-        n, d = theta.shape
-        self.B, self.n, self.d = batch, n, d
-        self.alpha = eps * d / batch
-        self.beta = 1.0 - eps * lam
-        self.activation = activation
-        kw = dict(dtype=theta.dtype, device=theta.device)
-        self.A = torch.empty(2 * batch, n, **kw)  # [S ; sigma'(U) * P]; U = X Theta^T is computed into S
-        self.D = torch.empty(batch, n, **kw)      # sigma'(U)
-        self._one = torch.ones(batch, n, **kw) if activation == "tanh" else None
-        self._step = self._build()
-
-    def _build(self):
-        """The step as a closure over pre-made views and bound methods (fewest Python-side calls)."""
-        B, th = self.B, self.theta
-        thT, S, SP, AT, D, one = th.T, self.A[:B], self.A[B:], self.A.T, self.D, self._one
-        alpha, beta, ninv = self.alpha, self.beta, -1.0 / self.n
-        mm, addmm, th_update = torch.mm, torch.addmm, th.addmm_
-        a = self.activation
-        if a == "tanh":
-            addcmul, S_tanh, SP_mul = torch.addcmul, S.tanh_, SP.mul_
-
-            def step(XE, X, E):
-                mm(X, thT, out=S)                                  # U = X Theta^T
-                S_tanh()                                           # S = tanh(U)
-                addcmul(one, S, S, value=-1.0, out=D)              # sigma'(U) = 1 - S^2
-                addmm(X, S, th, beta=1.0, alpha=ninv, out=E)       # E = X - S Theta / N
-                mm(E, thT, out=SP)                                 # P = E Theta^T
-                SP_mul(D)                                          # sigma'(U) * P
-                th_update(AT, XE, beta=beta, alpha=alpha)          # fused gradient + weight decay
-        elif a == "linear":  # sigma' = 1: no derivative buffer, no product
-            def step(XE, X, E):
-                mm(X, thT, out=S)
-                addmm(X, S, th, beta=1.0, alpha=ninv, out=E)
-                mm(E, thT, out=SP)
-                th_update(AT, XE, beta=beta, alpha=alpha)
-        elif a == "relu":
-            gt, S_clamp, SP_mul = torch.gt, S.clamp_, SP.mul_
-
-            def step(XE, X, E):
-                mm(X, thT, out=S)
-                gt(S, 0, out=D)                                    # sigma'(U) = 1[U > 0] (bool -> dtype)
-                S_clamp(min=0)
-                addmm(X, S, th, beta=1.0, alpha=ninv, out=E)
-                mm(E, thT, out=SP)
-                SP_mul(D)
-                th_update(AT, XE, beta=beta, alpha=alpha)
-        else:  # erf: sigma' = 2/sqrt(pi) exp(-U^2)
-            c = 2.0 / math.sqrt(math.pi)
-            mul, S_erf, SP_mul = torch.mul, S.erf_, SP.mul_
-            D_neg, D_exp, D_mul = D.neg_, D.exp_, D.mul_
-
-            def step(XE, X, E):
-                mm(X, thT, out=S)
-                mul(S, S, out=D)
-                D_neg()
-                D_exp()
-                D_mul(c)
-                S_erf()
-                addmm(X, S, th, beta=1.0, alpha=ninv, out=E)
-                mm(E, thT, out=SP)
-                SP_mul(D)
-                th_update(AT, XE, beta=beta, alpha=alpha)
-        return step
-
-    def step(self, XE: torch.Tensor) -> None:
-        """One step. XE is a (2B, d) buffer whose lower half holds the batch X; the upper half is
-        overwritten with the residual E."""
-        B = self.B
-        self._step(XE, XE[B:], XE[:B])
-
-    def run(self, xe: torch.Tensor) -> None:
-        """Steps on each xe[j] in turn, j = 0..L-1, for an (L, 2B, d) chunk laid out as in `step`."""
-        B, f = self.B, self._step
-        for XE, X, E in zip(xe.unbind(0), xe[:, B:].unbind(0), xe[:, :B].unbind(0)):
-            f(XE, X, E)
-
-
-class CudaGraphRunner:
-    """Replays the Stepper's kernels from a CUDA graph (CUDA only).
-
-    One graph holds `group` consecutive steps reading a static (group, 2B, d) sample buffer; a chunk of
-    L steps is `L // group` times (copy the next samples into the buffer, replay), the remainder eagerly.
-    The kernels are the eager ones, so results equal the eager loop's. Warm-up runs on a side stream on a
-    zero buffer (as torch.cuda.graphs asks) and Theta is restored afterwards; capture itself runs nothing.
-    """
-
-    def __init__(self, stepper: Stepper, group: int = 16):
-        th = stepper.theta
-        self.stepper, self.G = stepper, group
-        self.static = torch.zeros(group, 2 * stepper.B, stepper.d, dtype=th.dtype, device=th.device)
-        backup = th.clone()
-        try:
-            side = torch.cuda.Stream(device=th.device)
-            side.wait_stream(torch.cuda.current_stream(th.device))
-            with torch.cuda.stream(side):
-                for _ in range(2):
-                    stepper.run(self.static)
-            torch.cuda.current_stream(th.device).wait_stream(side)
-            self.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.graph):
-                stepper.run(self.static)
-        finally:
-            th.copy_(backup)  # the warm-up steps must not count
-
-    def run(self, xe: torch.Tensor) -> None:
-        L, G, k = xe.shape[0], self.G, 0
-        while k + G <= L:
-            self.static.copy_(xe[k:k + G])
-            self.graph.replay()
-            k += G
-        if k < L:
-            self.stepper.run(xe[k:])
-
-
 # --- sampling ---------------------------------------------------------------------------------------
 
 class GaussianSampler:
-    """Fresh Gaussian samples x = V (sqrt(s/d) * z): Cov(x) = V diag(s) V^T / d (SPEC §2)."""
+    """Fresh Gaussian samples x = V (sqrt(s/d) * z): Cov(x) = V diag(s) V^T / d (docs/theory.md §2)."""
 
     def __init__(self, V: torch.Tensor, s: torch.Tensor, d: int, gen: torch.Generator):
         self.Vt = V.T.contiguous()
@@ -238,7 +100,7 @@ class GaussianSampler:
 
 
 class RowSampler:
-    """Rows of a finite training set drawn with replacement (SPEC §2)."""
+    """Rows of a finite training set drawn with replacement (docs/theory.md §2)."""
 
     def __init__(self, x: torch.Tensor, gen: torch.Generator):
         self.x, self.gen = x, gen
@@ -278,47 +140,74 @@ class Interrupted(Exception):
     """Raised after a checkpoint was saved on SIGTERM/SIGINT."""
 
 
-def train(cfg: TrainConfig, data: dict, device: torch.device, *, checkpoint: Path | None = None,
-          checkpoint_seconds: float = 300.0, progress: bool = True, stop_after_steps: int | None = None,
-          log=print, cuda_graph: bool = True) -> dict:
-    """Run online SGD as in SPEC §2 and measure on the time grid (SPEC §4).
+@dataclass
+class RunSetup:
+    """Everything a run needs before its first step, derived from (cfg, data, device) alone.
 
-    `data` holds numpy arrays: eigenvector (d, m), eigenvalue (m,), group (m,), group_eigenvalue,
-    group_fraction, and for real data x_train, x_test. Returns the measurement arrays and run info.
-    With `checkpoint`, state is saved there every `checkpoint_seconds` and on SIGTERM/SIGINT, and a
-    matching checkpoint found there is resumed. `stop_after_steps` simulates a kill (tests).
-    On CUDA the steps are replayed from a CUDA graph unless `cuda_graph=False` (eager fallback with a
-    logged warning if capture fails), and `cfg.tf32` allows TF32 matmuls. See docs/performance.md.
+    eps = lr/d, total = ceil(t_max/eps) steps, `ksteps[i]` the step at which grid time `times[i]` is
+    measured; the sampler draws training samples (seeded stream 1), `x_test` is the float64 test set
+    (Gaussian data: seeded stream 2 of cfg.test_seed; real data: the test split) and `theta0` the
+    initial weights (stream 0).
     """
-    cfg.validate()
+
+    dtype: torch.dtype
+    d: int
+    eps: float
+    total: int
+    times: np.ndarray
+    ksteps: np.ndarray
+    V: torch.Tensor
+    sampler: "GaussianSampler | RowSampler"
+    sample_gen: torch.Generator
+    x_test: torch.Tensor
+    theta0: torch.Tensor
+
+
+def prepare_run(cfg: TrainConfig, data: Mapping[str, np.ndarray], device: torch.device) -> RunSetup:
+    """Set up one run (see `RunSetup`); `data` comes from `mfae.data.train_inputs`."""
     dtype = getattr(torch, cfg.dtype)
     V_np = data["eigenvector"]
     d = V_np.shape[0]
     eps = cfg.lr / d
     total = math.ceil(cfg.t_max / eps - 1e-9)
     times = time_grid(cfg.t_max, cfg.n_times)
-    ksteps = measure_steps(times, eps, total)
-    ng = data["group_eigenvalue"].size
-
     V = torch.as_tensor(V_np, dtype=dtype, device=device)
     sample_gen = torch.Generator(device=device).manual_seed(derived_seed(cfg.seed, 1))
     if "x_train" in data:
-        xtr = torch.as_tensor(data["x_train"], dtype=dtype, device=device)
-        sampler = RowSampler(xtr, sample_gen)
+        sampler = RowSampler(torch.as_tensor(data["x_train"], dtype=dtype, device=device), sample_gen)
         x_test = torch.as_tensor(data["x_test"], dtype=torch.float64)
     else:
         sampler = GaussianSampler(V, torch.as_tensor(data["eigenvalue"], dtype=dtype, device=device), d, sample_gen)
         tg = torch.Generator().manual_seed(derived_seed(cfg.test_seed, 2))
         Vd = torch.as_tensor(V_np, dtype=torch.float64)
         z = torch.randn(cfg.n_test, Vd.shape[1], generator=tg, dtype=torch.float64)
-        x_test = (z * torch.sqrt(torch.as_tensor(data["eigenvalue"]) / d)) @ Vd.T
-    x_test = x_test.to(device)
+        x_test = (z * torch.sqrt(torch.as_tensor(data["eigenvalue"], dtype=torch.float64) / d)) @ Vd.T
+    g0 = torch.Generator().manual_seed(derived_seed(cfg.seed, 0))
+    theta0 = (cfg.r0 * torch.randn(cfg.N, d, generator=g0, dtype=torch.float64)).to(device=device, dtype=dtype)
+    return RunSetup(dtype=dtype, d=d, eps=eps, total=total, times=times, ksteps=measure_steps(times, eps, total),
+                    V=V, sampler=sampler, sample_gen=sample_gen, x_test=x_test.to(device), theta0=theta0)
+
+
+def train(cfg: TrainConfig, data: Mapping[str, np.ndarray], device: torch.device, *,
+          checkpoint: Path | None = None, checkpoint_seconds: float = 300.0, progress: bool = True,
+          stop_after_steps: int | None = None, log=print, cuda_graph: bool = True) -> dict:
+    """Run online SGD (docs/theory.md §2) and measure on the time grid (§4).
+
+    `data` holds numpy arrays (`mfae.data.train_inputs`). Returns the measurement arrays and run info.
+    With `checkpoint`, state is saved there every `checkpoint_seconds` and on SIGTERM/SIGINT, and a
+    matching checkpoint found there is resumed. `stop_after_steps` simulates a kill (tests).
+    On CUDA the steps are replayed from a CUDA graph unless `cuda_graph=False` (eager fallback with a
+    logged warning if capture fails), and `cfg.tf32` allows TF32 matmuls. See docs/performance.md.
+    """
+    cfg.validate()
+    run = prepare_run(cfg, data, device)
+    dtype, d, eps, total, times, ksteps = run.dtype, run.d, run.eps, run.total, run.times, run.ksteps
+    V, sampler, sample_gen, x_test = run.V, run.sampler, run.sample_gen, run.x_test
+    ng = data["group_eigenvalue"].size
 
     state = _load_checkpoint(checkpoint, cfg, data) if checkpoint else None
     if state is None:
-        g0 = torch.Generator().manual_seed(derived_seed(cfg.seed, 0))
-        theta0 = cfg.r0 * torch.randn(cfg.N, d, generator=g0, dtype=torch.float64)
-        state = RunState(theta=theta0.to(device=device, dtype=dtype))
+        state = RunState(theta=run.theta0)
         state.records = dict(risk=np.full(cfg.n_times, np.nan), q=np.full(cfg.n_times, np.nan),
                              p=np.full(cfg.n_times, np.nan), c=np.full((cfg.n_times, ng), np.nan),
                              gain=np.full((cfg.n_times, ng), np.nan),
@@ -411,6 +300,32 @@ def train(cfg: TrainConfig, data: dict, device: torch.device, *, checkpoint: Pat
     return dict(times=times, steps=ksteps, eps=eps, total_steps=total, wall_seconds=wall, records=state.records,
                 diverged=state.diverged, diverged_step=state.diverged_step, steps_done=state.step,
                 learned_eigenvalue=modes[0], learned_eigenvector=modes[1])
+
+
+def train_dataset(res: Mapping[str, Any], data: Mapping[str, np.ndarray], device: torch.device,
+                  params: Mapping[str, Any], data_attrs: Mapping[str, Any] | None = None) -> xr.Dataset:
+    """The `mfae train` product (docs/theory.md §6) from a `train` result: the (time, group) curves,
+    the step of each grid time, the projections on v_1, the learned second-moment modes, and
+    provenance attrs (every parameter in `params`, divergence, steps, wall time, device)."""
+    from .io import curves_dataset, provenance
+
+    rec = res["records"]
+    data_attrs = data_attrs or {}
+    attrs = provenance("train", params)
+    attrs.update(diverged=int(res["diverged"]), diverged_step=res["diverged_step"], steps=res["total_steps"],
+                 steps_done=res["steps_done"], eps=res["eps"], d=int(data["eigenvector"].shape[0]),
+                 wall_seconds=res["wall_seconds"], device=str(device), torch_version=torch.__version__,
+                 data_name=data_attrs.get("name", ""), data_kind=data_attrs.get("kind", ""))
+    out = curves_dataset(res["times"], rec["c"], rec["gain"], rec["risk"], rec["q"], rec["p"],
+                         data["group_eigenvalue"], data["group_fraction"], attrs)
+    out["step"] = ("time", res["steps"], dict(long_name="SGD step k at which the grid time is measured"))
+    out["projection"] = (("time", "neuron"), rec["projection"],
+                         dict(long_name="<theta_i, v_1>: weights projected on the top eigen-direction", units="1"))
+    out["learned_eigenvalue"] = ("mode", res["learned_eigenvalue"],
+                                 dict(long_name="eigenvalues of (1/N) sum_i theta_i theta_i^T at t_max", units="1"))
+    out["learned_eigenvector"] = (("feature", "mode"), res["learned_eigenvector"],
+                                  dict(long_name="eigenvectors of (1/N) sum_i theta_i theta_i^T at t_max"))
+    return out
 
 
 def _fingerprint(cfg: TrainConfig, data: dict) -> dict:

@@ -1,52 +1,38 @@
-"""`mfae convergence`: distance of finite-N runs to the mean-field ODE and the required-N fit (SPEC §5).
-
-Plugged into `mfae.cli` through `add_parser(sub)`; the numerics live in `mfae.convergence`.
-"""
+"""`mfae convergence`: distance of finite-N runs to the mean-field ODE and the required-N fit
+(docs/theory.md §5). The numerics live in `mfae.convergence`."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from . import MfaeError
-from .io import write_csv
-from .convergence import METRICS
+from .. import MfaeError
 
 TABLE_COLUMNS = ("label", "metric", "a", "b", "alpha", "alpha_lo", "alpha_hi", "n_runs", "n_excluded")
 
 
-def parse_tol(text: str) -> float | dict[str, float]:
-    """`0.01` (all metrics) or `excess_risk=0.01,gain_error=0.02` (per metric; others keep 0.01)."""
-    text = text.strip()
+def parse_tol(text: str) -> dict[str, float]:
+    """argparse type for --tol (the rule is `mfae.convergence.tolerances`)."""
+    from ..convergence import tolerances
+
     try:
-        if "=" not in text:
-            return float(text)
-        out = {m: 0.01 for m in METRICS}
-        for part in text.split(","):
-            if not part.strip():
-                continue
-            name, _, val = part.partition("=")
-            name = name.strip()
-            if name not in METRICS:
-                raise argparse.ArgumentTypeError(f"unknown metric {name!r} in --tol (known: {', '.join(METRICS)})")
-            out[name] = float(val)
-        return out
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number or metric=number pairs, got {text!r}") from None
+        return tolerances(text)
+    except MfaeError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _write_table(rows: list[dict], path: Path) -> None:
     """Write the fits CSV atomically, floats to 6 significant digits."""
+    from ..io import write_csv
+
     write_csv([{k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows],
               TABLE_COLUMNS, path)
 
 
 def cmd_convergence(args: argparse.Namespace) -> int:
-    from .convergence import collect_runs, convergence_dataset, fits_table
-    from .io import provenance, read_dataset, write_dataset
+    from ..convergence import collect_runs, convergence_dataset, fits_table
+    from ..io import provenance, read_dataset, write_dataset
 
-    if args.n_boot < 0:
-        raise MfaeError(f"--n-boot must be >= 0, got {args.n_boot}")
     if args.out.suffix.lower() == ".csv" or (args.table is not None and args.table.resolve() == args.out.resolve()):
         raise MfaeError("--out is the netCDF product; give the CSV with --table")
     missing = [str(p) for p in [*args.train, *args.meanfield] if not p.exists()]
@@ -87,7 +73,7 @@ def cmd_convergence(args: argparse.Namespace) -> int:
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "convergence", help="fit the required N as a power of d from train runs vs the mean-field ODE (SPEC §5)",
+        "convergence", help="fit the required N as a power of d from train runs vs the mean-field ODE (docs/theory.md §5)",
         description="For every train run, measure its distance to the mean-field ODE of the same d, activation "
                     "and lambda: excess_risk = R_N(T) - R_MF(T) at the final time T and gain_error = "
                     "sup_t max_k |gain_N - gain_MF| (mean-field curves interpolated onto the run's time grid). "
@@ -105,7 +91,7 @@ def add_parser(sub) -> None:
     p.add_argument("--table", type=Path, default=None, metavar="fits.csv",
                    help="also write a CSV with one row per metric: label, metric, a, b, alpha, alpha_lo, alpha_hi, "
                         "n_runs, n_excluded (default: none)")
-    p.add_argument("--tol", type=parse_tol, default=0.01, metavar="TOL",
+    p.add_argument("--tol", type=parse_tol, default="0.01", metavar="TOL",
                    help="tolerance above the floor defining N*(d), in the metric's units (risk units for "
                         "excess_risk, gain units for gain_error): one number for all metrics or "
                         "excess_risk=0.01,gain_error=0.02 (default 0.01)")

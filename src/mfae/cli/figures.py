@@ -1,4 +1,4 @@
-"""`mfae figures <name>`: the figure subcommands (plugged into `mfae.cli` by `add_parser`).
+"""`mfae figures <name>`: the figure subcommands.
 
 Each figure writes a PNG (dpi 150) at --out and a PDF with the same stem, atomically. Plotting
 libraries are imported only when a figure is drawn, so `mfae --help` stays fast.
@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from . import MfaeError
-from .cli import _floats  # the one parser of comma-separated numbers
+from .. import MfaeError
+from ._args import floats
 
 FIGURES = {
     "phases": "F1: risk and per-group gain vs time, SGD (mean ± sd per N) against the mean field",
@@ -38,7 +38,7 @@ def _report(paths) -> None:
 
 def _runs_and_meanfields(args: argparse.Namespace, **load_kw):
     """Check the output path and inputs, then load the train runs and the mean-field file(s)."""
-    from . import figures as F
+    from .. import figures as F
 
     F.check_out(args.out)
     _check_inputs(args.train, args.meanfield)
@@ -65,8 +65,8 @@ def cmd_activations(args: argparse.Namespace) -> int:
 
 
 def cmd_realdata(args: argparse.Namespace) -> int:
-    from . import figures as F
-    from .io import read_dataset, write_text
+    from .. import figures as F
+    from ..io import read_dataset, write_text
 
     F.check_out(args.out)
     _check_inputs(args.data, args.train, args.meanfield)
@@ -82,7 +82,7 @@ def cmd_realdata(args: argparse.Namespace) -> int:
 
 
 def cmd_projections(args: argparse.Namespace) -> int:
-    from .figures import TRAIN_VARS
+    from ..figures import TRAIN_VARS
 
     F, rs, (mf,) = _runs_and_meanfields(args, require=TRAIN_VARS + ("projection",),
                                         check=("risk", "gain", "projection"))
@@ -91,25 +91,13 @@ def cmd_projections(args: argparse.Namespace) -> int:
 
 
 def cmd_convergence(args: argparse.Namespace) -> int:
-    from . import figures as F
-    from .io import read_dataset
+    from .. import figures as F
+    from ..io import read_dataset
 
     F.check_out(args.out)
     _check_inputs(args.convergence)
     results = [read_dataset(p, "convergence") for p in args.convergence]
-    try:
-        from .figures_convergence import plot_convergence
-    except ModuleNotFoundError as exc:
-        if exc.name != "mfae.figures_convergence":
-            raise
-        raise MfaeError("the convergence figure (mfae.figures_convergence) is not available in this install") from None
-    F.setup_style()
-    kw = {} if args.metric is None else {"metric": args.metric}
-    try:
-        paths = plot_convergence(results, args.out, **kw)
-    except ValueError as exc:  # the plotting module reports bad input as ValueError
-        raise MfaeError(f"convergence figure: {exc}") from None
-    _report(paths)
+    _report(F.plot_convergence(results, args.out, metric=args.metric))
     return 0
 
 
@@ -154,7 +142,7 @@ def add_parser(sub) -> None:
     _train(f, " (several lambdas/activations allowed)")
     f.add_argument("--meanfield", required=True, nargs="+", type=Path, metavar="M.nc",
                    help="meanfield files, one per lambda (and activation)")
-    f.add_argument("--times", type=_floats, default=[1.0, 3.0, 6.0], metavar="T1,T2,...",
+    f.add_argument("--times", type=floats, default=[1.0, 3.0, 6.0], metavar="T1,T2,...",
                    help="stopping times t, comma-separated (default 1,3,6)")
     f.add_argument("--activation", default="tanh", help="activation whose runs are plotted (default tanh)")
     _out(f)
@@ -173,8 +161,8 @@ def add_parser(sub) -> None:
     f.add_argument("--convergence", required=True, nargs="+", type=Path, metavar="C.nc",
                    help="convergence files from `mfae convergence` (e.g. full-rank and low-rank study), "
                         "one column each")
-    f.add_argument("--metric", default=None, choices=("excess_risk", "gain_error"),
-                   help="error measure plotted (default: the plotting module's default, excess_risk)")
+    f.add_argument("--metric", default="excess_risk", choices=("excess_risk", "gain_error"),
+                   help="error measure plotted (default excess_risk)")
     _out(f)
     f.set_defaults(func=cmd_convergence)
 
@@ -184,7 +172,7 @@ def add_parser(sub) -> None:
     f.add_argument("--data", required=True, type=Path, metavar="D.nc", help="real-data file from `mfae data`")
     _train(f, " on that data (several seeds)")
     f.add_argument("--meanfield", required=True, type=Path, metavar="M.nc", help="meanfield file for that data")
-    f.add_argument("--times", type=_floats, default=[0.5, 1.0, 4.0], metavar="T1,T2,...",
+    f.add_argument("--times", type=floats, default=[0.5, 1.0, 4.0], metavar="T1,T2,...",
                    help="times of panel (a), comma-separated (default 0.5,1,4)")
     f.add_argument("--n-images", type=int, default=8, help="principal directions shown as pictures (default 8)")
     f.add_argument("--summary", type=Path, default=None, metavar="S.txt",
@@ -197,7 +185,7 @@ def add_parser(sub) -> None:
                      "the top group (group 0), interpolated to t.")
     _train(f, " (pooled)")
     f.add_argument("--meanfield", required=True, type=Path, metavar="M.nc", help="meanfield file, same model")
-    f.add_argument("--times", type=_floats, default=[0.0, 1.0, 3.0, 6.0], metavar="T1,T2,...",
+    f.add_argument("--times", type=floats, default=[0.0, 1.0, 3.0, 6.0], metavar="T1,T2,...",
                    help="times t of the panels, comma-separated (default 0,1,3,6)")
     f.add_argument("--bins", type=int, default=40, help="histogram bins (default 40)")
     _out(f)

@@ -1,10 +1,9 @@
-"""Figure F4: convergence to the mean-field limit and the required N as a power of d (SPEC §5).
+"""F4: convergence to the mean-field limit and the required N as a power of d (docs/theory.md §5).
 
 One column per convergence dataset (`mfae convergence` output; e.g. full rank and low rank):
 top, the error vs N per d on log-log axes (seed means with +-1 s.d. bars, fitted F(d) + C d^a N^-b
 as lines, floors F(d) dotted); bottom, N*(d) vs d with its bootstrap interval and the fitted power
-law d^alpha (alpha and its 95% interval in the legend). Rendered with the Agg canvas (no pyplot,
-no display needed).
+law d^alpha (alpha and its 95% interval in the legend).
 """
 
 from __future__ import annotations
@@ -12,12 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-import matplotlib
-from matplotlib import ticker
 import numpy as np
 import xarray as xr
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
+
+from .. import MfaeError
+from . import style
+from .style import new_figure
 
 Y_LABELS = {
     "excess_risk": r"$R_N(T)-R_{\mathrm{MF}}(T)$",
@@ -77,6 +76,8 @@ def _top_panel(ax, ds: xr.Dataset, metric: str, colors) -> None:
 
 
 def _bottom_panel(ax, ds: xr.Dataset, metric: str, colors) -> None:
+    from matplotlib import ticker
+
     sel = ds.sel(metric=metric)
     d = ds["d"].values.astype(np.float64)
     ns = sel["n_star"].values
@@ -120,22 +121,16 @@ def plot_convergence(results: Sequence[xr.Dataset], out: Path, metric: str = "ex
 
     results = list(results)
     if not results:
-        raise ValueError("plot_convergence needs at least one convergence dataset")
+        raise MfaeError("the convergence figure needs at least one convergence dataset")
     for ds in results:
         if "metric" not in ds.coords or metric not in list(ds["metric"].values):
-            raise ValueError(f"convergence dataset lacks metric {metric!r}")
-    out = Path(out)
-    with matplotlib.rc_context():
-        sns.set_theme(context="paper", style="whitegrid")
-        ncol = len(results)
-        fig = Figure(figsize=(3.5 * ncol, 5.6), layout="constrained")
-        FigureCanvasAgg(fig)
-        axes = fig.subplots(2, ncol, squeeze=False)
-        for i, ds in enumerate(results):
-            colors = sns.color_palette("viridis", max(ds.sizes["d"], 1))
-            _top_panel(axes[0, i], ds, metric, colors)
-            _bottom_panel(axes[1, i], ds, metric, colors)
-            axes[0, i].set_title(_title(ds, i), fontsize=9)
-        from .figures import save_figure  # atomic PNG + PDF: a killed job leaves no partial figure
-
-        return save_figure(fig, out)
+            raise MfaeError(f"convergence dataset lacks metric {metric!r}")
+    ncol = len(results)
+    fig = new_figure(3.5 * ncol, 5.6)
+    axes = fig.subplots(2, ncol, squeeze=False)
+    for i, ds in enumerate(results):
+        colors = sns.color_palette("viridis", max(ds.sizes["d"], 1))
+        _top_panel(axes[0, i], ds, metric, colors)
+        _bottom_panel(axes[1, i], ds, metric, colors)
+        axes[0, i].set_title(_title(ds, i), fontsize=9)
+    return style.save_figure(fig, out)

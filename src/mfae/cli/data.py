@@ -1,0 +1,63 @@
+"""`mfae data SOURCE`: data files with the spectrum groups, the eigenbasis and (real data) samples."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ._args import add_out, floats
+
+REAL = {
+    "digits": ("scikit-learn's bundled 8x8 digits (no network)", False),
+    "mnist": ("MNIST from IDX files (train/t10k images, gz or raw) in --path", True),
+    "array": ("any samples-by-features matrix in a .npy or .csv file", True),
+}
+
+
+def cmd_data(args: argparse.Namespace) -> None:
+    from .. import data as D
+    from ..io import provenance, write_dataset
+
+    if args.source == "gaussian":
+        ds = D.gaussian_data(args.eigenvalues, args.fractions, args.d, rotate=args.rotate, seed=args.seed)
+        params = dict(source="gaussian", eigenvalues=args.eigenvalues, fractions=args.fractions, d=args.d,
+                      rotate=args.rotate, seed=args.seed)
+    else:
+        path = getattr(args, "path", None)
+        ds = D.real_source_data(args.source, path, test_fraction=args.test_fraction, seed=args.seed,
+                                max_samples=args.max_samples)
+        params = dict(source=args.source, path=str(path or ""), test_fraction=args.test_fraction,
+                      seed=args.seed, max_samples=args.max_samples)
+    ds.attrs.update(provenance("data", params))
+    write_dataset(ds, args.out)
+    n_null = ds.attrs["n_null_directions"]
+    print(f"wrote {args.out}: d={ds.attrs['d']}, {ds.sizes['component']} components in {ds.sizes['group']} groups"
+          + (f", {n_null} zero-variance directions dropped" if n_null else ""))
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("data", help="make a data file: spectrum, eigenbasis and (real data) samples",
+                       description="Make a data file (netCDF) with the spectrum groups and eigenbasis of the data; "
+                                   "real data also holds normalised train/test samples (centred, E||x||^2 = 1).")
+    s = p.add_subparsers(dest="source", required=True, metavar="SOURCE")
+    g = s.add_parser("gaussian", help="Gaussian data with a block spectrum",
+                     description="Gaussian data x ~ N(0, V diag(s) V^T / d) with spectrum groups.")
+    g.add_argument("--eigenvalues", type=floats, required=True, help="group eigenvalues s_k, e.g. 4,1,0.25")
+    g.add_argument("--fractions", type=floats, required=True,
+                   help="relative group sizes, e.g. 1,1,1; d*f_k/sum(f) must be whole numbers")
+    g.add_argument("--d", type=int, required=True, help="input dimension d")
+    g.add_argument("--rotate", action="store_true", help="use a Haar-random eigenbasis instead of the standard one")
+    g.add_argument("--seed", type=int, default=0, help="seed of the random rotation (default 0)")
+    add_out(g)
+    g.set_defaults(func=cmd_data)
+    for name, (help_, needs_path) in REAL.items():
+        r = s.add_parser(name, help=help_, description=f"Real data: {help_}. Rows are centred and scaled to "
+                         "E||x||^2 = 1 on the training split; the spectrum is that of d*Cov(train).")
+        if needs_path:
+            r.add_argument("--path", required=True, help="folder with the IDX files" if name == "mnist" else "X.npy or X.csv")
+        r.add_argument("--test-fraction", type=float, default=0.2,
+                       help="fraction of rows held out for measurements (default 0.2; MNIST uses its t10k set)")
+        r.add_argument("--seed", type=int, default=0, help="seed of the train/test split (default 0)")
+        r.add_argument("--max-samples", type=int, default=0, help="subsample to at most this many rows (0 = all)")
+        add_out(r)
+        r.set_defaults(func=cmd_data)
