@@ -10,6 +10,7 @@ from ._args import add_out, floats
 REAL = {
     "digits": ("scikit-learn's bundled 8x8 digits (no network)", False),
     "mnist": ("MNIST from IDX files (train/t10k images, gz or raw) in --path", True),
+    "fashion-mnist": ("Fashion-MNIST from IDX files (train/t10k images, gz or raw) in --path", True),
     "array": ("any samples-by-features matrix in a .npy or .csv file", True),
 }
 
@@ -25,9 +26,9 @@ def cmd_data(args: argparse.Namespace) -> None:
     else:
         path = getattr(args, "path", None)
         ds = D.real_source_data(args.source, path, test_fraction=args.test_fraction, seed=args.seed,
-                                max_samples=args.max_samples)
+                                max_samples=args.max_samples, max_test=args.max_test)
         params = dict(source=args.source, path=str(path or ""), test_fraction=args.test_fraction,
-                      seed=args.seed, max_samples=args.max_samples)
+                      seed=args.seed, max_samples=args.max_samples, max_test=args.max_test)
     ds.attrs.update(provenance("data", params))
     write_dataset(ds, args.out)
     n_null = ds.attrs["n_null_directions"]
@@ -54,10 +55,15 @@ def add_parser(sub) -> None:
         r = s.add_parser(name, help=help_, description=f"Real data: {help_}. Rows are centred and scaled to "
                          "E||x||^2 = 1 on the training split; the spectrum is that of d*Cov(train).")
         if needs_path:
-            r.add_argument("--path", required=True, help="folder with the IDX files" if name == "mnist" else "X.npy or X.csv")
+            r.add_argument("--path", required=True,
+                           help="X.npy or X.csv" if name == "array" else "folder with the IDX files")
         r.add_argument("--test-fraction", type=float, default=0.2,
-                       help="fraction of rows held out for measurements (default 0.2; MNIST uses its t10k set)")
+                       help="fraction of rows held out for measurements (default 0.2; (Fashion-)MNIST uses its "
+                            "t10k set)")
         r.add_argument("--seed", type=int, default=0, help="seed of the train/test split (default 0)")
         r.add_argument("--max-samples", type=int, default=0, help="subsample to at most this many rows (0 = all)")
+        r.add_argument("--max-test", type=int, default=0,
+                       help="keep a seeded random subset of at most this many test rows (0 = all); every "
+                            "measurement reconstructs the whole test set")
         add_out(r)
         r.set_defaults(func=cmd_data)
