@@ -160,7 +160,7 @@ def test_paper_dag_fetches_the_image_data_first(tmp_path):
     counts = job_counts(p)
     assert counts == {"fetch": 1, "data": 1}
     out = p.stdout + p.stderr
-    assert "data fetch fashion-mnist --dest data/fashion-mnist" in out
+    assert "data fetch fashion-mnist --dest data/fashion-mnist --no-progress" in out
     for f in IDX:
         assert f"data/fashion-mnist/{f}" in out
 

@@ -190,6 +190,7 @@ def real_data(x: np.ndarray, name: str, test_fraction: float = 0.2, seed: int = 
 
 REAL_SOURCES = ("digits", "mnist", "fashion-mnist", "array")
 IDX_SOURCES = ("mnist", "fashion-mnist")  # four IDX files in a folder (train/t10k images and labels)
+IDX_NAMES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
 
 
 def real_source_data(source: str, path: str | Path | None = None, test_fraction: float = 0.2, seed: int = 0,
@@ -248,7 +249,7 @@ def _find_idx(folder: Path, stem: str, dataset: str = "mnist") -> Path:
     for name in (stem, stem + ".gz", stem.replace("-idx", ".idx"), stem.replace("-idx", ".idx") + ".gz"):
         if (folder / name).exists():
             return folder / name
-    raise MfaeError(f"{dataset}: no {stem}[.gz] in {folder}. Get the four IDX files (train-images-idx3-ubyte.gz, "
+    raise MfaeError(f"{IDX_NAMES.get(dataset, dataset)}: no {stem}[.gz] in {folder}. Get the four IDX files (train-images-idx3-ubyte.gz, "
                     f"t10k-images-idx3-ubyte.gz, ...) with `mfae data fetch {dataset} --dest {folder}` or from the "
                     f"{dataset} distribution, and point --path at their folder")
 
@@ -258,12 +259,12 @@ def load_mnist(folder: str | Path, dataset: str = "mnist") -> tuple[np.ndarray, 
     as (n, 784) float arrays in [0, 1]."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise MfaeError(f"{dataset} folder not found: {folder}")
+        raise MfaeError(f"{IDX_NAMES.get(dataset, dataset)} folder not found: {folder}")
     out = []
     for stem in ("train-images-idx3-ubyte", "t10k-images-idx3-ubyte"):
         arr = read_idx(_find_idx(folder, stem, dataset))
         if arr.ndim != 3:
-            raise MfaeError(f"{dataset} {stem}: expected a 3-D image array, got shape {arr.shape}")
+            raise MfaeError(f"{IDX_NAMES.get(dataset, dataset)} {stem}: expected a 3-D image array, got shape {arr.shape}")
         out.append(arr.reshape(arr.shape[0], -1).astype(np.float64) / 255.0)
     return out[0], out[1]
 

@@ -24,7 +24,7 @@ rule fetch:
         mfae=MFAE,
         args=get_fetch_args,
     shell:
-        "{params.mfae} data fetch {params.args} > {log} 2>&1"
+        "{params.mfae} data fetch {params.args} --no-progress > {log} 2>&1"
 
 
 rule data:
