@@ -186,7 +186,7 @@ def test_paper_smoke_slice_runs_the_largest_jobs(tmp_path):
     overlay["experiments"]["fashion_mnist"].update(N=[16000], seeds=[0])
     cfgs = [str(ROOT / "config" / "paper.yaml"), str(dump(overlay, tmp_path / "o.yaml"))]
     big = "res/convergence_lowrank/train/tanh_lam0.5/d1024/N65536_seed0.nc"
-    smk(tmp_path, ROOT / "config" / "paper.yaml", "--configfile", *cfgs, big, "res/figures/F5_fashion_mnist.png")
+    smk(tmp_path, ROOT / "config" / "paper.yaml", big, "res/figures/F5_fashion_mnist.png", "--configfile", *cfgs)
     run = xr.open_dataset(tmp_path / big)
     assert run.attrs["steps"] == 4 and run.sizes["time"] == 3 and run.attrs["diverged"] == 0
     assert run.attrs["param_n_test"] == 256 and np.isfinite(run["risk"].values).all()
