@@ -257,8 +257,17 @@ def real_source_data(source: str, path: str | Path | None = None, test_fraction:
 
 
 def load_digits_matrix() -> np.ndarray:
-    """scikit-learn's bundled 8x8 digits (1797 x 64); no network."""
-    from sklearn.datasets import load_digits
+    """scikit-learn's bundled 8x8 digits (1797 x 64); no network.
+
+    Read straight from the CSV file scikit-learn ships (what `sklearn.datasets.load_digits` parses):
+    importing scikit-learn itself costs a data job more than the rest of its work."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("sklearn")  # locates the package without importing it
+    path = Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "digits.csv.gz" if spec else None
+    if path is not None and path.is_file():
+        return np.loadtxt(path, delimiter=",")[:, :-1]
+    from sklearn.datasets import load_digits  # a layout we do not know: the official loader
 
     return load_digits().data.astype(np.float64)
 
