@@ -4,7 +4,7 @@
 Exports the baseline revision (default dd01a14, the state before the whole-job work) with `git archive`
 and the current working tree (tracked and untracked-but-not-ignored files) into two temp folders, and
 runs the study (`snakemake --cores C` with the folder's own Snakefile, config and profile) in each, one
-after the other, from an empty results folder. Jobs call `mfae` from PATH, as under `make all`; here it
+after the other (or both at once with --concurrent), from an empty results folder. Jobs call `mfae` from PATH, as under `make all`; here it
 is a small wrapper script running `python -m mfae` with PYTHONPATH=<folder>/src, and Snakemake itself
 gets the same PYTHONPATH, so each study runs only its own code (the venv's editable install would
 otherwise resolve `import mfae` to this checkout).
@@ -16,7 +16,7 @@ samples decoded with `mfae.data.samples` and compared bit for bit).
 
     .venv/bin/python bench/bench_study.py                 # the default study, both versions (~10-20 min)
     .venv/bin/python bench/bench_study.py --quick         # a one-experiment toy study (tests)
-    .venv/bin/python bench/bench_study.py --order current-first
+    .venv/bin/python bench/bench_study.py --concurrent     # both at once (a machine busy with other work)
 """
 
 from __future__ import annotations
@@ -72,8 +72,8 @@ def quick_config(tree: Path) -> Path:
     return p
 
 
-def run_study(tree: Path, config: Path, cores: int, log: Path) -> float:
-    """Run snakemake in `tree` with the `mfae` of `tree/src`; returns the wall time."""
+def start_study(tree: Path, config: Path, cores: int, log: Path):
+    """Start snakemake in `tree` with the `mfae` of `tree/src`; returns a function waiting for its wall time."""
     bindir = tree / ".bench_bin"
     bindir.mkdir(exist_ok=True)
     wrapper = bindir / "mfae"
@@ -84,12 +84,17 @@ def run_study(tree: Path, config: Path, cores: int, log: Path) -> float:
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(tree / "Snakefile"), "--directory", str(tree),
            "--configfile", str(config), "--cores", str(cores), "--profile", str(tree / "profiles" / "default")]
     t = time.perf_counter()
-    with open(log, "w") as fh:
-        p = subprocess.run(cmd, cwd=tree, env=env, stdout=fh, stderr=subprocess.STDOUT)
-    wall = time.perf_counter() - t
-    if p.returncode != 0:
-        raise SystemExit(f"snakemake failed in {tree} (see {log}):\n" + log.read_text()[-4000:])
-    return wall
+    fh = open(log, "w")
+    p = subprocess.Popen(cmd, cwd=tree, env=env, stdout=fh, stderr=subprocess.STDOUT)
+
+    def wait() -> float:
+        rc = p.wait()
+        wall = time.perf_counter() - t
+        fh.close()
+        if rc != 0:
+            raise SystemExit(f"snakemake failed in {tree} (see {log}):\n" + log.read_text()[-4000:])
+        return wall
+    return wait
 
 
 def job_seconds(results: Path) -> dict[str, tuple[int, float]]:
@@ -157,6 +162,9 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="a toy one-experiment study (smoke test)")
     ap.add_argument("--order", choices=("baseline-first", "current-first"), default="baseline-first",
                     help="which study runs first (default baseline-first)")
+    ap.add_argument("--concurrent", action="store_true",
+                    help="run both studies at the same time (each with --cores) instead of one after the other: "
+                         "on a machine loaded by others this exposes both to the same load")
     ap.add_argument("--keep", type=Path, default=None, help="copy both results folders here")
     ap.add_argument("--json", type=Path, default=None, help="write the numbers to this JSON file")
     a = ap.parse_args(argv)
@@ -169,8 +177,13 @@ def main(argv=None) -> int:
         walls = {}
         print(f"default study{' (quick toy config)' if a.quick else ''}, snakemake --cores {a.cores}; "
               f"baseline {a.baseline} vs the current working tree", flush=True)
+        if a.concurrent:  # both at once: a loaded machine slows both alike
+            waits = {k: start_study(trees[k], configs[k], a.cores, tmp / f"{k}.log") for k in order}
+            walls = {k: w() for k, w in waits.items()}
+        else:
+            for k in order:
+                walls[k] = start_study(trees[k], configs[k], a.cores, tmp / f"{k}.log")()
         for k in order:
-            walls[k] = run_study(trees[k], configs[k], a.cores, tmp / f"{k}.log")
             print(f"  {k:9s} study wall {walls[k]:8.1f} s", flush=True)
         ratio = walls["baseline"] / walls["current"]
         print(f"ratio baseline/current (study wall time): {ratio:.2f}x")
