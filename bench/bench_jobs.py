@@ -348,9 +348,51 @@ def main(argv=None) -> int:
                 results["budget"][f"{label} | {v.name}"] = b
                 print(f"{label:32s} {v.name:18s} " + " ".join(f"{b[c]:12.2f}" for c in cols)
                       + f"  {b['measurements'] / b['wall']:.0%}", flush=True)
+        # -- real-data files: size and read time, uint8 codes vs float64 samples
+        results["data_files"] = data_files(tmp, quick=a.quick, repeats=repeats)
     if a.json:
         a.json.write_text(json.dumps(results, indent=1))
     return 0
+
+
+def data_files(tmp: Path, quick: bool, repeats: int) -> dict:
+    """Real-data files as stored now (8-bit samples as uint8 codes) against the same file with float64 samples:
+    digits, and synthetic MNIST-sized 8-bit images (70000 x 784, ~80% zero pixels like MNIST). Read = open the
+    file and get float64 x_train, x_test (`read_dataset` + `train_inputs`), median of `repeats`."""
+    import numpy as np
+
+    from mfae.data import load_digits_matrix, real_data, samples, train_inputs
+    from mfae.io import read_dataset, write_dataset
+
+    rng = np.random.default_rng(0)
+    n, d = (3000, 196) if quick else (70000, 784)
+    img = rng.integers(1, 256, size=(n, d)) * (rng.random((n, d)) < 0.2)
+    cases = {"digits": (load_digits_matrix(), None), f"8-bit images {n}x{d}": (img[: n * 6 // 7] / 255.0,
+                                                                             img[n * 6 // 7:] / 255.0)}
+    out = {}
+    print("\nreal-data files: uint8 codes (now) vs float64 samples (before); read = read_dataset + train_inputs")
+    for name, (x, xt) in cases.items():
+        ds = real_data(x, name, x_test=xt)
+        xtr, xte = samples(ds)
+        f64 = ds.drop_vars(["x_train_code", "x_test_code"])
+        f64["x_train"], f64["x_test"] = (("sample", "feature"), xtr), (("test_sample", "feature"), xte)
+        pc, pf = write_dataset(ds, tmp / "codes.nc"), write_dataset(f64, tmp / "f64.nc")
+        reads = {}
+        for _ in range(repeats):
+            for k, path in (("codes", pc), ("float64", pf)):
+                t = time.perf_counter()
+                r = train_inputs(read_dataset(path))
+                reads.setdefault(k, []).append(time.perf_counter() - t)
+        same = all(np.array_equal(train_inputs(read_dataset(pc))[v], train_inputs(read_dataset(pf))[v])
+                   for v in ("x_train", "x_test"))
+        del r
+        rc, rf = statistics.median(reads["codes"]), statistics.median(reads["float64"])
+        out[name] = dict(bytes_codes=pc.stat().st_size, bytes_float64=pf.stat().st_size, read_codes=rc,
+                         read_float64=rf, bit_identical=same)
+        print(f"  {name:24s} size {pc.stat().st_size / 1e6:8.2f} MB vs {pf.stat().st_size / 1e6:8.2f} MB "
+              f"(ratio {pc.stat().st_size / pf.stat().st_size:.2f})  read {rc:.3f} s vs {rf:.3f} s "
+              f"(ratio float64/codes {rf / rc:.2f}x)  samples bit-identical: {same}", flush=True)
+    return out
 
 
 if __name__ == "__main__":
