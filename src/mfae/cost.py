@@ -65,3 +65,49 @@ def train_memory_mb(N: int, d: int, batch: int, *, n_test: int, n_train: int = 0
     checkpoint = 2 * N * d * s
     total = weights + stepper + samples + test_set + measurement + eigenbasis + rows + records + checkpoint
     return BASELINE_MB + total / MB
+
+
+def available_memory_mb() -> float:
+    """Memory this process can still use (MB): /proc/meminfo MemAvailable, lowered to the cgroup's
+    limit minus its usage when one is set (a batch job's memory limit). +inf where neither is known."""
+    avail = float("inf")
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    avail = int(line.split()[1]) / 1024
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        with open("/sys/fs/cgroup/memory.max") as fh:
+            limit = fh.read().strip()
+        if limit != "max":
+            with open("/sys/fs/cgroup/memory.current") as fh:
+                used = int(fh.read().strip())
+            avail = min(avail, (int(limit) - used) / MB)
+    except (OSError, ValueError):
+        pass
+    return avail
+
+
+def device_memory_mb(device) -> float:
+    """Free memory (MB) of a CUDA device (torch.cuda.mem_get_info); +inf for the CPU."""
+    if getattr(device, "type", str(device)) != "cuda":
+        return float("inf")
+    import torch
+
+    free, _total = torch.cuda.mem_get_info(device)
+    return free / MB
+
+
+def current_rss_mb() -> float:
+    """This process's resident memory now (MB; VmRSS of /proc/self/status), 0 where unknown."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0.0

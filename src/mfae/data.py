@@ -162,11 +162,21 @@ def real_data(x: np.ndarray, name: str, test_fraction: float = 0.2, seed: int = 
         xtr = x[rng.permutation(x.shape[0])]
     d = xtr.shape[1]
     mean = xtr.mean(axis=0)
+    if not np.all(np.isfinite(mean)):  # the sum overflowed: average the rows pre-scaled instead
+        big = np.max(np.abs(xtr))
+        mean = (xtr / big).mean(axis=0) * big
     xtr, xte = xtr - mean, xte - mean
-    scale = np.sqrt(np.mean(np.sum(xtr**2, axis=1)))
-    if scale == 0:
+    # divide by max |x| before squaring, so that data of any magnitude (1e200 or 1e-200) neither
+    # overflows nor underflows; the normalised result is the same
+    pre = float(np.max(np.abs(xtr)))
+    if not np.isfinite(pre):
+        raise MfaeError(f"{name}: values too large to centre in float64 (max |x| = {np.max(np.abs(x)):.3g})")
+    if pre == 0:
         raise MfaeError(f"{name}: all training rows are identical; there is no variance to learn")
-    xtr, xte = xtr / scale, xte / scale
+    xtr, xte = xtr / pre, xte / pre
+    rel = np.sqrt(np.mean(np.sum(xtr**2, axis=1)))
+    scale = pre * rel
+    xtr, xte = xtr / rel, xte / rel
     cov = xtr.T @ xtr / xtr.shape[0]
     s, V = principal_axes(d * cov)
     keep = s > NULL_TOL * s[0]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._args import add_model, add_out, params_of
+from ._args import N_TIMES_MAX, add_model, add_out, n_times, params_of
 
 
 def cmd_meanfield(args: argparse.Namespace) -> None:
@@ -23,6 +23,7 @@ def add_parser(sub) -> None:
                        description="Integrate the reduced mean-field ODE for the data file's spectrum groups "
                                    "(float64, DOP853, rtol 1e-10) and write c, gain, risk, q, p on a time grid.")
     add_model(p)
-    p.add_argument("--n-times", type=int, default=200, help="points of the time grid 0..t_max inclusive (default 200)")
+    p.add_argument("--n-times", type=n_times, default=200,
+                   help=f"points of the time grid 0..t_max inclusive, 2..{N_TIMES_MAX} (default 200)")
     add_out(p)
-    p.set_defaults(func=cmd_meanfield)
+    p.set_defaults(func=cmd_meanfield, inputs=("data",), outputs=("out",))
