@@ -14,6 +14,13 @@ against each measured one. Timings on a machine shared with other work are infla
 quoting them.
 
     .venv/bin/python bench/bench_plan.py [--json plan_rates.json] [--quick]
+
+With --compare, instead compares mfae.plan's CPU estimates (the constants in the code) with finished
+runs of a study: the training time (est_seconds less the start-up) against each run's recorded
+wall_seconds (results/runs.csv), and est_seconds against the whole job's time from Snakemake's
+benchmark file (results/benchmarks/train/...tsv, column s), and prints the ratios' median and spread:
+
+    .venv/bin/python bench/bench_plan.py --compare config.yaml
 """
 
 from __future__ import annotations
@@ -130,13 +137,58 @@ def nnls_fit(A: np.ndarray, y: np.ndarray) -> np.ndarray:
     return nnls(A * w[:, None], y * w)[0]
 
 
+def compare(configfile: Path) -> int:
+    """est/measured ratios of the finished training runs of a study (see the module docstring)."""
+    import csv
+
+    from mfae import study
+    from mfae.runs import runs_table
+
+    config = study.load_config(configfile, check_paths=False)
+    r = study.results(config)
+    rows, ratios_train, ratios_job = [], [], []
+    done = [j for j in study.train_jobs(config) if Path(j["path"]).exists()]
+    if not done:
+        print(f"no finished training run of {configfile} under {r}/")
+        return 1
+    runs = {row["file"]: row for row in runs_table([j["path"] for j in done])}
+    for j in done:
+        s = plan.job_shape(config, j["experiment"], j["data"], j["N"], Path(r) / j["experiment"] / "data" /
+                           f"{j['data']}.nc")
+        est = plan.est_seconds(s, plan.CPU_RATES)
+        train_est = est - plan.startup_seconds(s, plan.CPU_RATES)
+        wall = float(runs[j["path"]]["wall_seconds"])
+        bench = Path(r) / "benchmarks" / "train" / j["experiment"] / (
+            f"{j['activation']}_lam{study.fmt(j['lam'])}_{j['data']}_N{j['N']}_seed{j['seed']}.tsv")
+        job_s = float("nan")
+        if bench.exists():
+            with open(bench) as f:
+                job_s = float(next(csv.DictReader(f, delimiter="\t"))["s"])
+        ratios_train.append(train_est / wall)
+        ratios_job.append(est / job_s)
+        rows.append((j["experiment"], j["d"], j["N"], j["seed"], train_est, wall, est, job_s))
+    print(f"{'experiment':<20} {'d':>4} {'N':>5} {'seed':>4} | train est/measured s | job est/measured s")
+    for e, d, N, seed, te, w, est, js in rows:
+        print(f"{e:<20} {d:>4} {N:>5} {seed:>4} | {te:8.1f} {w:8.1f} {te / w:5.2f} | {est:7.1f} {js:7.1f} {est / js:5.2f}")
+    for name, v in (("training time (est - start-up) / wall_seconds", ratios_train),
+                    ("whole job est_seconds / benchmark s", [x for x in ratios_job if x == x])):
+        q = np.quantile(v, [0.1, 0.5, 0.9]) if v else [float("nan")] * 3
+        print(f"{name}: median {q[1]:.2f}, 10-90% {q[0]:.2f}-{q[2]:.2f}, min {min(v):.2f}, max {max(v):.2f} "
+              f"({len(v)} runs)")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--json", type=Path, help="also write the measurements and fitted constants here")
     ap.add_argument("--quick", action="store_true", help="fewer, smaller shapes (a smoke run)")
     ap.add_argument("--min-time", type=float, default=0.3, help="seconds per repeat (default 0.3)")
     ap.add_argument("--repeats", type=int, default=3, help="repeats per case, median (default 3)")
+    ap.add_argument("--compare", type=Path, metavar="CONFIG",
+                    help="compare the estimates with the finished runs of this study config instead")
     args = ap.parse_args(argv)
+    if args.compare:
+        return compare(args.compare)
     torch.set_num_threads(1)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     steps_s, meas_s = (QUICK_STEP, QUICK_MEASURE) if args.quick else (STEP_SHAPES, MEASURE_SHAPES)

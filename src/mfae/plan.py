@@ -58,11 +58,13 @@ class Rates:
     host_flops: float       # float64 rate of the final eigendecomposition (always on the CPU)
 
 
-# Calibrated with `python bench/bench_plan.py` on the development machine (2-core AMD EPYC VM with
-# AVX-512, torch 2.13 CPU/MKL, one thread per job as under Snakemake), 2026-11-30, while ~6 other jobs
-# shared the two cores: these rates are those of a loaded machine, as the default study there saw.
-CPU_RATES = Rates(name="cpu", step_flops=60e9, step_overhead=15e-6, step_act=3.0e-9, measure_flops=30e9,
-                  measure_act=9.0e-9, bandwidth=math.inf, startup=6.0, read_rate=300e6, host_flops=20e9)
+# Calibrated with `python bench/bench_plan.py --repeats 5 --min-time 0.4` on the development machine
+# (2-core AMD EPYC VM with AVX-512, torch 2.13 CPU/MKL, one thread per job as under Snakemake) on
+# 2026-11-30, while the default study and other work loaded its 2 cores (load average ~10, so each job
+# got ~1/5 of a core): these are the rates the default study saw there, 3-5x slower than an idle
+# machine (docs/performance.md: 5700 steps/s and 145 ms per measurement at B=8, N=2000, d=48 idle).
+CPU_RATES = Rates(name="cpu", step_flops=20e9, step_overhead=78e-6, step_act=8.9e-9, measure_flops=12e9,
+                  measure_act=25e-9, bandwidth=math.inf, startup=18.0, read_rate=300e6, host_flops=4e9)
 
 # NOT measured (no GPU was available to this project): documented assumptions for an H100/H200-class
 # GPU (A100: roughly 2x the times). float32 without TF32 at the skinny shapes of a step (one side is B):

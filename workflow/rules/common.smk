@@ -81,7 +81,7 @@ def get_realdata_inputs(wildcards):
 # Resources of a training job from the cost model in src/mfae/plan.py (also `mfae plan`): SLURM
 # gets a time limit and memory that fit the job (3x the estimate plus a margin; each retry doubles,
 # triples, ... them). The device planned for: train.plan_device, else train.device, else (auto) cuda
-# when the train rule is given a GPU (profiles/slurm: set-resources train: gpu: 1), else cpu.
+# when training jobs are given a GPU (profiles/slurm sets gpu=1 for train), else cpu.
 def _gets_gpu(resources):
     return any(
         k in ("gpu", "gpus") or (k == "gres" and "gpu" in str(v))
