@@ -10,6 +10,10 @@ def _hours(t: dict) -> str:
     return f"{t['hours']:.3g} h" + (f" (+{t['unknown']} jobs of unknown size)" if t["unknown"] else "")
 
 
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:.3g} min" if seconds < 7200 else f"{seconds / 3600:.3g} h"
+
+
 def cmd_plan(args: argparse.Namespace) -> None:
     from .. import MfaeError, plan, study
     from ..io import write_csv
@@ -29,7 +33,7 @@ def cmd_plan(args: argparse.Namespace) -> None:
     if t["longest"]:
         j = t["longest"]
         print(f"longest: {j['experiment']} {j['activation']} lam={j['lam']} d={j['d']} N={j['N']}: "
-              f"{j['est_seconds'] / 60:.3g} min (limit {j['runtime_min']} min)")
+              f"{_duration(j['est_seconds'])} (limit {_duration(60 * j['runtime_min'])})")
     print(f"totals: {gpu['hours']:.3g} GPU-hours (cuda), {cpu['hours']:.3g} CPU-hours (cpu, one core per job)")
     if t["unknown"]:
         print(f"note: {t['unknown']} jobs have no estimate: their data width is unknown until the data file "
