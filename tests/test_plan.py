@@ -67,7 +67,7 @@ def test_time_and_limits_grow_with_N_and_d(device):
         lim = [plan.runtime_minutes(x) for x in t]
         assert all(a <= b for a, b in zip(lim, lim[1:]))
         assert lim[-1] > lim[0] or d < 1024  # small jobs all get the minimum limit
-        m = [plan.memory_mb(shape(N, d)) for N in Ns]
+        m = [plan.memory_mb(shape(N, d), r) for N in Ns]
         assert all(a < b for a, b in zip(m, m[1:]))
     for N in Ns:
         t = [plan.est_seconds(shape(N, d), r) for d in ds]
@@ -80,6 +80,16 @@ def test_runtime_and_memory_limits():
     assert plan.runtime_minutes(600.0, attempt=2) == 66
     assert plan.memory_resource_mb(100.0) == plan.MIN_MEM_MB
     assert plan.memory_resource_mb(3019.4) == 4600 and plan.memory_resource_mb(3019.4, attempt=3) == 13800
+
+
+def test_memory_is_mfae_costs_count_plus_the_cuda_host_extra():
+    from mfae.cost import train_memory_mb
+
+    s = plan.Shape(N=4096, d=256, m=256, batch=32, steps=10, n_times=41, n_test=4096)
+    base = train_memory_mb(4096, 256, 32, n_test=4096, block_steps=256, n_times=41)
+    assert plan.memory_mb(s, plan.CPU_RATES) == pytest.approx(base)
+    assert plan.memory_mb(s, plan.GPU_RATES) == pytest.approx(base + plan.GPU_RATES.host_extra_mb)
+    assert plan.train_resources(cfg(), "phases", "d12", 20, "cuda")["mem_mb"] >= 3000
 
 
 def test_gpu_steps_have_a_floor_and_a_bandwidth_bound():

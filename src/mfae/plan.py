@@ -56,6 +56,7 @@ class Rates:
     startup: float          # seconds: python + torch imports, data file, output; GPU: + CUDA init
     read_rate: float        # bytes/s reading the data file (netCDF, float64)
     host_flops: float       # float64 rate of the final eigendecomposition (always on the CPU)
+    host_extra_mb: float = 0.0  # host memory beyond mfae.cost's count (GPU: CUDA context and libraries)
 
 
 # Calibrated with `python bench/bench_plan.py --repeats 5 --min-time 0.4` on the development machine
@@ -70,9 +71,12 @@ CPU_RATES = Rates(name="cpu", step_flops=20e9, step_overhead=78e-6, step_act=8.9
 # GPU (A100: roughly 2x the times). float32 without TF32 at the skinny shapes of a step (one side is B):
 # ~25 TFLOP/s effective; with CUDA graphs a step (7 kernels) costs at least ~15 us; memory ~3 TB/s
 # effective (H200: 4.8 TB/s peak); float64 matmuls of a measurement ~30 TFLOP/s (FP64 tensor cores);
-# start-up ~20 s (imports, CUDA context and cuBLAS handles, the graph capture's warm-up).
+# start-up ~20 s (imports, CUDA context and cuBLAS handles, the graph capture's warm-up); the CUDA
+# context and the CUDA libraries add ~1-2 GB to the host process (counted as 2000 MB on top of
+# mfae.cost's arrays, which then sit in device memory: the host request is generous).
 GPU_RATES = Rates(name="cuda", step_flops=25e12, step_overhead=15e-6, step_act=0.0, measure_flops=30e12,
-                  measure_act=0.0, bandwidth=3e12, startup=20.0, read_rate=300e6, host_flops=20e9)
+                  measure_act=0.0, bandwidth=3e12, startup=20.0, read_rate=300e6, host_flops=20e9,
+                  host_extra_mb=2000.0)
 
 STEP_F64_FACTOR = 2.0      # float64 SGD weights: half the float32 matmul rate (CPU AVX-512 and H100 alike)
 
@@ -167,10 +171,11 @@ def memory_resource_mb(mem_mb: float, attempt: int = 1) -> int:
     return attempt * max(MIN_MEM_MB, 100 * math.ceil(MEM_SAFETY * mem_mb / 100.0))
 
 
-def memory_mb(s: Shape) -> float:
+def memory_mb(s: Shape, r: Rates = CPU_RATES) -> float:
+    """Peak memory (MB) of the job: mfae.cost.train_memory_mb, plus the device's host extra (CUDA)."""
     from .cost import train_memory_mb
 
-    return train_memory_mb(s.N, s.d, s.batch, n_test=s.n_test, n_train=s.n_train, block_steps=BLOCK_STEPS,
+    return r.host_extra_mb + train_memory_mb(s.N, s.d, s.batch, n_test=s.n_test, n_train=s.n_train, block_steps=BLOCK_STEPS,
                            dtype=s.dtype, n_projections=N_PROJECTIONS, n_times=s.n_times)
 
 
@@ -298,7 +303,7 @@ def plan(config: dict, device: str, data_files: bool = True) -> list[dict[str, A
         else:
             sec = est_seconds(s, r)
             row.update(d=s.d, steps=s.steps, flops=float(f"{flops(s):.4g}"), est_seconds=round(sec, 2),
-                       mem_mb=round(memory_mb(s), 1), runtime_min=runtime_minutes(sec))
+                       mem_mb=round(memory_mb(s, r), 1), runtime_min=runtime_minutes(sec))
         out.append(row)
     return out
 
@@ -325,5 +330,5 @@ def train_resources(config: dict, exp: str, dkey: str, N: int | str, device: str
         d, (n_train, n_test) = 784, _split(60000, e["data"].get("test_fraction", 0.2))
         s = Shape(N=int(N), d=d, m=d, batch=t["batch"], steps=n_steps(e["t_max"], d, e["lr"]),
                   n_times=t["n_times"], n_test=n_test, n_train=n_train, dtype=t["dtype"])
-    return dict(runtime=runtime_minutes(est_seconds(s, rates(device)), attempt),
-                mem_mb=memory_resource_mb(memory_mb(s), attempt))
+    r = rates(device)
+    return dict(runtime=runtime_minutes(est_seconds(s, r), attempt), mem_mb=memory_resource_mb(memory_mb(s, r), attempt))
