@@ -28,7 +28,7 @@ EXPERIMENT_DEFAULTS: dict[str, Any] = dict(enabled=True, activations=["tanh"], l
                                            t_max=6, seeds=[0], n_boot=1000, tol=0.01)
 DATA_DEFAULTS: dict[str, Any] = dict(rotate=False, seed=0, test_fraction=0.2, max_samples=0)
 SECTION_DEFAULTS: dict[str, dict[str, Any]] = {
-    "train": dict(device="auto", dtype="float32", batch=8, n_times=25, checkpoint_seconds=300),
+    "train": dict(device="auto", dtype="float32", batch=8, n_times=25, checkpoint_seconds=300, plan_device="auto"),
     "meanfield": dict(n_times=200),
     "figures": dict(shrinkage_times=[1, 3, 10], realdata_times=[0.5, 1, 4], projection_times=[0, 1, 3, 6],
                     n_images=8),
