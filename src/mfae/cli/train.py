@@ -115,7 +115,8 @@ def add_parser(sub) -> None:
                    help="exit with status 4 when the run diverges (default: record diverged=1 and exit 0)")
     p.add_argument("--checkpoint-seconds", type=finite, default=300.0,
                    help="save a resumable checkpoint OUT.ckpt.pt this often and on SIGTERM/SIGINT (default 300; "
-                        "negative disables). Rerunning the same command resumes from it")
+                        "negative disables). Rerunning the same command resumes from it; it is removed only "
+                        "once the output is written, so a failed final write costs no retraining")
     p.add_argument("--stop-after-steps", type=count, default=None, help=argparse.SUPPRESS)  # tests: simulated kill
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.add_argument("--memory-check", action=argparse.BooleanOptionalAction, default=True,
