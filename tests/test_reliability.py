@@ -197,6 +197,17 @@ def test_a_run_that_cannot_fit_is_refused_at_once(files, tmp_path, capsys):
     assert "needs about" in line
 
 
+def test_data_and_meanfield_that_cannot_fit_are_refused(files, tmp_path, capsys, monkeypatch):
+    one_line_error(*cli(capsys, "data", "gaussian", "--eigenvalues", "1", "--fractions", "1", "--d", str(2**31 - 1),
+                        "--out", tmp_path / "o.nc"), "MB", "available")
+    import mfae.cost as cost
+
+    monkeypatch.setattr(cost, "available_memory_mb", lambda: 0.01)
+    one_line_error(*cli(capsys, "meanfield", "--data", files / "D.nc", "--n-times", "1000000",
+                        "--out", tmp_path / "o.nc"), "--n-times 1000000", "available")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_memory_check_uses_the_cost_model(files, tmp_path, capsys, monkeypatch):
     import mfae.cost as cost
 

@@ -111,3 +111,13 @@ def current_rss_mb() -> float:
     except (OSError, ValueError, IndexError):
         pass
     return 0.0
+
+
+def check_fits(need_mb: float, what: str) -> None:
+    """Refuse (MfaeError) a job needing `need_mb` MB more than this machine has available now."""
+    from . import MfaeError
+
+    avail = available_memory_mb()
+    if need_mb > avail:
+        raise MfaeError(f"{what} needs about {need_mb:,.0f} MB but only {avail:,.0f} MB are available; "
+                        f"use smaller sizes or a bigger machine")
