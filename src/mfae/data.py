@@ -23,9 +23,17 @@ import xarray as xr
 
 from . import MfaeError
 from .meanfield import Spectrum
-from .measure import principal_axes
 
 NULL_TOL = 1e-9  # eigenvalues below NULL_TOL * max(eigenvalue) count as zero-variance directions
+
+
+def principal_axes(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenpairs of a symmetric matrix by decreasing eigenvalue, each eigenvector's largest-magnitude
+    entry made positive so that results are deterministic (eigh's signs are arbitrary)."""
+    w, v = np.linalg.eigh(m)
+    order = np.argsort(w)[::-1]
+    w, v = w[order], v[:, order]
+    return w, v * np.where(v[np.argmax(np.abs(v), axis=0), np.arange(v.shape[1])] < 0, -1.0, 1.0)
 
 
 # --- Gaussian spectrum groups -----------------------------------------------------------------
@@ -108,12 +116,50 @@ TRAIN_INPUT_VARS = ("eigenvector", "eigenvalue", "component_group", "group_eigen
 
 def train_inputs(ds: xr.Dataset) -> dict[str, np.ndarray]:
     """What the trainer needs from a data file, as numpy arrays: eigenvector (d, m), eigenvalue (m,),
-    group (m,), group_eigenvalue, group_fraction, and for real data x_train, x_test."""
+    group (m,), group_eigenvalue, group_fraction, and for real data x_train, x_test (`samples`)."""
     out = {k: ds[k].values for k in ("eigenvector", "eigenvalue", "group_eigenvalue", "group_fraction")}
     out["group"] = ds["component_group"].values
-    if "x_train" in ds:
-        out["x_train"], out["x_test"] = ds["x_train"].values, ds["x_test"].values
+    if has_samples(ds):
+        out["x_train"], out["x_test"] = samples(ds)
     return out
+
+
+# --- sample storage ---------------------------------------------------------------------------------
+# Image data hold 8-bit pixels: the raw value of a pixel is code / code_denominator with an integer code
+# in 0..255 (digits: 0..16 with denominator 1; MNIST: k/255). Such data files store the raw codes as
+# uint8 (`x_train_code`, `x_test_code`) beside the training `mean` and the attr `scale`, and `samples`
+# rebuilds x = (code / code_denominator - mean) / scale with the very operations `real_data` applied:
+# the float64 samples are bit-identical to storing them, at 1/8 of the size. Other data keep float64
+# `x_train`, `x_test`.
+
+CODE_DENOMINATORS = (1.0, 255.0)
+
+
+def pixel_codes(x: np.ndarray) -> tuple[np.ndarray, float] | None:
+    """(uint8 codes, denominator) with x == codes / denominator exactly, or None if x is not 8-bit data."""
+    for den in CODE_DENOMINATORS:
+        k = np.rint(x * den)
+        if k.size and k.min() >= 0 and k.max() <= 255 and np.array_equal(k / den, x):
+            return k.astype(np.uint8), den
+    return None
+
+
+def normalise(raw: np.ndarray, mean: np.ndarray, scale: float) -> np.ndarray:
+    """(raw - mean) / scale: the normalisation of docs/theory.md §7 (one definition for writing and reading)."""
+    return (raw - mean) / scale
+
+
+def has_samples(ds: xr.Dataset) -> bool:
+    return "x_train" in ds or "x_train_code" in ds
+
+
+def samples(ds: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """The normalised float64 (x_train, x_test) of a real-data file, whichever way they are stored."""
+    if "x_train_code" not in ds:
+        return ds["x_train"].values, ds["x_test"].values
+    den, mean, scale = float(ds.attrs["code_denominator"]), ds["mean"].values, float(ds.attrs["scale"])
+    return tuple(normalise(ds[v].values.astype(np.float64) / den, mean, scale)
+                 for v in ("x_train_code", "x_test_code"))
 
 
 # --- Real data ----------------------------------------------------------------------------------
@@ -161,22 +207,21 @@ def real_data(x: np.ndarray, name: str, test_fraction: float = 0.2, seed: int = 
             raise MfaeError(f"{name}: train has {x.shape[1]} features but test has {xte.shape[1]}")
         xtr = x[rng.permutation(x.shape[0])]
     d = xtr.shape[1]
+    codes = [pixel_codes(xtr), pixel_codes(xte)]
     mean = xtr.mean(axis=0)
     if not np.all(np.isfinite(mean)):  # the sum overflowed: average the rows pre-scaled instead
         big = np.max(np.abs(xtr))
         mean = (xtr / big).mean(axis=0) * big
-    xtr, xte = xtr - mean, xte - mean
-    # divide by max |x| before squaring, so that data of any magnitude (1e200 or 1e-200) neither
-    # overflows nor underflows; the normalised result is the same
-    pre = float(np.max(np.abs(xtr)))
+    # scale = sqrt(E||x - mean||^2), computed on rows divided by max |x - mean| first, so that data of
+    # any magnitude (1e200 or 1e-200) neither overflows nor underflows when squared
+    centred = xtr - mean
+    pre = float(np.max(np.abs(centred)))
     if not np.isfinite(pre):
         raise MfaeError(f"{name}: values too large to centre in float64 (max |x| = {np.max(np.abs(x)):.3g})")
     if pre == 0:
         raise MfaeError(f"{name}: all training rows are identical; there is no variance to learn")
-    xtr, xte = xtr / pre, xte / pre
-    rel = np.sqrt(np.mean(np.sum(xtr**2, axis=1)))
-    scale = pre * rel
-    xtr, xte = xtr / rel, xte / rel
+    scale = pre * float(np.sqrt(np.mean(np.sum((centred / pre) ** 2, axis=1))))
+    xtr, xte = normalise(xtr, mean, scale), normalise(xte, mean, scale)
     cov = xtr.T @ xtr / xtr.shape[0]
     s, V = principal_axes(d * cov)
     keep = s > NULL_TOL * s[0]
@@ -185,21 +230,30 @@ def real_data(x: np.ndarray, name: str, test_fraction: float = 0.2, seed: int = 
     ds = spectrum_dataset(s, V, np.arange(ncomp), s.copy(), np.full(ncomp, 1.0 / d),
                           dict(kind="real", name=name, n_null_directions=int((~keep).sum()),
                                n_duplicate_rows_removed=int(n_dup), scale=float(scale)))
-    ds["x_train"] = (("sample", "feature"), xtr, dict(long_name="normalised training samples", units="1"))
-    ds["x_test"] = (("test_sample", "feature"), xte, dict(long_name="normalised test samples", units="1"))
+    if all(c is not None and c[1] == codes[0][1] for c in codes):  # 8-bit data: store the raw codes
+        how = "normalised sample = (code / code_denominator - mean) / scale (mfae.data.samples)"
+        ds.attrs["code_denominator"] = codes[0][1]
+        ds["x_train_code"] = (("sample", "feature"), codes[0][0],
+                              dict(long_name="raw 8-bit training samples", description=how))
+        ds["x_test_code"] = (("test_sample", "feature"), codes[1][0],
+                             dict(long_name="raw 8-bit test samples", description=how))
+    else:
+        ds["x_train"] = (("sample", "feature"), xtr, dict(long_name="normalised training samples", units="1"))
+        ds["x_test"] = (("test_sample", "feature"), xte, dict(long_name="normalised test samples", units="1"))
     ds["mean"] = ("feature", mean, dict(long_name="training mean subtracted before scaling"))
     return ds
 
 
-REAL_SOURCES = ("digits", "mnist", "array")
+REAL_SOURCES = ("digits", "mnist", "fashion-mnist", "array")
 
 
 def real_source_data(source: str, path: str | Path | None = None, test_fraction: float = 0.2, seed: int = 0,
                      max_samples: int = 0) -> xr.Dataset:
-    """The data file of a real-data source (digits, mnist or array): load, subsample, normalise, split."""
+    """The data file of a real-data source (digits, mnist, fashion-mnist or array): load, subsample,
+    normalise, split."""
     if source == "digits":
         x, xt = load_digits_matrix(), None
-    elif source == "mnist":
+    elif source in ("mnist", "fashion-mnist"):  # the same IDX layout
         x, xt = load_mnist(path)
     elif source == "array":
         x, xt = load_array(path), None
@@ -212,8 +266,17 @@ def real_source_data(source: str, path: str | Path | None = None, test_fraction:
 
 
 def load_digits_matrix() -> np.ndarray:
-    """scikit-learn's bundled 8x8 digits (1797 x 64); no network."""
-    from sklearn.datasets import load_digits
+    """scikit-learn's bundled 8x8 digits (1797 x 64); no network.
+
+    Read straight from the CSV file scikit-learn ships (what `sklearn.datasets.load_digits` parses):
+    importing scikit-learn itself costs a data job more than the rest of its work."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("sklearn")  # locates the package without importing it
+    path = Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "digits.csv.gz" if spec else None
+    if path is not None and path.is_file():
+        return np.loadtxt(path, delimiter=",")[:, :-1]
+    from sklearn.datasets import load_digits  # a layout we do not know: the official loader
 
     return load_digits().data.astype(np.float64)
 

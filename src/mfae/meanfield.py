@@ -18,7 +18,6 @@ from typing import Any, Mapping
 
 import numpy as np
 import xarray as xr
-from scipy.integrate import solve_ivp
 
 from . import MfaeError
 from .activations import check_activation, moments
@@ -114,6 +113,8 @@ def integrate_reduced_ode(activation: str, spec: Spectrum, lam: float, r0: float
     if times[-1] == 0:
         y = y0[None, :]
     else:
+        from scipy.integrate import solve_ivp  # here, not at the top: data and train jobs need no scipy
+
         sol = solve_ivp(rhs, (0.0, times[-1]), y0, method="DOP853", t_eval=times, rtol=rtol, atol=atol)
         if not sol.success:
             raise MfaeError(f"ODE integration failed: {sol.message}")

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from . import MfaeError
 from .activations import check_activation
 from .io import atomic_output
-from .measure import measure, second_moment_modes
+from .measure import Measurer, second_moment_modes
 from .sgd import CudaGraphRunner, Stepper
 
 
@@ -261,8 +261,11 @@ def train(cfg: TrainConfig, data: Mapping[str, np.ndarray], device: torch.device
     xe_buf = torch.empty(cfg.block_steps, 2 * B, theta.shape[1], dtype=dtype, device=device)
     v_top = V[:, 0].to(torch.float64)
 
+    measure = Measurer(cfg.activation, x_test, V, data["group"], data["group_eigenvalue"], data["group_fraction"],
+                       device=device, weights_dtype=dtype)  # the test set's own products, once per run
+
     def record(i: int) -> bool:
-        m = measure(cfg.activation, theta, x_test, V, data["group"], data["group_eigenvalue"], data["group_fraction"])
+        m = measure(theta)
         rec = state.records
         rec["risk"][i], rec["q"][i], rec["p"][i] = m["risk"], m["q"], m["p"]
         rec["c"][i], rec["gain"][i] = m["c"], m["gain"]
