@@ -125,6 +125,7 @@ BAD_VALUES = [
     (["train", "--N", "10", "--n-times", str(10**12)], "--n-times"),
     (["train", "--N", str(2**40)], "--N"),
     (["train", "--N", "10", "--checkpoint-seconds", "nan"], "--checkpoint-seconds"),
+    (["train", "--N", "10", "--threads", "2000000000"], "--threads"),
     (["train", "--N", "10", "--unknown-flag"], "unrecognized"),
     (["train"], "required"),
 ]
@@ -197,6 +198,17 @@ def test_a_run_that_cannot_fit_is_refused_at_once(files, tmp_path, capsys):
     assert "needs about" in line
 
 
+def test_data_and_meanfield_that_cannot_fit_are_refused(files, tmp_path, capsys, monkeypatch):
+    one_line_error(*cli(capsys, "data", "gaussian", "--eigenvalues", "1", "--fractions", "1", "--d", str(2**31 - 1),
+                        "--out", tmp_path / "o.nc"), "MB", "available")
+    import mfae.cost as cost
+
+    monkeypatch.setattr(cost, "available_memory_mb", lambda: 0.01)
+    one_line_error(*cli(capsys, "meanfield", "--data", files / "D.nc", "--n-times", "1000000",
+                        "--out", tmp_path / "o.nc"), "--n-times 1000000", "available")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_memory_check_uses_the_cost_model(files, tmp_path, capsys, monkeypatch):
     import mfae.cost as cost
 
@@ -223,6 +235,17 @@ def test_huge_and_tiny_matrices_are_valid_data(tmp_path, capsys):
         assert np.all(np.isfinite(outs[name]["x_train"].values))
         assert outs[name].attrs["scale"] == pytest.approx(outs["one"].attrs["scale"] * (1e200 if name == "huge" else 1e-200))
     assert np.mean(np.sum(outs["huge"]["x_train"].values ** 2, axis=1)) == pytest.approx(1.0)
+
+
+def test_extreme_but_finite_numbers(tmp_path, capsys):
+    """Fractions of 1e308 are valid relative sizes; an eigenvalue of 1e308 is data the ODE cannot follow:
+    one line, not a screen of numerical warnings."""
+    rc, lines = cli(capsys, "data", "gaussian", "--eigenvalues", "1,1e308", "--fractions", "1e308,1e308",
+                    "--d", "4", "--out", tmp_path / "big.nc")
+    assert rc == 0, lines
+    np.testing.assert_array_equal(xr.open_dataset(tmp_path / "big.nc")["group_fraction"].values, [0.5, 0.5])
+    one_line_error(*cli(capsys, "meanfield", "--data", tmp_path / "big.nc", "--out", tmp_path / "m.nc"), "ODE")
+    assert not (tmp_path / "m.nc").exists()
 
 
 def test_data_without_variance_is_refused(tmp_path, capsys):

@@ -45,6 +45,7 @@ def group_sizes(fractions: Sequence[float], d: int) -> np.ndarray:
         raise MfaeError(f"--d must be a positive integer, got {d}")
     if f.ndim != 1 or f.size == 0 or np.any(~np.isfinite(f)) or np.any(f <= 0):
         raise MfaeError("fractions must be positive numbers")
+    f = f / f.max()  # relative sizes: huge fractions (1e308) must not overflow the sum
     sizes = d * f / f.sum()
     rounded = np.rint(sizes)
     if np.any(np.abs(sizes - rounded) > 1e-9) or np.any(rounded < 1):

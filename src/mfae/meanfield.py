@@ -13,6 +13,7 @@ c_k > 0 exactly and makes decaying directions as accurate as growing ones.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -115,7 +116,9 @@ def integrate_reduced_ode(activation: str, spec: Spectrum, lam: float, r0: float
     else:
         from scipy.integrate import solve_ivp  # here, not at the top: data and train jobs need no scipy
 
-        sol = solve_ivp(rhs, (0.0, times[-1]), y0, method="DOP853", t_eval=times, rtol=rtol, atol=atol)
+        with np.errstate(all="ignore"), warnings.catch_warnings():  # a failure is reported below, in one line
+            warnings.simplefilter("ignore", RuntimeWarning)
+            sol = solve_ivp(rhs, (0.0, times[-1]), y0, method="DOP853", t_eval=times, rtol=rtol, atol=atol)
         if not sol.success:
             raise MfaeError(f"ODE integration failed: {sol.message}")
         y = sol.y.T

@@ -304,6 +304,14 @@ def check_config(config: dict, check_paths: bool = True) -> None:
         for n in (n for k in dkeys(config, name) for n in n_values(config, name, k)):
             if n > SIZE_MAX:
                 raise ConfigError(f"experiments.{name}.N_over_d: gives N = {n}, above {SIZE_MAX}")
+    n_times = section(config, "train")["n_times"]
+    for name, e in experiments(config).items():
+        ds = e.get("d") or ([64] if e["data"]["source"] == "digits" else [])  # real data: d known for digits
+        for d in ds:
+            steps = math.ceil(e["t_max"] / (e["lr"] / d) - 1e-9)  # as mfae.train.total_steps
+            if n_times > steps + 1:
+                raise ConfigError(f"train.n_times: {n_times} measurements exceed the {steps} steps (+1) of "
+                                  f"experiments.{name} at d = {d} (t_max = {fmt(e['t_max'])}, lr = {fmt(e['lr'])})")
     figures = section(config, "figures")
     for stem, fig in FIGURES.items():
         for x in figure_experiments(config, stem) if fig.times else []:

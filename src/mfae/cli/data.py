@@ -23,6 +23,10 @@ def cmd_data(args: argparse.Namespace) -> None:
     from ..io import provenance, write_dataset
 
     if args.source == "gaussian":
+        from ..cost import MB, check_fits
+
+        # the d x d eigenbasis, its QR (--rotate), the kept columns and the netCDF write: ~5 d^2 float64
+        check_fits(5 * args.d**2 * 8 / MB, f"a d={args.d} data file")
         ds = D.gaussian_data(args.eigenvalues, args.fractions, args.d, rotate=args.rotate, seed=args.seed)
         params = dict(source="gaussian", eigenvalues=args.eigenvalues, fractions=args.fractions, d=args.d,
                       rotate=args.rotate, seed=args.seed)

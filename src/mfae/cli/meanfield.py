@@ -11,7 +11,11 @@ def cmd_meanfield(args: argparse.Namespace) -> None:
     from ..io import read_dataset, write_dataset
     from ..meanfield import meanfield_dataset
 
+    from ..cost import MB, check_fits
+
     ds = read_dataset(args.data, "data", require=("group_eigenvalue", "group_fraction"))
+    # the solver's dense output on the grid and the (time, group) curves: ~12 float64 per point and group
+    check_fits(12 * args.n_times * ds.sizes.get("group", 1) * 8 / MB, f"--n-times {args.n_times}")
     out = meanfield_dataset(ds, args.activation, args.lam, args.r0, args.t_max, args.n_times,
                             params=params_of(args, data=args.data, out=args.out))
     write_dataset(out, args.out)

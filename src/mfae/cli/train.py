@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from .. import MfaeError
-from ._args import add_model, add_out, count, finite, n_times, params_of, positive, seed, size
+from ._args import add_model, add_out, count, finite, integer, n_times, params_of, positive, seed, size
 
 
 def check_memory(cfg, data: dict, device) -> None:
@@ -102,7 +102,7 @@ def add_parser(sub) -> None:
                    help="measurement times on 0..t_max inclusive, 2..min(steps+1, 10^6) (default 50)")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda (default auto)")
     p.add_argument("--dtype", default="float32", help="float32 (default) or float64 for the SGD weights")
-    p.add_argument("--threads", type=count, default=0,
+    p.add_argument("--threads", type=integer(0, 1024), default=0,
                    help="torch CPU threads (0 = torch's default); when given, inter-op threads are set to 1")
     p.add_argument("--cuda-graph", action=argparse.BooleanOptionalAction, default=True,
                    help="on CUDA, replay the SGD steps from a CUDA graph (default on; falls back to eager)")
@@ -115,7 +115,8 @@ def add_parser(sub) -> None:
                    help="exit with status 4 when the run diverges (default: record diverged=1 and exit 0)")
     p.add_argument("--checkpoint-seconds", type=finite, default=300.0,
                    help="save a resumable checkpoint OUT.ckpt.pt this often and on SIGTERM/SIGINT (default 300; "
-                        "negative disables). Rerunning the same command resumes from it")
+                        "negative disables). Rerunning the same command resumes from it; it is removed only "
+                        "once the output is written, so a failed final write costs no retraining")
     p.add_argument("--stop-after-steps", type=count, default=None, help=argparse.SUPPRESS)  # tests: simulated kill
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.add_argument("--memory-check", action=argparse.BooleanOptionalAction, default=True,
