@@ -69,7 +69,7 @@ BAD = [
     (["data", "mnist", "--path", "{tmp}/trunc"], "truncated"),
     (["meanfield", "--data", "{tmp}/notnc.nc"], "not a readable netCDF"),
     (["meanfield", "--data", "{tmp}/missing.nc"], "not found"),
-    (["meanfield", "--data", "{D}", "--lam", -1], "lambda"),
+    (["meanfield", "--data", "{D}", "--lam", -1], "--lam"),
     (["meanfield", "--data", "{D}", "--activation", "gelu"], "activation"),
     (["train", "--data", "{D}", "--N", 0], "N"),
     (["train", "--data", "{D}", "--N", 10, "--activation", "gelu"], "activation"),

@@ -131,6 +131,8 @@ BAD = [
     ("rank", lambda c: c["experiments"]["convergence_lowrank"].update(d=[3]), "experiments.convergence_lowrank.d:"),
     ("huge N", lambda c: c["experiments"]["convergence"].update(N_over_d=[2**31]), "experiments.convergence.N_over_d:"),
     ("N and N_over_d", lambda c: c["experiments"]["phases"].update(N_over_d=[2]), "experiments.phases: give exactly"),
+    ("n_times beyond steps", lambda c: (c.setdefault("train", {}).update(n_times=10**5)),
+     "train.n_times: 100000 measurements exceed the"),
     ("mnist", lambda c: c["experiments"]["mnist"].update(enabled=True, data=dict(source="mnist", path="/nonexistent")),
      "experiments.mnist.data.path: /nonexistent does not exist"),
 ]

@@ -45,6 +45,7 @@ def group_sizes(fractions: Sequence[float], d: int) -> np.ndarray:
         raise MfaeError(f"--d must be a positive integer, got {d}")
     if f.ndim != 1 or f.size == 0 or np.any(~np.isfinite(f)) or np.any(f <= 0):
         raise MfaeError("fractions must be positive numbers")
+    f = f / f.max()  # relative sizes: huge fractions (1e308) must not overflow the sum
     sizes = d * f / f.sum()
     rounded = np.rint(sizes)
     if np.any(np.abs(sizes - rounded) > 1e-9) or np.any(rounded < 1):
@@ -216,9 +217,18 @@ def real_data(x: np.ndarray, name: str, test_fraction: float = 0.2, seed: int = 
     d = xtr.shape[1]
     codes = [pixel_codes(xtr), pixel_codes(xte)]
     mean = xtr.mean(axis=0)
-    scale = np.sqrt(np.mean(np.sum((xtr - mean)**2, axis=1)))
-    if scale == 0:
+    if not np.all(np.isfinite(mean)):  # the sum overflowed: average the rows pre-scaled instead
+        big = np.max(np.abs(xtr))
+        mean = (xtr / big).mean(axis=0) * big
+    # scale = sqrt(E||x - mean||^2), computed on rows divided by max |x - mean| first, so that data of
+    # any magnitude (1e200 or 1e-200) neither overflows nor underflows when squared
+    centred = xtr - mean
+    pre = float(np.max(np.abs(centred)))
+    if not np.isfinite(pre):
+        raise MfaeError(f"{name}: values too large to centre in float64 (max |x| = {np.max(np.abs(x)):.3g})")
+    if pre == 0:
         raise MfaeError(f"{name}: all training rows are identical; there is no variance to learn")
+    scale = pre * float(np.sqrt(np.mean(np.sum((centred / pre) ** 2, axis=1))))
     xtr, xte = normalise(xtr, mean, scale), normalise(xte, mean, scale)
     cov = xtr.T @ xtr / xtr.shape[0]
     s, V = principal_axes(d * cov)

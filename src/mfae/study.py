@@ -28,7 +28,7 @@ EXPERIMENT_DEFAULTS: dict[str, Any] = dict(enabled=True, activations=["tanh"], l
                                            t_max=6, seeds=[0], n_boot=1000, tol=0.01)
 DATA_DEFAULTS: dict[str, Any] = dict(rotate=False, seed=0, test_fraction=0.2, max_samples=0)
 SECTION_DEFAULTS: dict[str, dict[str, Any]] = {
-    "train": dict(device="auto", dtype="float32", batch=8, n_times=25, checkpoint_seconds=300),
+    "train": dict(device="auto", dtype="float32", batch=8, n_times=25, checkpoint_seconds=300, plan_device="auto"),
     "meanfield": dict(n_times=200),
     "figures": dict(shrinkage_times=[1, 3, 10], realdata_times=[0.5, 1, 4], projection_times=[0, 1, 3, 6],
                     n_images=8),
@@ -304,6 +304,14 @@ def check_config(config: dict, check_paths: bool = True) -> None:
         for n in (n for k in dkeys(config, name) for n in n_values(config, name, k)):
             if n > SIZE_MAX:
                 raise ConfigError(f"experiments.{name}.N_over_d: gives N = {n}, above {SIZE_MAX}")
+    n_times = section(config, "train")["n_times"]
+    for name, e in experiments(config).items():
+        ds = e.get("d") or ([64] if e["data"]["source"] == "digits" else [])  # real data: d known for digits
+        for d in ds:
+            steps = math.ceil(e["t_max"] / (e["lr"] / d) - 1e-9)  # as mfae.train.total_steps
+            if n_times > steps + 1:
+                raise ConfigError(f"train.n_times: {n_times} measurements exceed the {steps} steps (+1) of "
+                                  f"experiments.{name} at d = {d} (t_max = {fmt(e['t_max'])}, lr = {fmt(e['lr'])})")
     figures = section(config, "figures")
     for stem, fig in FIGURES.items():
         for x in figure_experiments(config, stem) if fig.times else []:
