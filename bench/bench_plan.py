@@ -169,7 +169,8 @@ def compare(configfile: Path) -> int:
         rows.append((j["experiment"], j["d"], j["N"], j["seed"], train_est, wall, est, job_s))
     print(f"{'experiment':<20} {'d':>4} {'N':>5} {'seed':>4} | train est/measured s | job est/measured s")
     for e, d, N, seed, te, w, est, js in rows:
-        print(f"{e:<20} {d:>4} {N:>5} {seed:>4} | {te:8.1f} {w:8.1f} {te / w:5.2f} | {est:7.1f} {js:7.1f} {est / js:5.2f}")
+        print(f"{e:<20} {d:>4} {N:>5} {seed:>4} | {te:8.1f} {w:8.1f} {te / w:5.2f} | "
+              f"{est:7.1f} {js:7.1f} {est / js:5.2f}")
     for name, v in (("training time (est - start-up) / wall_seconds", ratios_train),
                     ("whole job est_seconds / benchmark s", [x for x in ratios_job if x == x])):
         q = np.quantile(v, [0.1, 0.5, 0.9]) if v else [float("nan")] * 3

@@ -126,9 +126,9 @@ class Shape:
 
 
 def flops(s: Shape) -> float:
-    gaussian = s.n_train == 0
-    return (s.steps * step_flops(s.batch, s.N, s.d, s.m, gaussian) + s.n_times * measure_flops(s.N, s.d, s.m, s.n_test)
-            + final_flops(s.N, s.d))
+    """All flops of a job: its steps, its measurements and the final second-moment modes."""
+    return (s.steps * step_flops(s.batch, s.N, s.d, s.m, gaussian=s.n_train == 0)
+            + s.n_times * measure_flops(s.N, s.d, s.m, s.n_test) + final_flops(s.N, s.d))
 
 
 def step_seconds(s: Shape, r: Rates) -> float:
@@ -175,8 +175,9 @@ def memory_mb(s: Shape, r: Rates = CPU_RATES) -> float:
     """Peak memory (MB) of the job: mfae.cost.train_memory_mb, plus the device's host extra (CUDA)."""
     from .cost import train_memory_mb
 
-    return r.host_extra_mb + train_memory_mb(s.N, s.d, s.batch, n_test=s.n_test, n_train=s.n_train, block_steps=BLOCK_STEPS,
-                           dtype=s.dtype, n_projections=N_PROJECTIONS, n_times=s.n_times)
+    return r.host_extra_mb + train_memory_mb(s.N, s.d, s.batch, n_test=s.n_test, n_train=s.n_train,
+                                             block_steps=BLOCK_STEPS, dtype=s.dtype, n_projections=N_PROJECTIONS,
+                                             n_times=s.n_times)
 
 
 # --- jobs of a study ---------------------------------------------------------------------------
@@ -331,4 +332,5 @@ def train_resources(config: dict, exp: str, dkey: str, N: int | str, device: str
         s = Shape(N=int(N), d=d, m=d, batch=t["batch"], steps=n_steps(e["t_max"], d, e["lr"]),
                   n_times=t["n_times"], n_test=n_test, n_train=n_train, dtype=t["dtype"])
     r = rates(device)
-    return dict(runtime=runtime_minutes(est_seconds(s, r), attempt), mem_mb=memory_resource_mb(memory_mb(s, r), attempt))
+    return dict(runtime=runtime_minutes(est_seconds(s, r), attempt),
+                mem_mb=memory_resource_mb(memory_mb(s, r), attempt))
