@@ -10,7 +10,9 @@ from __future__ import annotations
 import gzip
 import hashlib
 import http.server
+import os
 import socket
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -19,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from mfae import MfaeError
+from mfae.data import REAL_SOURCES
 from mfae.fetch import DATASETS, Pin, fetch, verify
 
 DEBIAN = Path("/usr/share/datasets/fashion-mnist")
@@ -233,3 +236,71 @@ def test_checksum_table_is_well_formed():
         for pin in pins.values():
             assert len(pin.gz_md5) == 32 and len(pin.gz_sha256) == len(pin.raw_sha256) == 64
             assert all(c in "0123456789abcdef" for c in pin.gz_md5 + pin.gz_sha256 + pin.raw_sha256)
+
+
+# --- the CLI: `mfae data fetch` and `mfae data fashion-mnist` -------------------------------------------
+# The subprocess cannot be monkeypatched, so its official locations are reached through an HTTP proxy
+# that is the local server (it answers 404 to them) or a closed loopback port: never the internet.
+
+
+def _run_cli(mfae_bin: str, args: list[str], proxy: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "http_proxy": proxy, "https_proxy": proxy, "no_proxy": "127.0.0.1,localhost"}
+    for k in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "all_proxy"):
+        env.pop(k, None)
+    return subprocess.run([mfae_bin, *args], capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_cli_choices_match_fetch_table():
+    from mfae.cli.data import FETCHABLE
+
+    assert list(FETCHABLE) == list(DATASETS)
+
+
+@needs_debian
+def test_cli_fetch_success_prints_verified_paths(mfae_bin, server, tmp_path):
+    dest = tmp_path / "fm"
+    dest.mkdir()
+    for f in FILES[::2]:  # the images: already present (verified, not downloaded)
+        (dest / f).symlink_to(DEBIAN / f)
+    _serve(server, "m", LABELS)
+    r = _run_cli(mfae_bin, ["data", "fetch", "fashion-mnist", "--dest", str(dest), "--mirror", server.url + "/m",
+                            "--no-progress"], server.url)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [str(dest / f) for f in FILES]
+    assert sorted(server.hits) == [f"/m/{f}" for f in sorted(LABELS)]  # official locations not needed
+
+
+def test_cli_fetch_checksum_failure_exit_2(mfae_bin, server, tmp_path):
+    server.routes[f"/m/{FILES[0]}"] = ("bytes", gzip.compress(b"not the Fashion-MNIST training images"))
+    r = _run_cli(mfae_bin, ["data", "fetch", "fashion-mnist", "--dest", str(tmp_path), "--mirror",
+                            server.url + "/m/", "--no-progress"], server.url)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mfae: error: ") and "checksum" in lines[0]
+    assert FILES[0] in lines[0] and "HTTP 404" in lines[0]  # the official location (via the proxy) too
+    assert any(k.startswith("http://fashion-mnist.") for k in server.hits)
+    assert _leftovers(tmp_path) == []
+
+
+def test_cli_fetch_nothing_listening_exit_2(mfae_bin, closed_url, tmp_path):
+    r = _run_cli(mfae_bin, ["data", "fetch", "mnist", "--dest", str(tmp_path), "--mirror", closed_url,
+                            "--no-progress"], closed_url)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mfae: error: mnist train-images-idx3-ubyte.gz")
+    assert lines[0].count("cannot connect") + lines[0].count("transfer failed") == 3  # mirror + 2 official
+    assert _leftovers(tmp_path) == []
+
+
+@needs_debian
+@pytest.mark.skipif("fashion-mnist" not in REAL_SOURCES, reason="mfae.data does not load 'fashion-mnist' yet")
+def test_cli_data_fashion_mnist(mfae_bin, tmp_path):
+    import xarray as xr
+
+    out = tmp_path / "fm.nc"
+    r = subprocess.run([mfae_bin, "data", "fashion-mnist", "--path", str(DEBIAN), "--max-samples", "300",
+                        "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    with xr.open_dataset(out) as ds:
+        assert ds.attrs["name"] == "fashion-mnist" and ds.attrs["d"] == 784
+        assert ds.sizes["sample"] == 300 and ds.sizes["test_sample"] == 10000

@@ -181,15 +181,16 @@ def real_data(x: np.ndarray, name: str, test_fraction: float = 0.2, seed: int = 
     return ds
 
 
-REAL_SOURCES = ("digits", "mnist", "array")
+REAL_SOURCES = ("digits", "mnist", "fashion-mnist", "array")
 
 
 def real_source_data(source: str, path: str | Path | None = None, test_fraction: float = 0.2, seed: int = 0,
                      max_samples: int = 0) -> xr.Dataset:
-    """The data file of a real-data source (digits, mnist or array): load, subsample, normalise, split."""
+    """The data file of a real-data source (digits, mnist, fashion-mnist or array): load, subsample,
+    normalise, split."""
     if source == "digits":
         x, xt = load_digits_matrix(), None
-    elif source == "mnist":
+    elif source in ("mnist", "fashion-mnist"):  # the same IDX layout
         x, xt = load_mnist(path)
     elif source == "array":
         x, xt = load_array(path), None

@@ -1,4 +1,5 @@
-"""`mfae data SOURCE`: data files with the spectrum groups, the eigenbasis and (real data) samples."""
+"""`mfae data SOURCE`: data files with the spectrum groups, the eigenbasis and (real data) samples;
+`mfae data fetch DATASET`: download and verify the MNIST or Fashion-MNIST IDX files."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ from pathlib import Path
 
 from ._args import add_out, floats
 
+FETCHABLE = ("mnist", "fashion-mnist")  # = mfae.fetch.DATASETS (not imported here: keeps --help fast)
 REAL = {
     "digits": ("scikit-learn's bundled 8x8 digits (no network)", False),
     "mnist": ("MNIST from IDX files (train/t10k images, gz or raw) in --path", True),
+    "fashion-mnist": ("Fashion-MNIST from IDX files (same layout as MNIST) in --path", True),
     "array": ("any samples-by-features matrix in a .npy or .csv file", True),
 }
 
@@ -35,6 +38,13 @@ def cmd_data(args: argparse.Namespace) -> None:
           + (f", {n_null} zero-variance directions dropped" if n_null else ""))
 
 
+def cmd_fetch(args: argparse.Namespace) -> None:
+    from ..fetch import fetch
+
+    for path in fetch(args.dataset, args.dest, mirrors=args.mirror, progress=args.progress):
+        print(path)
+
+
 def add_parser(sub) -> None:
     p = sub.add_parser("data", help="make a data file: spectrum, eigenbasis and (real data) samples",
                        description="Make a data file (netCDF) with the spectrum groups and eigenbasis of the data; "
@@ -54,10 +64,21 @@ def add_parser(sub) -> None:
         r = s.add_parser(name, help=help_, description=f"Real data: {help_}. Rows are centred and scaled to "
                          "E||x||^2 = 1 on the training split; the spectrum is that of d*Cov(train).")
         if needs_path:
-            r.add_argument("--path", required=True, help="folder with the IDX files" if name == "mnist" else "X.npy or X.csv")
+            r.add_argument("--path", required=True, help="X.npy or X.csv" if name == "array" else "folder with the IDX files")
         r.add_argument("--test-fraction", type=float, default=0.2,
                        help="fraction of rows held out for measurements (default 0.2; MNIST uses its t10k set)")
         r.add_argument("--seed", type=int, default=0, help="seed of the train/test split (default 0)")
         r.add_argument("--max-samples", type=int, default=0, help="subsample to at most this many rows (0 = all)")
         add_out(r)
         r.set_defaults(func=cmd_data)
+    f = s.add_parser("fetch", help="download and verify the MNIST or Fashion-MNIST IDX files",
+                     description="Download the four IDX .gz files of DATASET into --dest, trying each --mirror "
+                                 "(a base URL) before the official locations, and verify each against checksums "
+                                 "pinned in mfae.fetch (the official .gz, or its decompressed content). Files "
+                                 "already there that verify are not downloaded again. Prints the verified paths.")
+    f.add_argument("dataset", choices=FETCHABLE, help="mnist or fashion-mnist")
+    f.add_argument("--dest", required=True, type=Path, help="folder for the .gz files (created if needed)")
+    f.add_argument("--mirror", action="append", default=[], metavar="URL",
+                   help="base URL to try first (repeatable; tried in order)")
+    f.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    f.set_defaults(func=cmd_fetch)
