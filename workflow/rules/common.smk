@@ -63,6 +63,11 @@ def get_n_boot(wildcards):
     return EXP[wildcards.exp]["n_boot"]
 
 
+def get_convergence_axis(wildcards):
+    """What N* is fitted against: d, or rank for a rank sweep (mfae convergence --by)."""
+    return study.convergence_axis(config, wildcards.exp)
+
+
 def get_train_files(wildcards):
     """All training outputs of the experiment {exp}."""
     return study.train_files(config, wildcards.exp)

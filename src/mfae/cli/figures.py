@@ -19,6 +19,7 @@ FIGURES = {
     "activations": "F3: final gain vs s for tanh/relu/linear(/erf) with the closed-form fixed points",
     "realdata": "F5: real data: gains, risk and principal directions vs learned eigenvectors",
     "projections": "F6: histograms of the weights along the top direction vs the mean-field Gaussian",
+    "rank": "F7: rank sweep: final risk vs N with the rank-N bound, error vs N per rank, N*(r) and beta",
 }
 
 
@@ -101,6 +102,16 @@ def cmd_convergence(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rank(args: argparse.Namespace) -> int:
+    from .. import figures as F
+    from ..io import read_dataset
+
+    F.check_out(args.out)
+    _check_inputs(args.convergence)
+    _report(F.plot_rank(read_dataset(args.convergence, "convergence"), args.out, metric=args.metric))
+    return 0
+
+
 # --- parser ----------------------------------------------------------------------------------------
 
 def _out(p: argparse.ArgumentParser) -> None:
@@ -165,6 +176,15 @@ def add_parser(sub) -> None:
                    help="error measure plotted (default excess_risk)")
     _out(f)
     f.set_defaults(func=cmd_convergence, inputs=("convergence",), outputs=("out",))
+
+    f = s.add_parser("rank", help=FIGURES["rank"], description=FIGURES["rank"] + ". The input is a rank sweep "
+                     "(`mfae convergence --by rank`); N* is shown only inside the measured N range.")
+    f.add_argument("--convergence", required=True, type=Path, metavar="C.nc",
+                   help="rank-sweep convergence file from `mfae convergence --by rank`")
+    f.add_argument("--metric", default="excess_risk", choices=("excess_risk", "gain_error"),
+                   help="error measure of panels (b) and (c) (default excess_risk)")
+    _out(f)
+    f.set_defaults(func=cmd_rank)
 
     f = s.add_parser("realdata", help=FIGURES["realdata"], description=FIGURES["realdata"] + ". Prints a one-line "
                      "summary: max |a_SGD - a_MF| over the top 8 directions at the final time, and final risk "
