@@ -1,4 +1,5 @@
-"""Data sets and their spectra (docs/theory.md §2, §6): Gaussian spectrum groups, digits, MNIST, arrays.
+"""Data sets and their spectra (docs/theory.md §2, §6): Gaussian spectrum groups, digits, MNIST,
+Fashion-MNIST, arrays.
 
 A data file describes x in R^d with Cov(x) = Sigma/d, Sigma = V diag(s) V^T:
 `eigenvalue(component)`, `eigenvector(feature, component)`, `component_group(component)`,
@@ -190,11 +191,13 @@ def validate_matrix(x: np.ndarray, what: str) -> np.ndarray:
 
 
 def real_data(x: np.ndarray, name: str, test_fraction: float = 0.2, seed: int = 0,
-              x_test: np.ndarray | None = None) -> xr.Dataset:
+              x_test: np.ndarray | None = None, max_test: int = 0) -> xr.Dataset:
     """Centre, scale to E||x||^2 = 1 and split real data; its spectrum is that of d*Cov(train).
 
     Duplicate rows are removed first (they would leak between train and test). Each eigenvalue is
     its own group with fraction 1/d; zero-variance directions are dropped (module docstring).
+    `max_test` > 0 keeps a seeded random subset of at most that many test rows: every measurement
+    reconstructs the whole test set, so its size sets the measurement cost (MNIST's t10k: 10000).
     """
     x = validate_matrix(x, name)
     n0 = x.shape[0]
@@ -214,6 +217,10 @@ def real_data(x: np.ndarray, name: str, test_fraction: float = 0.2, seed: int = 
         if xte.shape[1] != x.shape[1]:
             raise MfaeError(f"{name}: train has {x.shape[1]} features but test has {xte.shape[1]}")
         xtr = x[rng.permutation(x.shape[0])]
+    if max_test < 0:
+        raise MfaeError(f"max test rows must be >= 0 (0 = all), got {max_test}")
+    if max_test and xte.shape[0] > max_test:  # drawn after the split: max_test = 0 changes nothing
+        xte = xte[np.sort(rng.choice(xte.shape[0], max_test, replace=False))]
     d = xtr.shape[1]
     codes = [pixel_codes(xtr), pixel_codes(xte)]
     mean = xtr.mean(axis=0)
@@ -253,16 +260,18 @@ def real_data(x: np.ndarray, name: str, test_fraction: float = 0.2, seed: int = 
 
 
 REAL_SOURCES = ("digits", "mnist", "fashion-mnist", "array")
+IDX_SOURCES = ("mnist", "fashion-mnist")  # four IDX files in a folder (train/t10k images and labels)
+IDX_NAMES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
 
 
 def real_source_data(source: str, path: str | Path | None = None, test_fraction: float = 0.2, seed: int = 0,
-                     max_samples: int = 0) -> xr.Dataset:
+                     max_samples: int = 0, max_test: int = 0) -> xr.Dataset:
     """The data file of a real-data source (digits, mnist, fashion-mnist or array): load, subsample,
-    normalise, split."""
+    normalise, split (`max_test`: see `real_data`)."""
     if source == "digits":
         x, xt = load_digits_matrix(), None
-    elif source in ("mnist", "fashion-mnist"):  # the same IDX layout
-        x, xt = load_mnist(path)
+    elif source in IDX_SOURCES:
+        x, xt = load_mnist(path, source)
     elif source == "array":
         x, xt = load_array(path), None
     else:
@@ -270,7 +279,7 @@ def real_source_data(source: str, path: str | Path | None = None, test_fraction:
     if max_samples and x.shape[0] > max_samples:
         x = x[np.random.default_rng(seed).choice(x.shape[0], max_samples, replace=False)]
     name = source if source != "array" else Path(path).stem
-    return real_data(x, name, test_fraction=test_fraction, seed=seed, x_test=xt)
+    return real_data(x, name, test_fraction=test_fraction, seed=seed, x_test=xt, max_test=max_test)
 
 
 def load_digits_matrix() -> np.ndarray:
@@ -316,24 +325,26 @@ def read_idx(path: str | Path) -> np.ndarray:
     return np.frombuffer(body, dtype=dtype).reshape(dims)
 
 
-def _find_idx(folder: Path, stem: str) -> Path:
+def _find_idx(folder: Path, stem: str, dataset: str = "mnist") -> Path:
     for name in (stem, stem + ".gz", stem.replace("-idx", ".idx"), stem.replace("-idx", ".idx") + ".gz"):
         if (folder / name).exists():
             return folder / name
-    raise MfaeError(f"MNIST: no {stem}[.gz] in {folder}. Get the four IDX files (train-images-idx3-ubyte.gz, "
-                    f"t10k-images-idx3-ubyte.gz, ...) from the MNIST distribution and point --path at their folder")
+    raise MfaeError(f"{IDX_NAMES.get(dataset, dataset)}: no {stem}[.gz] in {folder}. Get the four IDX files (train-images-idx3-ubyte.gz, "
+                    f"t10k-images-idx3-ubyte.gz, ...) with `mfae data fetch {dataset} --dest {folder}` or from the "
+                    f"{dataset} distribution, and point --path at their folder")
 
 
-def load_mnist(folder: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """MNIST train and test images as (n, 784) float arrays in [0, 1]."""
+def load_mnist(folder: str | Path, dataset: str = "mnist") -> tuple[np.ndarray, np.ndarray]:
+    """MNIST (or Fashion-MNIST: same IDX layout, `dataset` names it in errors) train and test images
+    as (n, 784) float arrays in [0, 1]."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise MfaeError(f"MNIST folder not found: {folder}")
+        raise MfaeError(f"{IDX_NAMES.get(dataset, dataset)} folder not found: {folder}")
     out = []
     for stem in ("train-images-idx3-ubyte", "t10k-images-idx3-ubyte"):
-        arr = read_idx(_find_idx(folder, stem))
+        arr = read_idx(_find_idx(folder, stem, dataset))
         if arr.ndim != 3:
-            raise MfaeError(f"MNIST {stem}: expected a 3-D image array, got shape {arr.shape}")
+            raise MfaeError(f"{IDX_NAMES.get(dataset, dataset)} {stem}: expected a 3-D image array, got shape {arr.shape}")
         out.append(arr.reshape(arr.shape[0], -1).astype(np.float64) / 255.0)
     return out[0], out[1]
 

@@ -20,6 +20,11 @@ try:
     for path in workflow.configfiles:
         study.read_yaml(path)
     validate(config, "../schemas/config.schema.yaml")
+    # smoke.enabled: the same jobs, cut short (make paper-smoke; mfae.study.smoke_config)
+    if config["smoke"]["enabled"]:
+        smoke = study.smoke_config(config)
+        config.clear()
+        config.update(smoke)
     study.check_config(config)
 except study.ConfigError as e:
     raise WorkflowError(f"Invalid config: {e}") from None
@@ -36,6 +41,17 @@ else:
 R = study.results(config)
 EXP = study.experiments(config)
 csv = study.csv
+FETCH = study.fetches(config)  # data folders the fetch rule fills, by folder
+
+
+def get_data_inputs(wildcards):
+    """The fetched IDX files a data file is made from ([] unless its experiment has data.fetch)."""
+    return study.fetch_files(config, wildcards.exp)
+
+
+def get_fetch_args(wildcards):
+    """The `mfae data fetch` arguments of one data folder (dataset, --dest, --mirror ...)."""
+    return study.fetch_args(config, wildcards.folder)
 
 
 def get_data_args(wildcards):

@@ -26,6 +26,7 @@ rule train:
         t_max=get_t_max,
         batch=config["train"]["batch"],
         n_times=config["train"]["n_times"],
+        n_test=config["train"]["n_test"],
         dtype=config["train"]["dtype"],
         device=config["train"]["device"],
         checkpoint_seconds=config["train"]["checkpoint_seconds"],
@@ -34,7 +35,7 @@ rule train:
         # across `retries`); rerunning the same command resumes from it.
         "{params.mfae} train --data {input.data} --N {wildcards.N} --seed {wildcards.seed}"
         " --activation {wildcards.act} --lam {wildcards.lam} --r0 {params.r0} --lr {params.lr}"
-        " --batch {params.batch} --t-max {params.t_max} --n-times {params.n_times}"
+        " --batch {params.batch} --t-max {params.t_max} --n-times {params.n_times} --n-test {params.n_test}"
         " --dtype {params.dtype} --device {params.device} --threads {threads}"
         " --checkpoint-seconds {params.checkpoint_seconds} --out {output} > {log} 2>&1"
 

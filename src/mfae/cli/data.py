@@ -33,9 +33,9 @@ def cmd_data(args: argparse.Namespace) -> None:
     else:
         path = getattr(args, "path", None)
         ds = D.real_source_data(args.source, path, test_fraction=args.test_fraction, seed=args.seed,
-                                max_samples=args.max_samples)
+                                max_samples=args.max_samples, max_test=args.max_test)
         params = dict(source=args.source, path=str(path or ""), test_fraction=args.test_fraction,
-                      seed=args.seed, max_samples=args.max_samples)
+                      seed=args.seed, max_samples=args.max_samples, max_test=args.max_test)
     ds.attrs.update(provenance("data", params))
     write_dataset(ds, args.out)
     n_null = ds.attrs["n_null_directions"]
@@ -71,9 +71,13 @@ def add_parser(sub) -> None:
         if needs_path:
             r.add_argument("--path", required=True, help="X.npy or X.csv" if name == "array" else "folder with the IDX files")
         r.add_argument("--test-fraction", type=fraction, default=0.2,
-                       help="fraction of rows held out for measurements (default 0.2; MNIST uses its t10k set)")
+                       help="fraction of rows held out for measurements (default 0.2; (Fashion-)MNIST uses its "
+                            "t10k set)")
         r.add_argument("--seed", type=seed, default=0, help="seed of the train/test split, 0..2^32-1 (default 0)")
         r.add_argument("--max-samples", type=count, default=0, help="subsample to at most this many rows (0 = all)")
+        r.add_argument("--max-test", type=count, default=0,
+                       help="keep a seeded random subset of at most this many test rows (0 = all); every "
+                            "measurement reconstructs the whole test set")
         add_out(r)
         r.set_defaults(func=cmd_data, inputs=("path",), outputs=("out",))
     f = s.add_parser("fetch", help="download and verify the MNIST or Fashion-MNIST IDX files",
