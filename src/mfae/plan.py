@@ -252,7 +252,8 @@ def _array_rows(path: str) -> int | None:
 
 def data_size(config: dict, exp: str, dkey: str, data_file: str | Path | None = None) -> DataSize | None:
     """Sizes of one data file of an experiment: from the file when it exists, else from the config
-    (Gaussian: d from the key, all d eigenvectors; low-rank: `rank` of them; real data: known sizes)."""
+    (Gaussian: d from the key, all d eigenvectors; low-rank: the rank of them, from the key in a rank
+    sweep; real data: known sizes)."""
     if data_file is not None:
         size = data_file_size(data_file)
         if size is not None:
@@ -260,8 +261,8 @@ def data_size(config: dict, exp: str, dkey: str, data_file: str | Path | None = 
     e = study.experiment(config, exp)
     if study.is_real(e):
         return real_data_size(e["data"])
-    d = int(dkey[1:])
-    m = e["data"]["rank"] if e["data"]["source"] == "lowrank" else d
+    d, rank = study.parse_dkey(dkey)
+    m = (rank or e["data"]["rank"]) if e["data"]["source"] == "lowrank" else d
     return DataSize(d, m, 0, GAUSSIAN_N_TEST)
 
 
