@@ -28,11 +28,13 @@ def cfg(name: str = ".test/config.yaml") -> dict:
 def test_rows_are_the_training_jobs_with_exact_columns():
     c = cfg()
     rows, jobs = plan.plan(c, "cpu"), study.train_jobs(c)
-    assert len(rows) == len(jobs) == 32
+    assert len(rows) == len(jobs) == 48  # 32 + the rank sweep (2 ranks x 4 N x 2 seeds)
     for r, j in zip(rows, jobs):
         assert tuple(r) == plan.PLAN_COLUMNS
         assert {k: r[k] for k in plan.PLAN_COLUMNS[:6]} == {k: j[k] for k in plan.PLAN_COLUMNS[:6]}
         assert r["steps"] == plan.n_steps(j["t_max"], j["d"], j["lr"])
+        if j["data"].startswith("d") and "_r" in j["data"]:  # a rank sweep's key d12_r4: d from the key
+            assert r["d"] == study.parse_dkey(j["data"])[0]
         assert r["runtime_min"] >= plan.MIN_RUNTIME_MIN and r["mem_mb"] > 0 and r["est_seconds"] > 0
     assert plan.PLAN_COLUMNS[:6] == ("experiment", "activation", "lam", "d", "N", "seed")
 
