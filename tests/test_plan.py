@@ -155,11 +155,11 @@ def test_cli_writes_the_csv(tmp_path, capsys):
         got = list(csv.DictReader(f))
     assert tuple(got[0]) == plan.PLAN_COLUMNS
     want = plan.plan(cfg(), "cuda")
-    assert len(got) == len(want) == 32
+    assert len(got) == len(want) == 48
     assert [(r["experiment"], int(r["N"]), int(r["runtime_min"]), float(r["est_seconds"])) for r in got] == \
         [(r["experiment"], r["N"], r["runtime_min"], r["est_seconds"]) for r in want]
     text = capsys.readouterr().out
-    assert "32 training jobs on cuda" in text and "GPU-hours" in text and "CPU-hours" in text
+    assert "48 training jobs on cuda" in text and "GPU-hours" in text and "CPU-hours" in text
     assert main(["plan", "--configfile", str(tmp_path / "nope.yaml"), "--out", str(out)]) == 2
     assert "config file not found" in capsys.readouterr().err
 
