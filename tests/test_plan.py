@@ -8,13 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
 
 from mfae import plan, study
 from mfae.cli import main
-from mfae.data import gaussian_data, train_inputs
+from mfae.data import gaussian_data, real_data, train_inputs
 from mfae.io import write_dataset
 from mfae.train import TrainConfig, prepare_run
 
@@ -125,7 +126,13 @@ def test_real_data_sizes_and_existing_data_files(tmp_path):
     assert (s.d, s.m, s.n_train, s.n_test) == (12, 3, 0, None)  # Gaussian: train.n_test samples
     c = cfg("config.yaml")
     c["train"]["n_test"] = 1000
-    assert plan.data_size(c, "phases", "d12", f) == plan.DataSize(12, 3, 0, 1000)
+    assert plan.data_size(c, "phases", "d12") == plan.DataSize(12, 12, 0, 1000)
+    # a real-data file: its own split, capped by data.max_test
+    real = tmp_path / "real.nc"
+    write_dataset(real_data(np.random.default_rng(0).normal(size=(50, 7)), "x", test_fraction=0.2), real)
+    assert plan.data_size(c, "digits", "real", real) == plan.DataSize(7, 7, 40, 10)
+    c["experiments"]["digits"]["data"]["max_test"] = 4
+    assert plan.data_size(c, "digits", "real", real) == plan.DataSize(7, 7, 40, 4)
     low = plan.data_size(cfg("config.yaml"), "convergence_lowrank", "d24")
     assert (low.d, low.m) == (24, 6)
 
@@ -142,8 +149,6 @@ def test_unknown_width_is_left_blank_and_the_workflow_plans_mnist_size(tmp_path)
     mnist["experiments"]["userdata"]["data"] = dict(source="mnist", path="x")
     shape = plan.job_shape(mnist, "userdata", "real", 2000)
     assert res["runtime"] >= plan.runtime_minutes(plan.est_seconds(shape, plan.CPU_RATES)) * 0.9
-    import numpy as np
-
     np.save(tmp_path / "missing.npy", np.zeros((50, 7)))
     rows = [r for r in plan.plan(c, "cpu") if r["experiment"] == "userdata"]
     assert [r["d"] for r in rows] == [7, 7] and rows[0]["est_seconds"] > 0

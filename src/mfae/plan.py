@@ -7,8 +7,9 @@ The time of one `mfae train` job (src/mfae/train.py) is modelled from its operat
   2*B*N*d flops (`10*B*N*d`, docs/performance.md "The step") plus drawing B Gaussian samples
   (`2*B*d*m` flops for the rotation by V; real data: a row gather), at float32 (or float64) rates;
 - `n_times` measurements (docs/theory.md §4, src/mfae/measure.py), each in float64 on the n_test test
-  samples (train.n_test for Gaussian data, the test split for real data): the reconstruction `4*n_test*N*d`, the projections on V `4*n_test*d*m + 2*N*d*m`, and one
-  activation per (test sample, neuron);
+  samples (train.n_test for Gaussian data, the test split for real data): the reconstruction
+  `4*n_test*N*d`, the projections on V `4*n_test*d*m + 2*N*d*m`, and one activation per (test
+  sample, neuron);
 - the final second-moment modes `2*N*d^2 + 9*d^3` (float64, on the CPU);
 - a fixed start-up (imports, reading the data file, CUDA initialisation, writing the output).
 
@@ -20,6 +21,7 @@ bench/bench_plan.py; the GPU constants are documented assumptions (see GPU_RATES
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -204,6 +206,12 @@ def data_file_size(path: str | Path) -> DataSize | None:
     path = Path(path)
     if not path.exists():
         return None
+    return _data_file_size(path.resolve(), path.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=256)
+def _data_file_size(path: Path, mtime_ns: int) -> DataSize:
+    """One read per file version: the workflow asks once per training job."""
     import xarray as xr
 
     with xr.open_dataset(path) as ds:
@@ -251,19 +259,18 @@ def _array_rows(path: str) -> int | None:
 
 
 def data_size(config: dict, exp: str, dkey: str, data_file: str | Path | None = None) -> DataSize | None:
-    """Sizes of one data file of an experiment: from the file when it exists, else from the config
-    (Gaussian: d from the key, all d eigenvectors; low-rank: its rank of them; real data: known
-    sizes). Gaussian test sets have train.n_test samples; real ones at most data.max_test."""
+    """Sizes of one data file of an experiment. Gaussian: from the config (d from the key, all d
+    eigenvectors; low-rank: its rank of them) with train.n_test test samples. Real data: from the
+    data file when it exists, else the known sizes of the source; at most data.max_test test rows."""
     e = study.experiment(config, exp)
-    size = data_file_size(data_file) if data_file is not None else None
-    if size is None and study.is_real(e):
-        size = real_data_size(e["data"])
-    elif size is None:
+    if study.is_real(e):
+        size = (data_file_size(data_file) if data_file is not None else None) or real_data_size(e["data"])
+        if size is None:
+            return None
+    else:  # exact from the config: the file would only confirm it
         d, rank = study.parse_dkey(dkey)
         m = (rank or e["data"]["rank"]) if e["data"]["source"] == "lowrank" else d
         size = DataSize(d, m, 0, None)
-    if size is None:
-        return None
     if size.n_test is None:
         return DataSize(size.d, size.m, size.n_train, study.section(config, "train")["n_test"])
     if e["data"].get("max_test"):
