@@ -8,13 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
 
 from mfae import plan, study
 from mfae.cli import main
-from mfae.data import gaussian_data, train_inputs
+from mfae.data import gaussian_data, real_data, train_inputs
 from mfae.io import write_dataset
 from mfae.train import TrainConfig, prepare_run
 
@@ -28,13 +29,11 @@ def cfg(name: str = ".test/config.yaml") -> dict:
 def test_rows_are_the_training_jobs_with_exact_columns():
     c = cfg()
     rows, jobs = plan.plan(c, "cpu"), study.train_jobs(c)
-    assert len(rows) == len(jobs) == 48  # 32 + the rank sweep (2 ranks x 4 N x 2 seeds)
+    assert len(rows) == len(jobs) == 48
     for r, j in zip(rows, jobs):
         assert tuple(r) == plan.PLAN_COLUMNS
         assert {k: r[k] for k in plan.PLAN_COLUMNS[:6]} == {k: j[k] for k in plan.PLAN_COLUMNS[:6]}
         assert r["steps"] == plan.n_steps(j["t_max"], j["d"], j["lr"])
-        if j["data"].startswith("d") and "_r" in j["data"]:  # a rank sweep's key d12_r4: d from the key
-            assert r["d"] == study.parse_dkey(j["data"])[0]
         assert r["runtime_min"] >= plan.MIN_RUNTIME_MIN and r["mem_mb"] > 0 and r["est_seconds"] > 0
     assert plan.PLAN_COLUMNS[:6] == ("experiment", "activation", "lam", "d", "N", "seed")
 
@@ -124,7 +123,16 @@ def test_real_data_sizes_and_existing_data_files(tmp_path):
     f = tmp_path / "d12.nc"
     write_dataset(gaussian_data([4, 0], [3, 9], 12, seed=0), f)
     s = plan.data_file_size(f)
-    assert (s.d, s.m, s.n_train, s.n_test) == (12, 3, 0, plan.GAUSSIAN_N_TEST)
+    assert (s.d, s.m, s.n_train, s.n_test) == (12, 3, 0, None)  # Gaussian: train.n_test samples
+    c = cfg("config.yaml")
+    c["train"]["n_test"] = 1000
+    assert plan.data_size(c, "phases", "d12") == plan.DataSize(12, 12, 0, 1000)
+    # a real-data file: its own split, capped by data.max_test
+    real = tmp_path / "real.nc"
+    write_dataset(real_data(np.random.default_rng(0).normal(size=(50, 7)), "x", test_fraction=0.2), real)
+    assert plan.data_size(c, "digits", "real", real) == plan.DataSize(7, 7, 40, 10)
+    c["experiments"]["digits"]["data"]["max_test"] = 4
+    assert plan.data_size(c, "digits", "real", real) == plan.DataSize(7, 7, 40, 4)
     low = plan.data_size(cfg("config.yaml"), "convergence_lowrank", "d24")
     assert (low.d, low.m) == (24, 6)
 
@@ -141,55 +149,62 @@ def test_unknown_width_is_left_blank_and_the_workflow_plans_mnist_size(tmp_path)
     mnist["experiments"]["userdata"]["data"] = dict(source="mnist", path="x")
     shape = plan.job_shape(mnist, "userdata", "real", 2000)
     assert res["runtime"] >= plan.runtime_minutes(plan.est_seconds(shape, plan.CPU_RATES)) * 0.9
-    import numpy as np
-
     np.save(tmp_path / "missing.npy", np.zeros((50, 7)))
     rows = [r for r in plan.plan(c, "cpu") if r["experiment"] == "userdata"]
     assert [r["d"] for r in rows] == [7, 7] and rows[0]["est_seconds"] > 0
 
 
-def test_cli_writes_the_csv(tmp_path, capsys):
+def test_cli_writes_the_csv(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)  # the base config.yaml, as the Snakefile loads it (.test/config.yaml overrides all)
     out = tmp_path / "plan.csv"
-    assert main(["plan", "--configfile", str(ROOT / ".test/config.yaml"), "--out", str(out), "--device", "cuda"]) == 0
+    assert main(["plan", "--configfile", ".test/config.yaml", "--out", str(out), "--device", "cuda"]) == 0
     with open(out) as f:
         got = list(csv.DictReader(f))
     assert tuple(got[0]) == plan.PLAN_COLUMNS
-    want = plan.plan(cfg(), "cuda")
-    assert len(got) == len(want) == 48
+    want = plan.plan(study.load_config(ROOT / "config.yaml", ROOT / ".test/config.yaml", check_paths=False), "cuda")
+    assert len(got) == len(want) == len(plan.plan(cfg(), "cuda")) == 48
     assert [(r["experiment"], int(r["N"]), int(r["runtime_min"]), float(r["est_seconds"])) for r in got] == \
         [(r["experiment"], r["N"], r["runtime_min"], r["est_seconds"]) for r in want]
     text = capsys.readouterr().out
     assert "48 training jobs on cuda" in text and "GPU-hours" in text and "CPU-hours" in text
     assert main(["plan", "--configfile", str(tmp_path / "nope.yaml"), "--out", str(out)]) == 2
     assert "config file not found" in capsys.readouterr().err
+    # an overlay is planned on top of config.yaml, as `snakemake --configfile` runs it; --base none: alone
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text("train: {batch: 16}\n")
+    assert main(["plan", "--configfile", str(overlay), "--out", str(out), "--device", "cpu"]) == 0
+    with open(out) as f:
+        assert len(list(csv.DictReader(f))) == len(study.train_jobs(cfg("config.yaml")))
+    assert main(["plan", "--configfile", str(overlay), "--out", str(out), "--base", "none"]) == 2
+    assert "experiments" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("device", ["cuda", "cpu"])
-def test_dry_run_gives_train_jobs_their_own_limits(tmp_path, device):
-    """Paper config (image experiments off): each train job's runtime and mem_mb are the cost model's
-    numbers for the device it gets (cuda when train is given a GPU as profiles/slurm does, else cpu), and
-    they differ between jobs (on cuda most paper jobs take under a minute, so only the memory differs)."""
+@pytest.mark.parametrize("gpu", [True, False])
+def test_dry_run_gives_train_jobs_their_own_limits(tmp_path, gpu):
+    """Paper config (real data off): each train job's runtime and mem_mb are the cost model's numbers
+    for cuda when the rule is given a GPU as profiles/slurm does, else for cpu; they differ between jobs."""
     c = yaml.safe_load((ROOT / "config/paper.yaml").read_text())
-    for x in ("mnist", "fashion_mnist"):
-        c["experiments"].get(x, {})["enabled"] = False
+    for name, e in c["experiments"].items():
+        if "N" in e and e["data"]["source"] in study.REAL_SOURCES:
+            e["enabled"] = False
     f = tmp_path / "p.yaml"
     f.write_text(yaml.safe_dump(c))
     smk = str(Path(sys.executable).with_name("snakemake"))
-    gpu = ["--set-resources", "train:gpu=1"] if device == "cuda" else []
     p = subprocess.run([smk, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(tmp_path), "--configfile",
-                        str(f), "--cores", "1", "-n", *gpu], capture_output=True, text=True, timeout=600)
+                        str(f), "--cores", "1", "-n", *(["--set-resources", "train:gpu=1"] if gpu else [])],
+                       capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     jobs = re.findall(r"rule train:.*?wildcards: ([^\n]*)\n\s*resources: ([^\n]*)", p.stdout + p.stderr, re.S)
-    config = study.load_config(f, check_paths=False)
-    assert len(jobs) == len(study.train_jobs(config))
+    config = study.load_config(f, check_paths=False)  # no config.yaml in tmp_path: the Snakefile loads none
+    assert len(jobs) == len(study.train_jobs(config)) > 300
     seen = set()
     for wc, res in jobs:
         w = dict(kv.split("=") for kv in wc.split(", "))
         r = dict(kv.split("=") for kv in res.split(", "))
-        want = plan.train_resources(config, w["exp"], w["dkey"], int(w["N"]), device)
-        assert (int(r["runtime"]), int(r["mem_mb"])) == (want["runtime"], want["mem_mb"]), wc
-        assert r.get("gpu") == ("1" if device == "cuda" else None)
+        want = plan.train_resources(config, w["exp"], w["dkey"], int(w["N"]), "cuda" if gpu else "cpu")
+        assert (int(r["runtime"]), int(r["mem_mb"]), r.get("gpu")) == (want["runtime"], want["mem_mb"],
+                                                                        "1" if gpu else None), wc
         seen.add((want["runtime"], want["mem_mb"]))
-    assert len({m for _, m in seen}) >= 2
-    if device == "cpu":
-        assert len({rt for rt, _ in seen}) >= 3
+    assert len({m for _, m in seen}) >= 3
+    if not gpu:  # on the GPU most paper jobs take under a minute: the 5-minute minimum
+        assert len({rt for rt, _ in seen}) >= 10 and max(rt for rt, _ in seen) > 60 * 12

@@ -7,8 +7,9 @@ The time of one `mfae train` job (src/mfae/train.py) is modelled from its operat
   2*B*N*d flops (`10*B*N*d`, docs/performance.md "The step") plus drawing B Gaussian samples
   (`2*B*d*m` flops for the rotation by V; real data: a row gather), at float32 (or float64) rates;
 - `n_times` measurements (docs/theory.md §4, src/mfae/measure.py), each in float64 on the n_test test
-  samples: the reconstruction `4*n_test*N*d`, the projections on V `4*n_test*d*m + 2*N*d*m`, and one
-  activation per (test sample, neuron);
+  samples (train.n_test for Gaussian data, the test split for real data): the reconstruction
+  `4*n_test*N*d`, the projections on V `4*n_test*d*m + 2*N*d*m`, and one activation per (test
+  sample, neuron);
 - the final second-moment modes `2*N*d^2 + 9*d^3` (float64, on the CPU);
 - a fixed start-up (imports, reading the data file, CUDA initialisation, writing the output).
 
@@ -20,6 +21,7 @@ bench/bench_plan.py; the GPU constants are documented assumptions (see GPU_RATES
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +39,6 @@ MARGIN_MIN = 3.0
 MIN_RUNTIME_MIN = 5        # ... and at least this; each retry (attempt) multiplies it
 MEM_SAFETY = 1.5           # mem_mb resource = MEM_SAFETY * the memory estimate, rounded up to 100 MB ...
 MIN_MEM_MB = 1000          # ... and at least this
-GAUSSIAN_N_TEST = 4096     # mfae train --n-test (Gaussian data); real data use their test split
 BLOCK_STEPS = 256          # mfae train --block-steps
 N_PROJECTIONS = 1000       # TrainConfig.n_projections: neurons whose projection is recorded
 
@@ -184,8 +185,7 @@ def memory_mb(s: Shape, r: Rates = CPU_RATES) -> float:
 
 # Real-data sources whose size is known without the data: (d, training rows, test rows or None for a
 # test_fraction split). scikit-learn's digits: 1797 x 64; MNIST and Fashion-MNIST: 60000 + 10000 x 784.
-REAL_SIZES = {"digits": (64, 1797, None), "mnist": (784, 60000, 10000), "fashion-mnist": (784, 60000, 10000),
-              "fashion": (784, 60000, 10000)}
+REAL_SIZES = {"digits": (64, 1797, None), "mnist": (784, 60000, 10000), "fashion-mnist": (784, 60000, 10000)}
 
 
 @dataclass(frozen=True)
@@ -193,7 +193,7 @@ class DataSize:
     d: int
     m: int
     n_train: int  # 0 for Gaussian data (samples are drawn)
-    n_test: int
+    n_test: int | None  # real data: the test split; None for Gaussian data (train.n_test samples)
 
 
 def _split(n: int, test_fraction: float) -> tuple[int, int]:
@@ -206,12 +206,18 @@ def data_file_size(path: str | Path) -> DataSize | None:
     path = Path(path)
     if not path.exists():
         return None
+    return _data_file_size(path.resolve(), path.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=256)
+def _data_file_size(path: Path, mtime_ns: int) -> DataSize:
+    """One read per file version: the workflow asks once per training job."""
     import xarray as xr
 
     with xr.open_dataset(path) as ds:
         d, m = (int(n) for n in ds["eigenvector"].shape)
         n_train = int(ds.sizes.get("sample", 0)) if "x_train" in ds else 0
-        n_test = int(ds.sizes.get("test_sample", 0)) if "x_test" in ds else GAUSSIAN_N_TEST
+        n_test = int(ds.sizes.get("test_sample", 0)) if "x_test" in ds else None
     return DataSize(d, m, n_train, n_test)
 
 
@@ -233,6 +239,8 @@ def real_data_size(data: dict) -> DataSize | None:
         n = min(n, max_samples)
     if n_test is None:
         n, n_test = _split(n, data.get("test_fraction", 0.2))
+    if data.get("max_test"):  # mfae data --max-test: at most this many test rows
+        n_test = min(n_test, data["max_test"])
     return DataSize(d, d, n, n_test)
 
 
@@ -251,19 +259,23 @@ def _array_rows(path: str) -> int | None:
 
 
 def data_size(config: dict, exp: str, dkey: str, data_file: str | Path | None = None) -> DataSize | None:
-    """Sizes of one data file of an experiment: from the file when it exists, else from the config
-    (Gaussian: d from the key, all d eigenvectors; low-rank: the rank of them, from the key in a rank
-    sweep; real data: known sizes)."""
-    if data_file is not None:
-        size = data_file_size(data_file)
-        if size is not None:
-            return size
+    """Sizes of one data file of an experiment. Gaussian: from the config (d from the key, all d
+    eigenvectors; low-rank: its rank of them) with train.n_test test samples. Real data: from the
+    data file when it exists, else the known sizes of the source; at most data.max_test test rows."""
     e = study.experiment(config, exp)
     if study.is_real(e):
-        return real_data_size(e["data"])
-    d, rank = study.parse_dkey(dkey)
-    m = (rank or e["data"]["rank"]) if e["data"]["source"] == "lowrank" else d
-    return DataSize(d, m, 0, GAUSSIAN_N_TEST)
+        size = (data_file_size(data_file) if data_file is not None else None) or real_data_size(e["data"])
+        if size is None:
+            return None
+    else:  # exact from the config: the file would only confirm it
+        d, rank = study.parse_dkey(dkey)
+        m = (rank or e["data"]["rank"]) if e["data"]["source"] == "lowrank" else d
+        size = DataSize(d, m, 0, None)
+    if size.n_test is None:
+        return DataSize(size.d, size.m, size.n_train, study.section(config, "train")["n_test"])
+    if e["data"].get("max_test"):
+        return DataSize(size.d, size.m, size.n_train, min(size.n_test, e["data"]["max_test"]))
+    return size
 
 
 def job_shape(config: dict, exp: str, dkey: str, N: int, data_file: str | Path | None = None) -> Shape | None:

@@ -18,10 +18,18 @@ def cmd_plan(args: argparse.Namespace) -> None:
     from .. import MfaeError, plan, study
     from ..io import write_csv
 
-    for path in args.configfile:
+    files = list(args.configfile)
+    for path in files:
         if not path.is_file():
             raise MfaeError(f"config file not found: {path}")
-    config = study.load_config(*args.configfile, check_paths=False)
+    # as the workflow sees it: the Snakefile's own configfile first, then the given ones on top ...
+    if str(args.base) != "none":
+        if not args.base.is_file():
+            raise MfaeError(f"base config not found: {args.base} (run from the repository root, or --base none)")
+        if not any(p.resolve() == args.base.resolve() for p in files):
+            files.insert(0, args.base)
+    # ... and smoke.enabled cuts every job short (mfae.study.smoke_config)
+    config = study.smoke_config(study.load_config(*files, check_paths=False))
     device = args.device or plan.plan_device(config, gpu=False)
     rows = plan.plan(config, device)
     write_csv(rows, plan.PLAN_COLUMNS, args.out)
@@ -50,7 +58,11 @@ def add_parser(sub) -> None:
                     "for an H100/H200-class GPU, not measured). Existing data files of the study give exact "
                     "sizes. Prints the total GPU-hours and CPU-hours.")
     p.add_argument("--configfile", nargs="+", required=True, type=Path,
-                   help="study config file(s), merged in order as Snakemake merges them")
+                   help="study config file(s), merged in order on top of --base, as `snakemake --configfile` "
+                        "merges them on top of the Snakefile's config.yaml")
+    p.add_argument("--base", type=Path, default=Path("config.yaml"),
+                   help="the config loaded first, as the Snakefile loads it (default config.yaml; `none`: only "
+                        "--configfile)")
     p.add_argument("--out", required=True, type=Path, help="output CSV (written atomically)")
     p.add_argument("--device", choices=("cpu", "cuda"), default=None,
                    help="device to estimate for (default: train.plan_device, else train.device, else cpu; "
