@@ -101,18 +101,6 @@ def device_memory_mb(device) -> float:
     return free / MB
 
 
-def current_rss_mb() -> float:
-    """This process's resident memory now (MB; VmRSS of /proc/self/status), 0 where unknown."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0.0
-
-
 def check_fits(need_mb: float, what: str) -> None:
     """Refuse (MfaeError) a job needing `need_mb` MB more than this machine has available now."""
     from . import MfaeError
