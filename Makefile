@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 CORES  ?= 2
 
-.PHONY: all install test test-fast test-cluster lint report bench clean
+.PHONY: all install test test-fast test-cluster test-data lint report bench paper-smoke images clean
 
 all: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --profile profiles/default --cores $(CORES)
@@ -20,6 +20,28 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 test: install
 	$(BIN)/pytest -q
+
+# Every job of config/paper.yaml at its real d and N on CPU, cut short (config/paper-smoke.yaml; about
+# 20 minutes on 2 cores). Needs Fashion-MNIST in /usr/share/datasets/fashion-mnist (`make test-data`).
+# Prints the wall time and the sum of the jobs' times (from results/paper-smoke/benchmarks).
+paper-smoke: install
+	@start=$$(date +%s); \
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --profile profiles/default --cores $(CORES) \
+	  --configfile config/paper.yaml config/paper-smoke.yaml && \
+	echo "paper-smoke: $$(( $$(date +%s) - start )) s wall on $(CORES) cores;" \
+	  "sum of job times $$(cat $$(find results/paper-smoke/benchmarks -name '*.tsv') | awk '$$1 != "s" {t += $$1} END {printf "%.0f", t}') s"
+
+# The image study (MNIST and Fashion-MNIST at d = 784; config/images.yaml); downloads the data on first use.
+images: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --profile profiles/default --cores $(CORES) --configfile config/images.yaml
+
+# Fashion-MNIST's IDX files from Debian/Ubuntu (/usr/share/datasets/fashion-mnist) for the tests and
+# `make paper-smoke`; needs root and apt. Without them those tests are skipped (saying why).
+test-data:
+	@if [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then echo "Fashion-MNIST present"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; \
+	else echo "make test-data: needs root and apt-get (apt-get install dataset-fashion-mnist); skipping" >&2; fi
 
 # SLURM integration test: needs root; installs Debian's slurm packages and writes /etc/slurm.
 test-cluster: install

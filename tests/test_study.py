@@ -25,8 +25,8 @@ def test_train_jobs_of_the_shipped_configs():
     # 4 ranks x 4 N/r x 3 seeds; digits 2 seeds (mnist, userdata disabled)
     jobs = study.train_jobs(cfg("config.yaml"))
     assert len(jobs) == 6 + 12 + 27 + 36 + 48 + 2 == 131
-    # paper: 15 phases, 4 x 5 x 3 shrinkage, 5 d x 6 N/d x 5 seeds twice, 3 x 5 digits, 2 x 3 mnist
-    assert len(study.train_jobs(cfg("config/paper.yaml"))) == 15 + 60 + 150 + 150 + 15 + 6 == 396
+    # paper: 15 phases, 4 x 5 x 3 shrinkage, 5 d x 6 N/d x 5 seeds twice, 3 x 5 digits, 2 x 3 mnist and fashion_mnist
+    assert len(study.train_jobs(cfg("config/paper.yaml"))) == 15 + 60 + 150 + 150 + 15 + 6 + 6 == 402
     assert len(study.train_jobs(cfg())) == 32 + 16  # + the rank sweep: 2 ranks x 4 N x 2 seeds
     assert len({j["path"] for j in jobs}) == len(jobs)
 
@@ -34,7 +34,7 @@ def test_train_jobs_of_the_shipped_configs():
 def test_a_training_job_row():
     jobs = study.train_jobs(cfg("config.yaml"))
     assert jobs[0] == dict(experiment="phases", activation="tanh", lam=0.05, d=48, N=300, seed=0, r0=0.3, lr=0.12,
-                           t_max=12, batch=8, n_times=25, dtype="float32", device="auto", data="d48",
+                           t_max=12, batch=8, n_times=25, n_test=4096, dtype="float32", device="auto", data="d48",
                            path="results/phases/train/tanh_lam0.05/d48/N300_seed0.nc")
     digits = [j for j in jobs if j["experiment"] == "digits"]
     assert [(j["d"], j["N"], j["seed"], j["data"]) for j in digits] == [(64, 3000, 0, "real"), (64, 3000, 1, "real")]
@@ -153,6 +153,8 @@ BAD = [
     ("rank", lambda c: c["experiments"]["convergence_lowrank"].update(d=[3]), "experiments.convergence_lowrank.d:"),
     ("huge N", lambda c: c["experiments"]["convergence"].update(N_over_d=[2**31]), "experiments.convergence.N_over_d:"),
     ("N and N_over_d", lambda c: c["experiments"]["phases"].update(N_over_d=[2]), "experiments.phases: give exactly"),
+    ("n_times beyond steps", lambda c: (c.setdefault("train", {}).update(n_times=10**5)),
+     "train.n_times: 100000 measurements exceed the"),
     ("ranks at two d", lambda c: c["experiments"]["convergence_rank"].update(d=[12, 24]),
      "experiments.convergence_rank.d: a rank sweep"),
     ("rank and ranks", lambda c: c["experiments"]["convergence_rank"]["data"].update(rank=2),

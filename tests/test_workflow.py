@@ -70,14 +70,18 @@ def test_paper_config_validates_and_builds(tmp_path):
     cfg = load(ROOT / "config" / "paper.yaml")
     cfg["experiments"]["mnist"]["data"]["path"] = str(mnist)
     counts = job_counts(smk(tmp_path, dump(cfg, tmp_path / "paper.yaml"), "-n"))
-    assert counts["train"] > 300 and counts["figure_realdata"] == 2
+    assert counts["train"] > 300 and counts["figure_realdata"] == 3
+    assert counts["fetch"] == 2  # mnist lacks its labels files here; fashion_mnist has no folder
 
 
 def test_missing_mnist_stops_before_any_job_and_says_how(tmp_path):
-    p = smk(tmp_path, ROOT / "config" / "paper.yaml", "-n", check=False)
+    cfg = load(ROOT / "config" / "paper.yaml")
+    cfg["experiments"]["mnist"]["data"]["fetch"] = False  # offline: the files must be placed by hand
+    p = smk(tmp_path, dump(cfg, tmp_path / "paper.yaml"), "-n", check=False)
     assert p.returncode != 0
     out = p.stdout + p.stderr
-    assert "experiments.mnist.data.path" in out and "never downloads" in out
+    assert "experiments.mnist.data.path" in out and "experiments.mnist.data.fetch: true" in out
+    assert "place the files" in out
 
 
 def bad_configs():

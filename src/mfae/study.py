@@ -9,6 +9,7 @@ the schema fills in are applied here too, so a config read straight from YAML wo
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,20 +19,24 @@ import yaml
 
 from mfae import MfaeError
 
-REAL_SOURCES = ("digits", "mnist", "array")
-REAL_EXPERIMENTS = ("digits", "mnist", "userdata")  # each gets its own figure F5_<name>
+REAL_SOURCES = ("digits", "mnist", "fashion-mnist", "array")
+IDX_SOURCES = ("mnist", "fashion-mnist")  # a folder of four IDX files, which `mfae data fetch` can download
+REAL_EXPERIMENTS = ("digits", "mnist", "fashion_mnist", "userdata")  # each gets its own figure F5_<name>
 SEED_MAX = 2**32 - 1  # the schema's bounds: seeds for numpy/torch, sizes well inside int64
 SIZE_MAX = 2**31 - 1
 
 # Defaults of the schema (tests/test_study.py checks they agree with it).
 EXPERIMENT_DEFAULTS: dict[str, Any] = dict(enabled=True, activations=["tanh"], lams=[0.1], r0=0.3, lr=0.12,
                                            t_max=6, seeds=[0], n_boot=1000, tol=0.01)
-DATA_DEFAULTS: dict[str, Any] = dict(rotate=False, seed=0, test_fraction=0.2, max_samples=0)
+DATA_DEFAULTS: dict[str, Any] = dict(rotate=False, seed=0, test_fraction=0.2, max_samples=0, max_test=0, fetch=False,
+                                     mirrors=[])
 SECTION_DEFAULTS: dict[str, dict[str, Any]] = {
-    "train": dict(device="auto", dtype="float32", batch=8, n_times=25, checkpoint_seconds=300),
+    "train": dict(device="auto", dtype="float32", batch=8, n_times=25, n_test=4096, checkpoint_seconds=300,
+                  plan_device="auto"),
     "meanfield": dict(n_times=200),
     "figures": dict(shrinkage_times=[1, 3, 10], realdata_times=[0.5, 1, 4], projection_times=[0, 1, 3, 6],
                     n_images=8),
+    "smoke": dict(enabled=False, steps=32, n_times=3, n_test=256, meanfield_n_times=20, n_boot=20),
 }
 
 
@@ -152,8 +157,9 @@ def data_args(config: dict, exp: str, dkey: str) -> str:
     d = experiment(config, exp)["data"]
     src = d["source"]
     if src in REAL_SOURCES:
-        a = src + (f" --path {d['path']}" if src in ("mnist", "array") else "")
-        return a + f" --test-fraction {fmt(d['test_fraction'])} --seed {d['seed']} --max-samples {d['max_samples']}"
+        a = src + (f" --path {d['path']}" if src in (*IDX_SOURCES, "array") else "")
+        a += f" --test-fraction {fmt(d['test_fraction'])} --seed {d['seed']} --max-samples {d['max_samples']}"
+        return a + (f" --max-test {d['max_test']}" if d["max_test"] else "")  # absent when 0: no rerun of old studies
     dim, rank = parse_dkey(dkey)
     if src == "gaussian":
         a = f"gaussian --eigenvalues {csv(d['eigenvalues'])} --fractions {csv(d['fractions'])} --d {dim}"
@@ -167,7 +173,7 @@ def real_dimension(data: dict) -> int | None:
     """d of a real-data source when known without running `mfae data` (None otherwise)."""
     if data["source"] == "digits":
         return 64
-    if data["source"] == "mnist":
+    if data["source"] in IDX_SOURCES:
         return 784
     path = Path(data.get("path", ""))
     try:
@@ -182,12 +188,44 @@ def real_dimension(data: dict) -> int | None:
         return None
 
 
+def fetch_folder(path: str) -> str:
+    """A data folder as the fetch rule's outputs and the data rule's inputs spell it (no trailing /)."""
+    return Path(path).as_posix()
+
+
+def fetch_files(config: dict, exp: str) -> list[str]:
+    """The IDX files `mfae data fetch` puts in an experiment's data folder ([] unless data.fetch)."""
+    from mfae.fetch import DATASETS  # no network access here: only the file names
+
+    d = experiment(config, exp)["data"]
+    if not (d["fetch"] and d["source"] in IDX_SOURCES):
+        return []
+    return [f"{fetch_folder(d['path'])}/{name}" for name in DATASETS[d["source"]][1]]
+
+
+def fetches(config: dict) -> dict[str, dict[str, Any]]:
+    """Data folders to fill, by folder: {dataset, mirrors} of the enabled experiments with data.fetch."""
+    out = {}
+    for name, e in experiments(config).items():
+        if fetch_files(config, name):
+            out[fetch_folder(e["data"]["path"])] = dict(dataset=e["data"]["source"], mirrors=list(e["data"]["mirrors"]))
+    return out
+
+
+def fetch_args(config: dict, folder: str) -> str:
+    """The `mfae data fetch` arguments that fill one data folder: dataset, --dest and any --mirror."""
+    import shlex
+
+    f = fetches(config)[folder]
+    return " ".join([f["dataset"], "--dest", shlex.quote(folder), *(f"--mirror {shlex.quote(m)}" for m in f["mirrors"])])
+
+
 def _train_jobs(config: dict, exp: str) -> list[dict[str, Any]]:
     e, t, r = experiment(config, exp), section(config, "train"), results(config)
     real_d = real_dimension(e["data"]) if is_real(e) else None
     return [dict(experiment=exp, activation=a, lam=lm, d=real_d if k == "real" else parse_dkey(k)[0], N=n, seed=s,
                  r0=e["r0"], lr=e["lr"], t_max=e["t_max"], batch=t["batch"], n_times=t["n_times"],
-                 dtype=t["dtype"], device=t["device"], data=k,
+                 n_test=t["n_test"], dtype=t["dtype"], device=t["device"], data=k,
                  path=f"{r}/{exp}/train/{a}_lam{fmt(lm)}/{k}/N{n}_seed{s}.nc")
             for a in e["activations"] for lm in e["lams"]
             for k in dkeys(config, exp) for n in n_values(config, exp, k) for s in e["seeds"]]
@@ -195,8 +233,8 @@ def _train_jobs(config: dict, exp: str) -> list[dict[str, Any]]:
 
 def train_jobs(config: dict) -> list[dict[str, Any]]:
     """Every training job of the study, one row each: experiment, activation, lam, d (None for real
-    data of unknown width), N, seed, r0, lr, t_max, batch, n_times, dtype, device, data (the data
-    key: d48 or real) and path (the output file)."""
+    data of unknown width), N, seed, r0, lr, t_max, batch, n_times, n_test, dtype, device, data (the
+    data key: d48 or real) and path (the output file)."""
     return [j for exp in experiments(config) for j in _train_jobs(config, exp)]
 
 
@@ -241,16 +279,58 @@ def figure_files(config: dict, stem: str) -> list[str]:
 
 
 def targets(config: dict) -> list[str]:
-    """What the study produces: the runs table, every figure whose experiments run, and the
-    convergence fit tables."""
+    """What the study produces: the runs table, every figure whose experiments run, the
+    convergence fit tables, and the mean field of every real-data model (F5 shows only the first)."""
     r = results(config)
     out = [f"{r}/runs.csv"]
+    for x, e in experiments(config).items():
+        out += meanfield_files(config, x) if is_real(e) else []
     for stem, fig in FIGURES.items():
         xs = figure_experiments(config, stem)
         if xs:
             out += figure_files(config, stem)
         if fig.reads == "convergence":
             out += [f"{r}/{x}/convergence_fits.csv" for x in xs]
+    return out
+
+
+# --- smoke run ----------------------------------------------------------------------------------
+
+def smoke_config(config: dict) -> dict:
+    """The study cut down to a quick end-to-end run when `smoke.enabled` (otherwise `config` itself).
+
+    Every experiment keeps its d, N, seeds, activations, lambdas and data, so every job of the real
+    study runs at its real size (a crash, memory and layout test, not a result): only time and
+    measurement effort are cut. Each experiment's t_max becomes min(t_max, steps * lr / max d), so no
+    job takes more than `smoke.steps` SGD steps (steps = t_max d / lr; real data of unknown width keeps
+    its t_max); figure times shrink by the smallest factor among the experiments they show; jobs
+    measure `smoke.n_times` times on `smoke.n_test` test samples (train.n_test for Gaussian data,
+    data.max_test for real data); mean-field grids get `smoke.meanfield_n_times` points and the
+    convergence fits `smoke.n_boot` bootstrap resamples. The result has smoke.enabled false.
+    """
+    sm = section(config, "smoke")
+    if not sm["enabled"]:
+        return config
+    out = copy.deepcopy(config)
+    out["smoke"] = {**sm, "enabled": False}
+    ratio, t_cut = {}, {}
+    for name, e in experiments(config).items():
+        d_max = real_dimension(e["data"]) if is_real(e) else max(e["d"])
+        t_cut[name] = min(e["t_max"], sm["steps"] * e["lr"] / d_max) if d_max else e["t_max"]
+        ratio[name] = t_cut[name] / e["t_max"]
+        x = out["experiments"][name]
+        x.update(t_max=t_cut[name], n_boot=min(e["n_boot"], sm["n_boot"]))
+        if is_real(e):
+            x["data"]["max_test"] = min(e["data"]["max_test"] or sm["n_test"], sm["n_test"])
+    figures = section(config, "figures")
+    for key in {f.times for f in FIGURES.values() if f.times}:
+        shown = [x for stem, f in FIGURES.items() if f.times == key for x in figure_experiments(config, stem)]
+        if shown:  # min(): rounding must not put a time past a cut t_max
+            late = min(t_cut[x] for x in shown)
+            figures[key] = [min(t * min(ratio[x] for x in shown), late) for t in figures[key]]
+    out["figures"] = figures
+    out["train"] = {**section(config, "train"), "n_times": sm["n_times"], "n_test": sm["n_test"]}
+    out["meanfield"] = {**section(config, "meanfield"), "n_times": sm["meanfield_n_times"]}
     return out
 
 
@@ -321,11 +401,27 @@ def check_config(config: dict, check_paths: bool = True) -> None:
         raise ConfigError("experiments: no experiment is enabled; enable at least one (enabled: true)")
     for name, e in experiments(config).items():
         _check_experiment(f"experiments.{name}", e, check_paths)
+    fetched: dict[str, tuple[str, str]] = {}
+    for name, e in experiments(config).items():
+        if e["data"]["fetch"]:
+            folder, src = fetch_folder(e["data"]["path"]), e["data"]["source"]
+            other = fetched.setdefault(folder, (name, src))
+            if other[1] != src:
+                raise ConfigError(f"experiments.{name}.data.path: {folder} is also where experiments.{other[0]} "
+                                  f"fetches {other[1]}; give each data set its own folder")
     for name, e in experiments(config).items():
         for n in (n for k in dkeys(config, name) for n in n_values(config, name, k)):
             if n > SIZE_MAX:
                 which = "N_over_r" if "N_over_r" in e else "N_over_d"
                 raise ConfigError(f"experiments.{name}.{which}: gives N = {n}, above {SIZE_MAX}")
+    n_times = section(config, "train")["n_times"]
+    for name, e in experiments(config).items():
+        ds = e.get("d") or ([64] if e["data"]["source"] == "digits" else [])  # real data: d known for digits
+        for d in ds:
+            steps = math.ceil(e["t_max"] / (e["lr"] / d) - 1e-9)  # as mfae.train.total_steps
+            if n_times > steps + 1:
+                raise ConfigError(f"train.n_times: {n_times} measurements exceed the {steps} steps (+1) of "
+                                  f"experiments.{name} at d = {d} (t_max = {fmt(e['t_max'])}, lr = {fmt(e['lr'])})")
     figures = section(config, "figures")
     for stem, fig in FIGURES.items():
         for x in figure_experiments(config, stem) if fig.times else []:
@@ -337,18 +433,23 @@ def check_config(config: dict, check_paths: bool = True) -> None:
 
 def _check_experiment(key: str, e: dict, check_paths: bool) -> None:
     data, src = e["data"], e["data"]["source"]
+    if data["fetch"] and src not in IDX_SOURCES:
+        raise ConfigError(f"{key}.data.fetch: only {' and '.join(IDX_SOURCES)} data can be fetched, not {src}")
     if src in REAL_SOURCES:
         if "N" not in e:
             raise ConfigError(f"{key}.N: real-data experiments need a list of N")
-        if src in ("mnist", "array"):
+        if src in (*IDX_SOURCES, "array"):
             path = data.get("path")
             if not path:
                 raise ConfigError(f"{key}.data.path: required for source {src}")
-            if check_paths and not Path(path).exists():
-                how = ("Download the four MNIST IDX files (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
-                       "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz) from the MNIST distribution into "
-                       f"that folder, or set {key}.enabled: false. mfae never downloads data itself."
-                       if src == "mnist" else "Point it at an existing .npy or .csv file.")
+            if check_paths and not data["fetch"] and not Path(path).exists():
+                how = (f"Set {key}.data.fetch: true to download the four IDX files there (checksums verified; "
+                       f"needs the internet, or a mirror in {key}.data.mirrors), or place the files "
+                       "(train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, "
+                       f"t10k-labels-idx1-ubyte.gz; `mfae data fetch {src} --dest {path}` on a machine with "
+                       f"the internet, or Debian's dataset-fashion-mnist for fashion-mnist) in that folder yourself, "
+                       f"or set {key}.enabled: false."
+                       if src in IDX_SOURCES else "Point it at an existing .npy or .csv file.")
                 raise ConfigError(f"{key}.data.path: {path} does not exist. {how}")
         return
     if "d" not in e:

@@ -9,10 +9,10 @@ from snakemake.settings.types import DeploymentMethod
 from snakemake.utils import validate
 
 try:
-    from mfae import study
+    from mfae import plan, study
 except ImportError:  # a source checkout without `pip install -e .`
     sys.path.insert(0, str(Path(workflow.basedir) / "src"))
-    from mfae import study
+    from mfae import plan, study
 
 # Before any job: a key given twice in a config file (YAML would keep the last silently), the
 # schema (types, ranges, unknown keys; fills in defaults), then the checks a schema cannot express.
@@ -20,6 +20,11 @@ try:
     for path in workflow.configfiles:
         study.read_yaml(path)
     validate(config, "../schemas/config.schema.yaml")
+    # smoke.enabled: the same jobs, cut short (make paper-smoke; mfae.study.smoke_config)
+    if config["smoke"]["enabled"]:
+        smoke = study.smoke_config(config)
+        config.clear()
+        config.update(smoke)
     study.check_config(config)
 except study.ConfigError as e:
     raise WorkflowError(f"Invalid config: {e}") from None
@@ -36,6 +41,17 @@ else:
 R = study.results(config)
 EXP = study.experiments(config)
 csv = study.csv
+FETCH = study.fetches(config)  # data folders the fetch rule fills, by folder
+
+
+def get_data_inputs(wildcards):
+    """The fetched IDX files a data file is made from ([] unless its experiment has data.fetch)."""
+    return study.fetch_files(config, wildcards.exp)
+
+
+def get_fetch_args(wildcards):
+    """The `mfae data fetch` arguments of one data folder (dataset, --dest, --mirror ...)."""
+    return study.fetch_args(config, wildcards.folder)
 
 
 def get_data_args(wildcards):
@@ -81,3 +97,43 @@ def get_meanfield_files(wildcards):
 def get_realdata_inputs(wildcards):
     """Inputs of the real-data figure F5_{exp}: its data file and first model's runs."""
     return study.figure_inputs(config, f"F5_{wildcards.exp}")
+
+
+# Resources of a training job from the cost model in src/mfae/plan.py (also `mfae plan`): SLURM
+# gets a time limit and memory that fit the job (3x the estimate plus a margin; each retry doubles,
+# triples, ... them). The device planned for: train.plan_device, else train.device, else (auto) cuda
+# when training jobs are given a GPU (profiles/slurm sets gpu=1 for train), else cpu.
+def _gets_gpu(resources):
+    return any(
+        k in ("gpu", "gpus") or (k == "gres" and "gpu" in str(v))
+        for k, v in dict(resources or {}).items()
+    )
+
+
+TRAIN_DEVICE = plan.plan_device(
+    config,
+    gpu=_gets_gpu(workflow.resource_settings.overwrite_resources.get("train")),
+)
+
+
+def _train_resources(wildcards, attempt):
+    data = f"{R}/{wildcards.exp}/data/{wildcards.dkey}.nc"
+    return plan.train_resources(
+        config,
+        wildcards.exp,
+        wildcards.dkey,
+        wildcards.N,
+        TRAIN_DEVICE,
+        attempt,
+        data_file=data,
+    )
+
+
+def get_train_runtime(wildcards, attempt):
+    """Minutes (SLURM -t) for the training job: mfae.plan's estimate x safety, x attempt."""
+    return _train_resources(wildcards, attempt)["runtime"]
+
+
+def get_train_mem_mb(wildcards, attempt):
+    """Memory (MB, SLURM --mem) for the training job: mfae.plan's estimate x safety, x attempt."""
+    return _train_resources(wildcards, attempt)["mem_mb"]

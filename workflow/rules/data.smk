@@ -1,7 +1,35 @@
-# Stage 1: data files (spectrum, eigenbasis, and for real data the normalised samples).
+# Stage 1: data files (spectrum, eigenbasis, and for real data the normalised samples), and the
+# download of (Fashion-)MNIST's IDX files into an experiment's data folder when it has data.fetch.
+import re
+
+
+rule fetch:
+    output:
+        multiext(
+            "{folder}/",
+            "train-images-idx3-ubyte.gz",
+            "train-labels-idx1-ubyte.gz",
+            "t10k-images-idx3-ubyte.gz",
+            "t10k-labels-idx1-ubyte.gz",
+        ),
+    log:
+        f"{R}/logs/fetch/{{folder}}.log",
+    benchmark:
+        f"{R}/benchmarks/fetch/{{folder}}.tsv"
+    wildcard_constraints:
+        folder="|".join(re.escape(f) for f in FETCH) or "(?!)",
+    conda:
+        "../../envs/mfae.yaml"
+    params:
+        mfae=MFAE,
+        args=get_fetch_args,
+    shell:
+        "{params.mfae} data fetch {params.args} --no-progress > {log} 2>&1"
 
 
 rule data:
+    input:
+        get_data_inputs,
     output:
         f"{R}/{{exp}}/data/{{dkey}}.nc",
     log:

@@ -1,6 +1,7 @@
 # Stage 2: finite-N online SGD (the expensive stage). One job per (experiment, activation, lambda,
 # d, N, seed), threads: 1, so independent runs fill all cores locally and spread over a cluster.
-# On SLURM, profiles/slurm gives this rule a GPU; `--device auto` then trains on CUDA.
+# On SLURM, profiles/slurm gives this rule a GPU; `--device auto` then trains on CUDA. Its time
+# limit and memory come from the cost model (mfae.plan, as `mfae plan` prints them).
 
 
 rule train:
@@ -16,8 +17,8 @@ rule train:
         "../../envs/train.yaml"
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=120,
+        runtime=get_train_runtime,
+        mem_mb=get_train_mem_mb,
     params:
         mfae=MFAE,
         r0=get_r0,
@@ -25,6 +26,7 @@ rule train:
         t_max=get_t_max,
         batch=config["train"]["batch"],
         n_times=config["train"]["n_times"],
+        n_test=config["train"]["n_test"],
         dtype=config["train"]["dtype"],
         device=config["train"]["device"],
         checkpoint_seconds=config["train"]["checkpoint_seconds"],
@@ -33,7 +35,7 @@ rule train:
         # across `retries`); rerunning the same command resumes from it.
         "{params.mfae} train --data {input.data} --N {wildcards.N} --seed {wildcards.seed}"
         " --activation {wildcards.act} --lam {wildcards.lam} --r0 {params.r0} --lr {params.lr}"
-        " --batch {params.batch} --t-max {params.t_max} --n-times {params.n_times}"
+        " --batch {params.batch} --t-max {params.t_max} --n-times {params.n_times} --n-test {params.n_test}"
         " --dtype {params.dtype} --device {params.device} --threads {threads}"
         " --checkpoint-seconds {params.checkpoint_seconds} --out {output} > {log} 2>&1"
 

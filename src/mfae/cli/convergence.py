@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from .. import MfaeError
+from ._args import integer, seed
 
 
 def parse_tol(text: str) -> dict[str, float]:
@@ -105,11 +106,11 @@ def add_parser(sub) -> None:
                    help="tolerance above the floor defining N*(d), in the metric's units (risk units for "
                         "excess_risk, gain units for gain_error): one number for all metrics or "
                         "excess_risk=0.01,gain_error=0.02 (default 0.01)")
-    p.add_argument("--n-boot", type=int, default=1000,
+    p.add_argument("--n-boot", type=integer(0, 1_000_000), default=1000,
                    help="bootstrap replicates (seeds resampled within each (d, N) cell; 0 = no intervals) "
                         "(default 1000)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resampling (default 0)")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the bootstrap resampling, 0..2^32-1 (default 0)")
     p.add_argument("--label", default=None,
                    help="experiment label stored in the attrs and the table, e.g. full_rank or low_rank "
                         "(default: the stem of --out)")
-    p.set_defaults(func=cmd_convergence)
+    p.set_defaults(func=cmd_convergence, inputs=("train", "meanfield"), outputs=("out", "table"))
