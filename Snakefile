@@ -20,7 +20,7 @@ wildcard_constraints:
     exp="|".join(EXP) or "none",
     act="tanh|relu|linear|erf",
     lam=r"[0-9.eE+-]+",
-    dkey=r"d\d+|real",
+    dkey=r"d\d+(_r\d+)?|real",
     N=r"\d+",
     seed=r"\d+",
 

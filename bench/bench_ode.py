@@ -30,18 +30,20 @@ def decaying_spectrum(m: int) -> mf.Spectrum:
 
 def count_rhs(activation, spec, lam, r0, times) -> int:
     """Right-hand-side evaluations of one integration (solve_ivp's nfev)."""
-    orig, n = mf.solve_ivp, [0]
+    import scipy.integrate as si  # mfae.meanfield imports solve_ivp from here when it integrates
+
+    orig, n = si.solve_ivp, [0]
 
     def counted(*a, **k):
         sol = orig(*a, **k)
         n[0] += sol.nfev
         return sol
 
-    mf.solve_ivp = counted
+    si.solve_ivp = counted
     try:
         mf.integrate_reduced_ode(activation, spec, lam, r0, times)
     finally:
-        mf.solve_ivp = orig
+        si.solve_ivp = orig
     return n[0]
 
 

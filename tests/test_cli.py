@@ -47,7 +47,7 @@ def test_round_trip(gdata, mfae_bin):
 def test_real_data_sources(tmp_path, mfae_bin):
     run(mfae_bin, "data", "digits", "--out", tmp_path / "dig.nc")
     D = xr.open_dataset(tmp_path / "dig.nc")
-    assert D.x_train.dims == ("sample", "feature") and D.sizes["feature"] == 64
+    assert D.x_train_code.dims == ("sample", "feature") and D.sizes["feature"] == 64  # 8-bit pixels as uint8
     np.save(tmp_path / "x.npy", np.random.default_rng(0).standard_normal((30, 5)))
     run(mfae_bin, "data", "array", "--path", tmp_path / "x.npy", "--out", tmp_path / "arr.nc")
     assert xr.open_dataset(tmp_path / "arr.nc").sizes["component"] == 5
@@ -69,7 +69,7 @@ BAD = [
     (["data", "mnist", "--path", "{tmp}/trunc"], "truncated"),
     (["meanfield", "--data", "{tmp}/notnc.nc"], "not a readable netCDF"),
     (["meanfield", "--data", "{tmp}/missing.nc"], "not found"),
-    (["meanfield", "--data", "{D}", "--lam", -1], "lambda"),
+    (["meanfield", "--data", "{D}", "--lam", -1], "--lam"),
     (["meanfield", "--data", "{D}", "--activation", "gelu"], "activation"),
     (["train", "--data", "{D}", "--N", 0], "N"),
     (["train", "--data", "{D}", "--N", 10, "--activation", "gelu"], "activation"),

@@ -21,12 +21,13 @@ def cfg(name: str = ".test/config.yaml") -> dict:
 
 def test_train_jobs_of_the_shipped_configs():
     # config.yaml: phases 2 N x 3 seeds; shrinkage 3 activations x 2 lams x 2 seeds;
-    # convergence(_lowrank) 3 d x 3 N/d x 3 seeds each; digits 2 seeds (mnist, userdata disabled)
+    # convergence 3 d x 3 N/d x 3 seeds; convergence_lowrank 3 d x 4 N x 3 seeds; convergence_rank
+    # 4 ranks x 4 N/r x 3 seeds; digits 2 seeds (mnist, userdata disabled)
     jobs = study.train_jobs(cfg("config.yaml"))
-    assert len(jobs) == 6 + 12 + 27 + 27 + 2 == 74
+    assert len(jobs) == 6 + 12 + 27 + 36 + 48 + 2 == 131
     # paper: 15 phases, 4 x 5 x 3 shrinkage, 5 d x 6 N/d x 5 seeds twice, 3 x 5 digits, 2 x 3 mnist and fashion_mnist
     assert len(study.train_jobs(cfg("config/paper.yaml"))) == 15 + 60 + 150 + 150 + 15 + 6 + 6 == 402
-    assert len(study.train_jobs(cfg())) == 32
+    assert len(study.train_jobs(cfg())) == 32 + 16  # + the rank sweep: 2 ranks x 4 N x 2 seeds
     assert len({j["path"] for j in jobs}) == len(jobs)
 
 
@@ -38,8 +39,11 @@ def test_a_training_job_row():
     digits = [j for j in jobs if j["experiment"] == "digits"]
     assert [(j["d"], j["N"], j["seed"], j["data"]) for j in digits] == [(64, 3000, 0, "real"), (64, 3000, 1, "real")]
     low = [j for j in jobs if j["experiment"] == "convergence_lowrank" and j["seed"] == 0]
-    assert [(j["d"], j["N"]) for j in low] == [(12, 24), (12, 96), (12, 384), (24, 48), (24, 192), (24, 768),
-                                               (48, 96), (48, 384), (48, 1536)]
+    assert [(j["d"], j["N"]) for j in low] == [(d, n) for d in (12, 24, 48) for n in (6, 24, 96, 384)]
+    rank = [(j["data"], j["N"]) for j in jobs if j["experiment"] == "convergence_rank" and j["seed"] == 0]
+    assert rank == [(f"d48_r{r}", n) for r in (3, 6, 12, 24) for n in sorted({max(1, round(m * r))
+                                                                             for m in (0.5, 2, 8, 32)})]
+    assert rank[0] == ("d48_r3", 2) and all(j["d"] == 48 for j in jobs if j["experiment"] == "convergence_rank")
 
 
 def test_n_over_d_rounds_to_nearest_at_least_one_and_dedupes():
@@ -61,6 +65,24 @@ def test_paths_and_data_args():
     assert study.data_args(c, "convergence_lowrank", "d12") == ("gaussian --eigenvalues 2,0 --fractions 6,6 --d 12"
                                                                 " --rotate --seed 3")
     assert study.data_args(c, "digits", "real") == "digits --test-fraction 0.2 --seed 0 --max-samples 0"
+
+
+def test_rank_sweep_grid():
+    """A rank sweep: one data file per rank at one d (d12_r2), N = round(ratio * r), fitted by rank."""
+    c = cfg()
+    assert study.dkeys(c, "convergence_rank") == ["d12_r2", "d12_r4"]
+    assert study.parse_dkey("d12_r4") == (12, 4) and study.parse_dkey("d48") == (48, None)
+    assert study.n_values(c, "convergence_rank", "d12_r2") == [1, 2, 4, 8]
+    assert study.n_values(c, "convergence_rank", "d12_r4") == [2, 4, 8, 16]
+    assert study.data_args(c, "convergence_rank", "d12_r4") == ("gaussian --eigenvalues 3,0 --fractions 4,8 --d 12"
+                                                                " --rotate --seed 4")
+    assert study.convergence_axis(c, "convergence_rank") == "rank"
+    assert study.convergence_axis(c, "convergence_lowrank") == "d"
+    jobs = [j for j in study.train_jobs(c) if j["experiment"] == "convergence_rank"]
+    assert len(jobs) == 2 * 4 * 2 and {j["d"] for j in jobs} == {12}
+    assert jobs[0]["path"] == "results/convergence_rank/train/tanh_lam0.5/d12_r2/N1_seed0.nc"
+    assert study.figure_inputs(c, "F7_rank") == dict(convergence=["results/convergence_rank/convergence.nc"])
+    assert {"results/figures/F7_rank.png", "results/convergence_rank/convergence_fits.csv"} <= set(study.targets(c))
 
 
 def test_figure_table_and_targets():
@@ -131,6 +153,19 @@ BAD = [
     ("rank", lambda c: c["experiments"]["convergence_lowrank"].update(d=[3]), "experiments.convergence_lowrank.d:"),
     ("huge N", lambda c: c["experiments"]["convergence"].update(N_over_d=[2**31]), "experiments.convergence.N_over_d:"),
     ("N and N_over_d", lambda c: c["experiments"]["phases"].update(N_over_d=[2]), "experiments.phases: give exactly"),
+    ("n_times beyond steps", lambda c: (c.setdefault("train", {}).update(n_times=10**5)),
+     "train.n_times: 100000 measurements exceed the"),
+    ("ranks at two d", lambda c: c["experiments"]["convergence_rank"].update(d=[12, 24]),
+     "experiments.convergence_rank.d: a rank sweep"),
+    ("rank and ranks", lambda c: c["experiments"]["convergence_rank"]["data"].update(rank=2),
+     "experiments.convergence_rank.data.rank: lowrank data need exactly one"),
+    ("rank not below d", lambda c: c["experiments"]["convergence_rank"]["data"].update(ranks=[2, 12]),
+     "experiments.convergence_rank.d: every d must exceed the rank, got d = 12 and rank 12"),
+    ("N_over_r without ranks", lambda c: (c["experiments"]["convergence"].pop("N_over_d"),
+                                          c["experiments"]["convergence"].update(N_over_r=[1, 2])),
+     "experiments.convergence.N_over_r: only for a rank sweep"),
+    ("ranks on gaussian data", lambda c: c["experiments"]["convergence"]["data"].update(ranks=[2]),
+     "experiments.convergence.data.ranks: only for lowrank"),
     ("mnist", lambda c: c["experiments"]["mnist"].update(enabled=True, data=dict(source="mnist", path="/nonexistent")),
      "experiments.mnist.data.path: /nonexistent does not exist"),
 ]

@@ -108,7 +108,15 @@ def test_kill_and_resume_gives_identical_result(tmp_path: Path):
     resumed = train(cfg, data_dict(SMALL), torch.device("cpu"), checkpoint=ck, progress=False)
     for k in ("risk", "c", "gain", "projection"):
         np.testing.assert_array_equal(full["records"][k], resumed["records"][k])
-    assert not ck.exists()  # removed after success
+    # the checkpoint now holds the finished state (the caller removes it once its output is written);
+    # resuming it redoes no step and gives the same result
+    assert ck.exists()
+    logs = []
+    again = train(cfg, data_dict(SMALL), torch.device("cpu"), checkpoint=ck, progress=False, log=logs.append)
+    assert "finished" in logs[0] and again["steps_done"] == again["total_steps"]
+    for k in ("risk", "c", "gain", "projection"):
+        np.testing.assert_array_equal(full["records"][k], again["records"][k])
+    np.testing.assert_array_equal(full["learned_eigenvalue"], again["learned_eigenvalue"])
 
 
 def test_checkpoint_with_other_parameters_is_refused(tmp_path: Path):

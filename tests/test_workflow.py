@@ -51,11 +51,12 @@ def dump(cfg: dict | str, path: Path) -> Path:
 def test_default_config_dag(tmp_path):
     counts = job_counts(smk(tmp_path, ROOT / "config.yaml", "-n"))
     cfg = load(ROOT / "config.yaml")["experiments"]
-    n_train = sum(len(e.get("N", e.get("N_over_d", []))) * len(e["seeds"]) * len(e["activations"]) * len(e["lams"])
-                  * len(e.get("d", [1])) for e in cfg.values() if e.get("enabled", True))
+    n_train = sum(len(e.get("N", e.get("N_over_d", e.get("N_over_r", [])))) * len(e["seeds"]) * len(e["activations"])
+                  * len(e["lams"]) * len(e.get("d", [1])) * len(e["data"].get("ranks", [1]))
+                  for e in cfg.values() if e.get("enabled", True))
     assert counts["train"] == n_train
     for rule in ("data", "meanfield", "convergence", "figure_phases", "figure_shrinkage", "figure_activations",
-                 "figure_convergence", "figure_realdata", "figure_projections", "runs_table"):
+                 "figure_convergence", "figure_realdata", "figure_projections", "figure_rank", "runs_table"):
         assert counts.get(rule, 0) >= 1, rule
 
 
@@ -145,7 +146,8 @@ def tiny_run(tmp_path_factory):
 def test_end_to_end_outputs(tiny_run):
     wd, _ = tiny_run
     res = wd / "results"
-    for stem in ("F1_phases", "F2_shrinkage", "F3_activations", "F4_convergence", "F5_digits", "F6_projections"):
+    for stem in ("F1_phases", "F2_shrinkage", "F3_activations", "F4_convergence", "F5_digits", "F6_projections",
+                 "F7_rank"):
         for ext in ("png", "pdf"):
             f = res / "figures" / f"{stem}.{ext}"
             assert f.exists() and f.stat().st_size > 1000, f
@@ -157,9 +159,15 @@ def test_end_to_end_outputs(tiny_run):
     M = xr.open_dataset(res / "phases/meanfield/tanh_lam0.1/d12.nc")
     assert M.time.values[-1] == 2.0 and M.sizes["group"] == 3
     C = xr.open_dataset(res / "convergence/convergence.nc")
-    assert {"err", "floor", "a", "b", "alpha", "alpha_lo", "alpha_hi"} <= set(C.variables)
+    assert {"err", "floor", "a", "b", "alpha", "alpha_lo", "alpha_hi", "n_star_status"} <= set(C.variables)
+    # the rank sweep: fitted against the rank r of the data (2 and 4 at d = 12), beta in its table
+    K = xr.open_dataset(res / "convergence_rank/convergence.nc")
+    assert K["err"].dims == ("metric", "r", "N", "seed") and list(K["r"].values) == [2, 4]
+    assert {"beta", "beta_lo", "beta_hi", "risk_bound", "in_fit"} <= set(K.variables) and K.attrs["d"] == 12
+    assert (res / "convergence_rank/convergence_fits.csv").read_text().splitlines()[0].split(",")[5:8] == [
+        "beta", "beta_lo", "beta_hi"]
     runs = (res / "runs.csv").read_text().splitlines()
-    assert len(runs) == 1 + len(list(res.glob("*/train/*/*/*.nc"))) == 1 + 32 and runs[0].startswith("experiment,")
+    assert len(runs) == 1 + len(list(res.glob("*/train/*/*/*.nc"))) == 1 + 32 + 16 and runs[0].startswith("experiment,")
     assert (res / "logs/train/phases").is_dir() and (res / "benchmarks/train/phases").is_dir()
 
 
@@ -250,8 +258,9 @@ def test_preempted_training_job_is_retried_and_resumes(tmp_path):
 def test_schema_documents_every_key():
     """Every config key has a description; every optional setting has a default."""
     schema = load(ROOT / "workflow" / "schemas" / "config.schema.yaml")
-    no_default = {"experiments.data", "data.source", "data.eigenvalues", "data.fractions", "data.rank", "data.path",
-                  "experiment.d", "experiment.N", "experiment.N_over_d", "experiment.data"}
+    no_default = {"experiments.data", "data.source", "data.eigenvalues", "data.fractions", "data.rank", "data.ranks",
+                  "data.path", "experiment.d", "experiment.N", "experiment.N_over_d", "experiment.N_over_r",
+                  "experiment.data"}
 
     def walk(node, where):
         for key, sub in node.get("properties", {}).items():

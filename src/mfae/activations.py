@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported where it is used: the ODE (meanfield jobs) needs only numpy
+    import torch
 
 ACTIVATIONS = ("tanh", "relu", "linear", "erf")
 
@@ -30,6 +32,8 @@ def check_activation(name: str) -> str:
 
 def sigma_and_derivative(name: str) -> Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
     """Return f(u) -> (sigma(u), sigma'(u)), computed together to share work."""
+    import torch
+
     if name == "tanh":
         def f(u):
             s = torch.tanh(u)

@@ -11,16 +11,16 @@ from __future__ import annotations
 
 MB = 2.0**20
 
-# Peak RSS (VmHWM) of `mfae train` on a trivial problem (N=1, d=2, a few steps) on CPU, measured with
-# /proc/self/status: Python + torch + numpy + xarray + netCDF4 + tqdm imported and the torch CPU
-# kernels / thread pools initialised by the first matmuls. ~360 MB of it is the imports alone.
-BASELINE_MB = 425.0
+# Peak RSS (VmHWM, /proc/self/status) of `mfae train` on a trivial problem (N=1, d=50, a few steps, CPU,
+# torch 2.x): Python + torch + numpy + xarray + netCDF4 + tqdm imported and torch's CPU kernels and
+# thread pools initialised by the first matmuls. Most of it is the imports.
+BASELINE_MB = 360.0
 
-MEASURE_CHUNK = 1024  # mfae.measure.reconstruct's sample chunk
-# torch's CPU matmul + elementwise activation of one measurement chunk peak at about four
-# (chunk x N) float64 temporaries (measured: +31 KB of VmHWM per neuron, independent of n_test).
-MEASURE_CHUNK_BUFFERS = 4
-TEST_SET_BUFFERS = 6  # x_test + its generation / xhat / residual / projections, each n_test x d float64
+MEASURE_CHUNK = 256  # mfae.measure.Measurer: one (chunk x N) activation buffer in the product precision
+# the float64 test set x, its float64 projections x V, the float32 copy for the products (CPU) and,
+# while a Gaussian test set is drawn, its generation temporaries: about 3.5 n_test x d float64 at peak
+TEST_SET_BUFFERS = 3.5
+WEIGHT_COPIES_F64 = 4  # float64 copies of theta: the seeded init, measure()'s th64 and th64 V, the final modes
 
 
 def _itemsize(dtype: str) -> int:
@@ -36,11 +36,11 @@ def train_memory_mb(N: int, d: int, batch: int, *, n_test: int, n_train: int = 0
     N neurons, input dimension d, mini-batch `batch`, `n_test` test samples (Gaussian data; for real
     data the test split's rows), `n_train` training rows held in memory (real data; 0 for Gaussian),
     `block_steps` steps of samples drawn at once, SGD weights in `dtype`. Terms (bytes):
-      weights        theta N*d (dtype) + its float64 init and the float64 copies measure() makes (3 N*d*8)
+      weights        theta N*d (dtype) + WEIGHT_COPIES_F64 float64 copies N*d*8 (init, measurements, modes)
       stepper        [S; sigma'*P], sigma'(U), ones: 4*batch*N (dtype)
       samples        the (block_steps, 2*batch, d) chunk buffer + 3 draw temporaries of block_steps*batch*d
-      test set       TEST_SET_BUFFERS * n_test*d float64 (test set, xhat, residual, projections on V)
-      measurement    MEASURE_CHUNK_BUFFERS * min(n_test, 1024)*N float64 temporaries
+      test set       TEST_SET_BUFFERS * n_test*d float64 (test set, its projections, product copy)
+      measurement    the min(n_test, 256) x N activation buffer (dtype: the CPU product precision)
       eigenbasis     V and its float64 copy, d*d each, and the second-moment matrix
       training rows  n_train*d float64 as read + a dtype copy for sampling (float32 only)
       records        n_times * (min(N, n_projections) + 2d + 3) float64, held ~3 times (run, dataset, write)
@@ -54,14 +54,58 @@ def train_memory_mb(N: int, d: int, batch: int, *, n_test: int, n_train: int = 0
     s = _itemsize(dtype)
     f64 = 8
     N, d, batch, n_test, n_train = int(N), int(d), int(batch), int(n_test), int(n_train)
-    weights = N * d * s + 3 * N * d * f64
+    weights = N * d * s + WEIGHT_COPIES_F64 * N * d * f64
     stepper = 4 * batch * N * s
     samples = block_steps * 2 * batch * d * s + 3 * block_steps * batch * d * s
     test_set = TEST_SET_BUFFERS * n_test * d * f64
-    measurement = MEASURE_CHUNK_BUFFERS * min(n_test, MEASURE_CHUNK) * N * f64
+    measurement = min(n_test, MEASURE_CHUNK) * N * s
     eigenbasis = 3 * d * d * f64
     rows = n_train * d * (f64 + (s if s != f64 else 0))
     records = 3 * n_times * (min(N, n_projections) + 2 * d + 3) * f64
     checkpoint = 2 * N * d * s
     total = weights + stepper + samples + test_set + measurement + eigenbasis + rows + records + checkpoint
     return BASELINE_MB + total / MB
+
+
+def available_memory_mb() -> float:
+    """Memory this process can still use (MB): /proc/meminfo MemAvailable, lowered to the cgroup's
+    limit minus its usage when one is set (a batch job's memory limit). +inf where neither is known."""
+    avail = float("inf")
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    avail = int(line.split()[1]) / 1024
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        with open("/sys/fs/cgroup/memory.max") as fh:
+            limit = fh.read().strip()
+        if limit != "max":
+            with open("/sys/fs/cgroup/memory.current") as fh:
+                used = int(fh.read().strip())
+            avail = min(avail, (int(limit) - used) / MB)
+    except (OSError, ValueError):
+        pass
+    return avail
+
+
+def device_memory_mb(device) -> float:
+    """Free memory (MB) of a CUDA device (torch.cuda.mem_get_info); +inf for the CPU."""
+    if getattr(device, "type", str(device)) != "cuda":
+        return float("inf")
+    import torch
+
+    free, _total = torch.cuda.mem_get_info(device)
+    return free / MB
+
+
+def check_fits(need_mb: float, what: str) -> None:
+    """Refuse (MfaeError) a job needing `need_mb` MB more than this machine has available now."""
+    from . import MfaeError
+
+    avail = available_memory_mb()
+    if need_mb > avail:
+        raise MfaeError(f"{what} needs about {need_mb:,.0f} MB but only {avail:,.0f} MB are available; "
+                        f"use smaller sizes or a bigger machine")

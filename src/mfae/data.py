@@ -24,9 +24,17 @@ import xarray as xr
 
 from . import MfaeError
 from .meanfield import Spectrum
-from .measure import principal_axes
 
 NULL_TOL = 1e-9  # eigenvalues below NULL_TOL * max(eigenvalue) count as zero-variance directions
+
+
+def principal_axes(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenpairs of a symmetric matrix by decreasing eigenvalue, each eigenvector's largest-magnitude
+    entry made positive so that results are deterministic (eigh's signs are arbitrary)."""
+    w, v = np.linalg.eigh(m)
+    order = np.argsort(w)[::-1]
+    w, v = w[order], v[:, order]
+    return w, v * np.where(v[np.argmax(np.abs(v), axis=0), np.arange(v.shape[1])] < 0, -1.0, 1.0)
 
 
 # --- Gaussian spectrum groups -----------------------------------------------------------------
@@ -38,6 +46,7 @@ def group_sizes(fractions: Sequence[float], d: int) -> np.ndarray:
         raise MfaeError(f"--d must be a positive integer, got {d}")
     if f.ndim != 1 or f.size == 0 or np.any(~np.isfinite(f)) or np.any(f <= 0):
         raise MfaeError("fractions must be positive numbers")
+    f = f / f.max()  # relative sizes: huge fractions (1e308) must not overflow the sum
     sizes = d * f / f.sum()
     rounded = np.rint(sizes)
     if np.any(np.abs(sizes - rounded) > 1e-9) or np.any(rounded < 1):
@@ -109,12 +118,57 @@ TRAIN_INPUT_VARS = ("eigenvector", "eigenvalue", "component_group", "group_eigen
 
 def train_inputs(ds: xr.Dataset) -> dict[str, np.ndarray]:
     """What the trainer needs from a data file, as numpy arrays: eigenvector (d, m), eigenvalue (m,),
-    group (m,), group_eigenvalue, group_fraction, and for real data x_train, x_test."""
+    group (m,), group_eigenvalue, group_fraction, and for real data x_train, x_test (`samples`)."""
     out = {k: ds[k].values for k in ("eigenvector", "eigenvalue", "group_eigenvalue", "group_fraction")}
     out["group"] = ds["component_group"].values
-    if "x_train" in ds:
-        out["x_train"], out["x_test"] = ds["x_train"].values, ds["x_test"].values
+    if has_samples(ds):
+        out["x_train"], out["x_test"] = samples(ds)
     return out
+
+
+# --- sample storage ---------------------------------------------------------------------------------
+# Image data hold 8-bit pixels: the raw value of a pixel is code / code_denominator with an integer code
+# in 0..255 (digits: 0..16 with denominator 1; MNIST: k/255). Such data files store the raw codes as
+# uint8 (`x_train_code`, `x_test_code`) beside the training `mean` and the attr `scale`, and `samples`
+# rebuilds x = (code / code_denominator - mean) / scale with the very operations `real_data` applied:
+# the float64 samples are bit-identical to storing them, at 1/8 of the size. Other data keep float64
+# `x_train`, `x_test`.
+
+CODE_DENOMINATORS = (1.0, 255.0)
+
+
+def pixel_codes(x: np.ndarray) -> tuple[np.ndarray, float] | None:
+    """(uint8 codes, denominator) with x == codes / denominator exactly, or None if x is not 8-bit data."""
+    for den in CODE_DENOMINATORS:
+        k = np.rint(x * den)
+        if k.size and k.min() >= 0 and k.max() <= 255 and np.array_equal(k / den, x):
+            return k.astype(np.uint8), den
+    return None
+
+
+def normalise(raw: np.ndarray, mean: np.ndarray, scale: float) -> np.ndarray:
+    """(raw - mean) / scale: the normalisation of docs/theory.md §7 (one definition for writing and reading)."""
+    return (raw - mean) / scale
+
+
+def has_samples(ds: xr.Dataset) -> bool:
+    return "x_train" in ds or "x_train_code" in ds
+
+
+def samples(ds: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """The normalised float64 (x_train, x_test) of a real-data file, whichever way they are stored."""
+    if "x_train_code" not in ds:
+        return ds["x_train"].values, ds["x_test"].values
+    den, mean, scale = float(ds.attrs["code_denominator"]), ds["mean"].values, float(ds.attrs["scale"])
+    out = []
+    for v in ("x_train_code", "x_test_code"):
+        x = ds[v].values.astype(np.float64)
+        if den != 1.0:  # x / 1.0 == x exactly
+            x /= den
+        x -= mean  # in place: the same IEEE operations as normalise(), one array instead of three
+        x /= scale
+        out.append(x)
+    return out[0], out[1]
 
 
 # --- Real data ----------------------------------------------------------------------------------
@@ -168,12 +222,21 @@ def real_data(x: np.ndarray, name: str, test_fraction: float = 0.2, seed: int = 
     if max_test and xte.shape[0] > max_test:  # drawn after the split: max_test = 0 changes nothing
         xte = xte[np.sort(rng.choice(xte.shape[0], max_test, replace=False))]
     d = xtr.shape[1]
+    codes = [pixel_codes(xtr), pixel_codes(xte)]
     mean = xtr.mean(axis=0)
-    xtr, xte = xtr - mean, xte - mean
-    scale = np.sqrt(np.mean(np.sum(xtr**2, axis=1)))
-    if scale == 0:
+    if not np.all(np.isfinite(mean)):  # the sum overflowed: average the rows pre-scaled instead
+        big = np.max(np.abs(xtr))
+        mean = (xtr / big).mean(axis=0) * big
+    # scale = sqrt(E||x - mean||^2), computed on rows divided by max |x - mean| first, so that data of
+    # any magnitude (1e200 or 1e-200) neither overflows nor underflows when squared
+    centred = xtr - mean
+    pre = float(np.max(np.abs(centred)))
+    if not np.isfinite(pre):
+        raise MfaeError(f"{name}: values too large to centre in float64 (max |x| = {np.max(np.abs(x)):.3g})")
+    if pre == 0:
         raise MfaeError(f"{name}: all training rows are identical; there is no variance to learn")
-    xtr, xte = xtr / scale, xte / scale
+    scale = pre * float(np.sqrt(np.mean(np.sum((centred / pre) ** 2, axis=1))))
+    xtr, xte = normalise(xtr, mean, scale), normalise(xte, mean, scale)
     cov = xtr.T @ xtr / xtr.shape[0]
     s, V = principal_axes(d * cov)
     keep = s > NULL_TOL * s[0]
@@ -182,8 +245,16 @@ def real_data(x: np.ndarray, name: str, test_fraction: float = 0.2, seed: int = 
     ds = spectrum_dataset(s, V, np.arange(ncomp), s.copy(), np.full(ncomp, 1.0 / d),
                           dict(kind="real", name=name, n_null_directions=int((~keep).sum()),
                                n_duplicate_rows_removed=int(n_dup), scale=float(scale)))
-    ds["x_train"] = (("sample", "feature"), xtr, dict(long_name="normalised training samples", units="1"))
-    ds["x_test"] = (("test_sample", "feature"), xte, dict(long_name="normalised test samples", units="1"))
+    if all(c is not None and c[1] == codes[0][1] for c in codes):  # 8-bit data: store the raw codes
+        how = "normalised sample = (code / code_denominator - mean) / scale (mfae.data.samples)"
+        ds.attrs["code_denominator"] = codes[0][1]
+        ds["x_train_code"] = (("sample", "feature"), codes[0][0],
+                              dict(long_name="raw 8-bit training samples", description=how))
+        ds["x_test_code"] = (("test_sample", "feature"), codes[1][0],
+                             dict(long_name="raw 8-bit test samples", description=how))
+    else:
+        ds["x_train"] = (("sample", "feature"), xtr, dict(long_name="normalised training samples", units="1"))
+        ds["x_test"] = (("test_sample", "feature"), xte, dict(long_name="normalised test samples", units="1"))
     ds["mean"] = ("feature", mean, dict(long_name="training mean subtracted before scaling"))
     return ds
 
@@ -212,8 +283,17 @@ def real_source_data(source: str, path: str | Path | None = None, test_fraction:
 
 
 def load_digits_matrix() -> np.ndarray:
-    """scikit-learn's bundled 8x8 digits (1797 x 64); no network."""
-    from sklearn.datasets import load_digits
+    """scikit-learn's bundled 8x8 digits (1797 x 64); no network.
+
+    Read straight from the CSV file scikit-learn ships (what `sklearn.datasets.load_digits` parses):
+    importing scikit-learn itself costs a data job more than the rest of its work."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("sklearn")  # locates the package without importing it
+    path = Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "digits.csv.gz" if spec else None
+    if path is not None and path.is_file():
+        return np.loadtxt(path, delimiter=",")[:, :-1]
+    from sklearn.datasets import load_digits  # a layout we do not know: the official loader
 
     return load_digits().data.astype(np.float64)
 

@@ -53,17 +53,64 @@ def provenance(stage: str, params: Mapping[str, Any]) -> dict[str, Any]:
     return attrs
 
 
+def _host() -> str:
+    """This machine's short name, safe inside a file name (no dots)."""
+    import socket
+
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in socket.gethostname().split(".")[0]) or "host"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
+    """Remove temp files of `path` (named `.{name}.{host}.{pid}.*` by `atomic_output`) left by
+    writers on this host that no longer run (killed by SIGKILL, or the machine lost power)."""
+    path = Path(path)
+    prefix, host, removed = f".{path.name}.", _host(), []
+    try:
+        entries = list(os.scandir(path.parent))
+    except OSError:
+        return removed
+    for e in entries:
+        if not e.name.startswith(prefix):
+            continue
+        parts = e.name[len(prefix):].split(".")
+        if len(parts) < 3 or parts[0] != host or not parts[1].isdigit():
+            continue
+        pid = int(parts[1])
+        if pid != os.getpid() and not _pid_alive(pid):
+            try:
+                os.unlink(e.path)
+                removed.append(Path(e.path))
+            except OSError:
+                pass
+    return removed
+
+
 @contextmanager
 def atomic_output(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[str]:
     """Yield a temp file name in `path`'s folder; on success move it into place atomically.
 
     The one way mfae writes an output: a crash or kill mid-write never leaves a partial file at
     `path` (the temp file is removed), and the result gets the usual (umask) permissions rather than
-    mkstemp's owner-only ones.
+    mkstemp's owner-only ones. Temp files are named `.{name}.{host}.{pid}.XXXX{suffix}`; a writer
+    killed outright (SIGKILL) cannot remove its own, so each write first removes those of writers
+    that are gone (`remove_stale_temps`).
     """
     path = Path(path)
+    if path.is_dir():
+        raise MfaeError(f"cannot write {path}: it is a folder")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    remove_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_host()}.{os.getpid()}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     try:
         yield tmp
@@ -76,25 +123,53 @@ def atomic_output(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[str
 
 
 def write_dataset(ds: xr.Dataset, path: str | os.PathLike) -> Path:
-    """Write `ds` to `path` atomically (see `atomic_output`)."""
-    with atomic_output(path) as tmp:
-        ds.to_netcdf(tmp, engine="netcdf4")
+    """Write `ds` to `path` atomically (see `atomic_output`); any failure (disk full, read-only
+    folder, an attribute netCDF cannot encode) is one MfaeError and leaves nothing at `path`."""
+    try:
+        with atomic_output(path) as tmp:
+            ds.to_netcdf(tmp, engine="netcdf4")
+    except MfaeError:
+        raise
+    except (OSError, ValueError, TypeError, OverflowError, RuntimeError) as exc:
+        raise MfaeError(f"cannot write {path}: {_why(exc, path)}") from None
     return Path(path)
+
+
+def _why(exc: BaseException, path: str | os.PathLike | None = None) -> str:
+    """A one-line reason for a failed write, with the free space left when that may be the cause
+    (netCDF/HDF5 report a full disk only as "HDF error")."""
+    import shutil
+
+    why = exc.strerror if isinstance(exc, OSError) and exc.strerror else f"{type(exc).__name__}: {exc}"
+    if path is not None:
+        try:
+            free = shutil.disk_usage(Path(path).absolute().parent).free
+            if free < 100 * 2**20:
+                why += f" ({free / 2**20:.2f} MB free there: disk full?)"
+        except OSError:
+            pass
+    return " ".join(why.split())
 
 
 def write_csv(rows: Sequence[Mapping[str, Any]], fieldnames: Sequence[str], path: str | os.PathLike) -> Path:
     """Write dict rows as CSV atomically; keys outside `fieldnames` are left out."""
-    with atomic_output(path) as tmp, open(tmp, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(fieldnames), extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
+    try:
+        with atomic_output(path) as tmp, open(tmp, "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(fieldnames), extrasaction="ignore")
+            w.writeheader()
+            w.writerows(rows)
+    except OSError as exc:
+        raise MfaeError(f"cannot write {path}: {_why(exc, path)}") from None
     return Path(path)
 
 
 def write_text(text: str, path: str | os.PathLike) -> Path:
     """Write a text file atomically."""
-    with atomic_output(path) as tmp:
-        Path(tmp).write_text(text)
+    try:
+        with atomic_output(path) as tmp:
+            Path(tmp).write_text(text)
+    except OSError as exc:
+        raise MfaeError(f"cannot write {path}: {_why(exc, path)}") from None
     return Path(path)
 
 

@@ -13,12 +13,12 @@ c_k > 0 exactly and makes decaying directions as accurate as growing ones.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
 import xarray as xr
-from scipy.integrate import solve_ivp
 
 from . import MfaeError
 from .activations import check_activation, moments
@@ -87,12 +87,12 @@ def integrate_reduced_ode(activation: str, spec: Spectrum, lam: float, r0: float
                           times: np.ndarray, rtol: float = 1e-10, atol: float = 1e-12) -> dict[str, np.ndarray]:
     """Integrate the reduced ODE from c_k(0) = r0^2 and return c, gain, risk, q, p on `times`."""
     check_activation(activation)
-    if lam < 0:
-        raise MfaeError(f"lambda must be >= 0, got {lam}")
-    if r0 <= 0:
-        raise MfaeError(f"r0 must be > 0, got {r0}")
+    if not (np.isfinite(lam) and lam >= 0):  # a NaN would make the integrator step forever
+        raise MfaeError(f"lambda must be a finite number >= 0, got {lam}")
+    if not (np.isfinite(r0) and r0 > 0):
+        raise MfaeError(f"r0 must be a finite number > 0, got {r0}")
     times = np.asarray(times, dtype=np.float64)
-    if times.ndim != 1 or times[0] != 0 or np.any(np.diff(times) <= 0):
+    if times.ndim != 1 or times[0] != 0 or np.any(np.diff(times) <= 0) or not np.all(np.isfinite(times)):
         raise MfaeError("times must be an increasing grid starting at 0")
     y0 = np.full(spec.eigenvalue.shape, 2.0 * np.log(r0))
 
@@ -114,7 +114,11 @@ def integrate_reduced_ode(activation: str, spec: Spectrum, lam: float, r0: float
     if times[-1] == 0:
         y = y0[None, :]
     else:
-        sol = solve_ivp(rhs, (0.0, times[-1]), y0, method="DOP853", t_eval=times, rtol=rtol, atol=atol)
+        from scipy.integrate import solve_ivp  # here, not at the top: data and train jobs need no scipy
+
+        with np.errstate(all="ignore"), warnings.catch_warnings():  # a failure is reported below, in one line
+            warnings.simplefilter("ignore", RuntimeWarning)
+            sol = solve_ivp(rhs, (0.0, times[-1]), y0, method="DOP853", t_eval=times, rtol=rtol, atol=atol)
         if not sol.success:
             raise MfaeError(f"ODE integration failed: {sol.message}")
         y = sol.y.T
@@ -132,8 +136,8 @@ def meanfield_dataset(data: xr.Dataset, activation: str, lam: float, r0: float, 
 
     if n_times < 2:
         raise MfaeError(f"--n-times must be >= 2, got {n_times}")
-    if not t_max > 0:
-        raise MfaeError(f"--t-max must be > 0, got {t_max}")
+    if not (np.isfinite(t_max) and t_max > 0):
+        raise MfaeError(f"--t-max must be a finite number > 0, got {t_max}")
     spec = spectrum_of(data)
     times = np.linspace(0.0, t_max, n_times)
     sol = integrate_reduced_ode(activation, spec, lam, r0, times)

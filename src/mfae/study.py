@@ -31,7 +31,8 @@ EXPERIMENT_DEFAULTS: dict[str, Any] = dict(enabled=True, activations=["tanh"], l
 DATA_DEFAULTS: dict[str, Any] = dict(rotate=False, seed=0, test_fraction=0.2, max_samples=0, max_test=0, fetch=False,
                                      mirrors=[])
 SECTION_DEFAULTS: dict[str, dict[str, Any]] = {
-    "train": dict(device="auto", dtype="float32", batch=8, n_times=25, n_test=4096, checkpoint_seconds=300),
+    "train": dict(device="auto", dtype="float32", batch=8, n_times=25, n_test=4096, checkpoint_seconds=300,
+                  plan_device="auto"),
     "meanfield": dict(n_times=200),
     "figures": dict(shrinkage_times=[1, 3, 10], realdata_times=[0.5, 1, 4], projection_times=[0, 1, 3, 6],
                     n_images=8),
@@ -60,6 +61,7 @@ FIGURES: dict[str, Figure] = {
     "F4_convergence": Figure(("convergence", "convergence_lowrank"), "convergence"),
     **{f"F5_{x}": Figure((x,), "first_model", "realdata_times", data=True) for x in REAL_EXPERIMENTS},
     "F6_projections": Figure(("phases",), "first_model", "projection_times"),
+    "F7_rank": Figure(("convergence_rank",), "convergence"),
 }
 
 
@@ -100,16 +102,36 @@ def is_real(e: dict) -> bool:
 
 
 def dkeys(config: dict, exp: str) -> list[str]:
-    """Data files of an experiment: one per d (d48, ...) or a single 'real' one."""
+    """Data files of an experiment: one per d (d48, ...), one per (d, rank) for a rank sweep
+    (d96_r6, ...: low-rank data with `ranks`), or a single 'real' one."""
     e = experiment(config, exp)
-    return ["real"] if is_real(e) else [f"d{d}" for d in e["d"]]
+    if is_real(e):
+        return ["real"]
+    if "ranks" in e["data"]:
+        return [f"d{d}_r{r}" for d in e["d"] for r in e["data"]["ranks"]]
+    return [f"d{d}" for d in e["d"]]
+
+
+def parse_dkey(dkey: str) -> tuple[int, int | None]:
+    """(d, rank) of a data key: d48 -> (48, None), d96_r6 -> (96, 6)."""
+    d, _, r = dkey.partition("_r")
+    return int(d[1:]), int(r) if r else None
+
+
+def convergence_axis(config: dict, exp: str) -> str:
+    """What a convergence experiment's N* is fitted against: `rank` for a rank sweep (low-rank data
+    with `ranks` at one d), else `d` (`mfae convergence --by`)."""
+    return "rank" if "ranks" in experiment(config, exp)["data"] else "d"
 
 
 def n_values(config: dict, exp: str, dkey: str) -> list[int]:
-    """N of an experiment's data file: its N list, or round(ratio * d) (at least 1) for N_over_d."""
+    """N of an experiment's data file: its N list, or round(ratio * d) for N_over_d, or
+    round(ratio * rank) for N_over_r (at least 1)."""
     e = experiment(config, exp)
     if "N_over_d" in e:
-        return sorted({max(1, round(r * int(dkey[1:]))) for r in e["N_over_d"]})
+        return sorted({max(1, round(x * parse_dkey(dkey)[0])) for x in e["N_over_d"]})
+    if "N_over_r" in e:
+        return sorted({max(1, round(x * parse_dkey(dkey)[1])) for x in e["N_over_r"]})
     return list(e["N"])
 
 
@@ -138,11 +160,11 @@ def data_args(config: dict, exp: str, dkey: str) -> str:
         a = src + (f" --path {d['path']}" if src in (*IDX_SOURCES, "array") else "")
         a += f" --test-fraction {fmt(d['test_fraction'])} --seed {d['seed']} --max-samples {d['max_samples']}"
         return a + (f" --max-test {d['max_test']}" if d["max_test"] else "")  # absent when 0: no rerun of old studies
-    dim = int(dkey[1:])
+    dim, rank = parse_dkey(dkey)
     if src == "gaussian":
         a = f"gaussian --eigenvalues {csv(d['eigenvalues'])} --fractions {csv(d['fractions'])} --d {dim}"
     else:  # lowrank: eigenvalue d/r on r directions, 0 on the rest, so E||x||^2 = 1
-        r = d["rank"]
+        r = rank if rank is not None else d["rank"]
         a = f"gaussian --eigenvalues {fmt(dim / r)},0 --fractions {r},{dim - r} --d {dim}"
     return a + (" --rotate" if d["rotate"] else "") + f" --seed {d['seed']}"
 
@@ -201,7 +223,7 @@ def fetch_args(config: dict, folder: str) -> str:
 def _train_jobs(config: dict, exp: str) -> list[dict[str, Any]]:
     e, t, r = experiment(config, exp), section(config, "train"), results(config)
     real_d = real_dimension(e["data"]) if is_real(e) else None
-    return [dict(experiment=exp, activation=a, lam=lm, d=real_d if k == "real" else int(k[1:]), N=n, seed=s,
+    return [dict(experiment=exp, activation=a, lam=lm, d=real_d if k == "real" else parse_dkey(k)[0], N=n, seed=s,
                  r0=e["r0"], lr=e["lr"], t_max=e["t_max"], batch=t["batch"], n_times=t["n_times"],
                  n_test=t["n_test"], dtype=t["dtype"], device=t["device"], data=k,
                  path=f"{r}/{exp}/train/{a}_lam{fmt(lm)}/{k}/N{n}_seed{s}.nc")
@@ -390,7 +412,16 @@ def check_config(config: dict, check_paths: bool = True) -> None:
     for name, e in experiments(config).items():
         for n in (n for k in dkeys(config, name) for n in n_values(config, name, k)):
             if n > SIZE_MAX:
-                raise ConfigError(f"experiments.{name}.N_over_d: gives N = {n}, above {SIZE_MAX}")
+                which = "N_over_r" if "N_over_r" in e else "N_over_d"
+                raise ConfigError(f"experiments.{name}.{which}: gives N = {n}, above {SIZE_MAX}")
+    n_times = section(config, "train")["n_times"]
+    for name, e in experiments(config).items():
+        ds = e.get("d") or ([64] if e["data"]["source"] == "digits" else [])  # real data: d known for digits
+        for d in ds:
+            steps = math.ceil(e["t_max"] / (e["lr"] / d) - 1e-9)  # as mfae.train.total_steps
+            if n_times > steps + 1:
+                raise ConfigError(f"train.n_times: {n_times} measurements exceed the {steps} steps (+1) of "
+                                  f"experiments.{name} at d = {d} (t_max = {fmt(e['t_max'])}, lr = {fmt(e['lr'])})")
     figures = section(config, "figures")
     for stem, fig in FIGURES.items():
         for x in figure_experiments(config, stem) if fig.times else []:
@@ -423,8 +454,12 @@ def _check_experiment(key: str, e: dict, check_paths: bool) -> None:
         return
     if "d" not in e:
         raise ConfigError(f"{key}.d: required for source {src}")
-    if ("N" in e) == ("N_over_d" in e):
-        raise ConfigError(f"{key}: give exactly one of N or N_over_d")
+    if sum(k in e for k in ("N", "N_over_d", "N_over_r")) != 1:
+        raise ConfigError(f"{key}: give exactly one of N, N_over_d or N_over_r")
+    if "N_over_r" in e and "ranks" not in data:
+        raise ConfigError(f"{key}.N_over_r: only for a rank sweep (lowrank data with ranks)")
+    if "ranks" in data and src != "lowrank":
+        raise ConfigError(f"{key}.data.ranks: only for lowrank data")
     if src == "gaussian":
         if "eigenvalues" not in data or "fractions" not in data:
             raise ConfigError(f"{key}.data: gaussian data needs eigenvalues and fractions")
@@ -440,8 +475,11 @@ def _check_experiment(key: str, e: dict, check_paths: bool) -> None:
             except MfaeError as exc:
                 raise ConfigError(f"{key}.d: {exc}") from None
     elif src == "lowrank":
-        if "rank" not in data:
-            raise ConfigError(f"{key}.data.rank: required for lowrank data")
-        for d in e["d"]:
-            if not data["rank"] < d:
-                raise ConfigError(f"{key}.d: every d must exceed data.rank={data['rank']}, got {d}")
+        if ("rank" in data) == ("ranks" in data):
+            raise ConfigError(f"{key}.data.rank: lowrank data need exactly one of rank or ranks (a rank sweep)")
+        if "ranks" in data and len(e["d"]) != 1:
+            raise ConfigError(f"{key}.d: a rank sweep (data.ranks) runs at a single d, got {len(e['d'])}")
+        for r in data.get("ranks", [data.get("rank")]):
+            for d in e["d"]:
+                if not r < d:
+                    raise ConfigError(f"{key}.d: every d must exceed the rank, got d = {d} and rank {r}")

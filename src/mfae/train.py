@@ -23,7 +23,7 @@ from tqdm import tqdm
 from . import MfaeError
 from .activations import check_activation
 from .io import atomic_output
-from .measure import measure, second_moment_modes
+from .measure import Measurer, second_moment_modes
 from .sgd import CudaGraphRunner, Stepper
 
 
@@ -62,6 +62,15 @@ class TrainConfig:
                 raise MfaeError(f"--{name.replace('_', '-')} must be a positive number, got {v}")
         if not (math.isfinite(self.lam) and self.lam >= 0):
             raise MfaeError(f"--lam must be >= 0, got {self.lam}")
+        if not (math.isfinite(self.diverge_risk) and self.diverge_risk > 0):
+            raise MfaeError(f"--diverge-risk must be a positive number, got {self.diverge_risk}")
+        from .study import SEED_MAX, SIZE_MAX
+
+        if not 0 <= self.seed <= SEED_MAX:
+            raise MfaeError(f"--seed must be in [0, {SEED_MAX}], got {self.seed}")
+        for name in ("N", "batch", "n_times", "n_test", "block_steps", "n_projections", "n_modes"):
+            if getattr(self, name) > SIZE_MAX:
+                raise MfaeError(f"--{name.replace('_', '-')} must be <= {SIZE_MAX}, got {getattr(self, name)}")
         if not isinstance(self.tf32, bool):
             raise MfaeError(f"tf32 must be true or false, got {self.tf32!r}")
         if self.dtype not in ("float32", "float64"):
@@ -129,6 +138,20 @@ def time_grid(t_max: float, n_times: int) -> np.ndarray:
     return np.linspace(0.0, t_max, n_times)
 
 
+def total_steps(cfg: TrainConfig, d: int) -> int:
+    """Number of SGD steps of a run: ceil(t_max / eps), eps = lr/d."""
+    return math.ceil(cfg.t_max / (cfg.lr / d) - 1e-9)
+
+
+def check_grid(cfg: TrainConfig, d: int) -> None:
+    """The time grid must not ask for more measurements than there are steps (+1 for step 0):
+    otherwise measurements would silently repeat at the same step."""
+    total = total_steps(cfg, d)
+    if cfg.n_times > total + 1:
+        raise MfaeError(f"--n-times {cfg.n_times} exceeds the {total + 1} distinct steps of this run "
+                        f"(t_max={cfg.t_max:g}, eps=lr/d={cfg.lr / d:.3g}); use --n-times <= {total + 1}")
+
+
 def measure_steps(times: np.ndarray, eps: float, total: int) -> np.ndarray:
     """Steps at which each grid time is measured; the last one is the final step ceil(t_max/eps)."""
     k = np.minimum(np.rint(times / eps).astype(np.int64), total)
@@ -170,6 +193,7 @@ def prepare_run(cfg: TrainConfig, data: Mapping[str, np.ndarray], device: torch.
     d = V_np.shape[0]
     eps = cfg.lr / d
     total = math.ceil(cfg.t_max / eps - 1e-9)
+    check_grid(cfg, d)
     times = time_grid(cfg.t_max, cfg.n_times)
     V = torch.as_tensor(V_np, dtype=dtype, device=device)
     sample_gen = torch.Generator(device=device).manual_seed(derived_seed(cfg.seed, 1))
@@ -215,7 +239,9 @@ def train(cfg: TrainConfig, data: Mapping[str, np.ndarray], device: torch.device
     else:
         state.theta = state.theta.to(device=device, dtype=dtype)
         sample_gen.set_state(state.sample_rng)
-        log(f"resuming from checkpoint {checkpoint} at step {state.step}/{total}")
+        log(f"resuming from checkpoint {checkpoint} at step {state.step}/{total}"
+            + (" (finished: writing the output only)" if state.step >= total or state.diverged else ""))
+    finished = state.step >= total or state.diverged  # a finished run's checkpoint: nothing to redo
 
     theta = state.theta
     stepper = Stepper(cfg.activation, theta, cfg.batch, eps, cfg.lam)
@@ -235,8 +261,11 @@ def train(cfg: TrainConfig, data: Mapping[str, np.ndarray], device: torch.device
     xe_buf = torch.empty(cfg.block_steps, 2 * B, theta.shape[1], dtype=dtype, device=device)
     v_top = V[:, 0].to(torch.float64)
 
+    measure = Measurer(cfg.activation, x_test, V, data["group"], data["group_eigenvalue"], data["group_fraction"],
+                       device=device, weights_dtype=dtype)  # the test set's own products, once per run
+
     def record(i: int) -> bool:
-        m = measure(cfg.activation, theta, x_test, V, data["group"], data["group_eigenvalue"], data["group_fraction"])
+        m = measure(theta)
         rec = state.records
         rec["risk"][i], rec["q"][i], rec["p"][i] = m["risk"], m["q"], m["p"]
         rec["c"][i], rec["gain"][i] = m["c"], m["gain"]
@@ -278,10 +307,14 @@ def train(cfg: TrainConfig, data: Mapping[str, np.ndarray], device: torch.device
                 hit_stop = stop_after_steps is not None and state.step >= stop_after_steps
                 if stop["signal"] is not None or hit_stop or time.monotonic() - last_ckpt >= checkpoint_seconds:
                     state.wall_seconds = time.perf_counter() - t_start
-                    _save_checkpoint(checkpoint, cfg, data, state, sample_gen)
+                    failed = _save_checkpoint(checkpoint, cfg, data, state, sample_gen)
+                    if failed:  # training goes on: a lost checkpoint must not cost the run
+                        log(f"warning: {failed}")
                     last_ckpt = time.monotonic()
                     if stop["signal"] is not None or hit_stop:
                         why = f"signal {stop['signal']}" if stop["signal"] else "stop requested"
+                        if failed:
+                            raise Interrupted(f"{why} at step {state.step}/{total}, but {failed}")
                         raise Interrupted(f"{why}: checkpoint saved at step {state.step}/{total} in {checkpoint}; "
                                           f"rerun the same command to resume")
     finally:
@@ -295,9 +328,14 @@ def train(cfg: TrainConfig, data: Mapping[str, np.ndarray], device: torch.device
     wall = time.perf_counter() - t_start
     modes = second_moment_modes(theta, min(cfg.n_modes, d)) if not state.diverged else (
         np.full(min(cfg.n_modes, d), np.nan), np.full((d, min(cfg.n_modes, d)), np.nan))
-    if checkpoint is not None:
-        checkpoint.unlink(missing_ok=True)
-    return dict(times=times, steps=ksteps, eps=eps, total_steps=total, wall_seconds=wall, records=state.records,
+    if checkpoint is not None and not finished:
+        # the finished state, so that a failed final write costs no retraining; the caller removes
+        # the checkpoint once its output is safely in place
+        state.wall_seconds = wall
+        checkpoint_error = _save_checkpoint(checkpoint, cfg, data, state, sample_gen)
+    else:
+        checkpoint_error = None
+    return dict(checkpoint_error=checkpoint_error, times=times, steps=ksteps, eps=eps, total_steps=total, wall_seconds=wall, records=state.records,
                 diverged=state.diverged, diverged_step=state.diverged_step, steps_done=state.step,
                 learned_eigenvalue=modes[0], learned_eigenvector=modes[1])
 
@@ -333,12 +371,17 @@ def _fingerprint(cfg: TrainConfig, data: dict) -> dict:
                 data_hash=float(np.sum(data["eigenvector"][:, :1]) + np.sum(data["eigenvalue"])))
 
 
-def _save_checkpoint(path: Path, cfg: TrainConfig, data: dict, state: RunState, gen: torch.Generator) -> None:
+def _save_checkpoint(path: Path, cfg: TrainConfig, data: dict, state: RunState, gen: torch.Generator) -> str | None:
+    """Save the run's state atomically; returns None, or why it could not be saved (full disk, ...)."""
     payload = dict(fingerprint=_fingerprint(cfg, data), theta=state.theta.detach().cpu().clone(), step=state.step,
                    next_measure=state.next_measure, records=state.records, wall_seconds=state.wall_seconds,
-                   sample_rng=gen.get_state().cpu())
-    with atomic_output(path) as tmp:
-        torch.save(payload, tmp)
+                   sample_rng=gen.get_state().cpu(), diverged=state.diverged, diverged_step=state.diverged_step)
+    try:
+        with atomic_output(path) as tmp:
+            torch.save(payload, tmp)
+    except (OSError, RuntimeError, MfaeError) as exc:  # torch reports a full disk as RuntimeError
+        return f"could not save checkpoint {path} ({type(exc).__name__}: {' '.join(str(exc).split())})"
+    return None
 
 
 def _load_checkpoint(path: Path, cfg: TrainConfig, data: dict) -> RunState | None:
@@ -355,6 +398,7 @@ def _load_checkpoint(path: Path, cfg: TrainConfig, data: dict) -> RunState | Non
         raise MfaeError(f"checkpoint {path} was made with different parameters ({', '.join(diff) or 'data'}); "
                         f"refusing to mix runs: delete it or use the original parameters")
     st = RunState(theta=p["theta"], step=p["step"], next_measure=p["next_measure"], records=p["records"],
-                  wall_seconds=p["wall_seconds"])
+                  wall_seconds=p["wall_seconds"], diverged=bool(p.get("diverged", False)),
+                  diverged_step=int(p.get("diverged_step", -1)))
     st.sample_rng = p["sample_rng"]
     return st

@@ -81,7 +81,8 @@ def test_mini_workflow(slurm_cluster, tmp_path):
             cuda = re.search(r"cuda=(\S+)", text).group(1)
             assert cuda in {"0", "1"}, f"CUDA_VISIBLE_DEVICES not set by SLURM: {text}"
             seen_gpus.add(cuda)
-            assert job.fields["TimeLimit"] == "04:00:00"  # set-resources train: runtime 240
+            # the mini train rule sets no runtime (the real one takes it from mfae.plan): the defaults
+            assert job.fields["TimeLimit"] == "00:30:00"  # default-resources runtime
             assert job.fields["MinMemoryNode"] == "2000M"  # default-resources mem_mb
         else:
             assert job.fields["NumCPUs"] == "2"  # cpus_per_task = threads (2)
@@ -152,6 +153,10 @@ def test_real_workflow(slurm_cluster, tmp_path):
     jobs = check_slurm_jobs(tmp_path, output)
     if not full:
         assert sum(j.rule == "train" for j in jobs) == 2, diagnostics(tmp_path, output)
+    # train jobs get the cost model's limits (mfae.plan): these tiny CPU runs, the minimum of each
+    for job in (j for j in jobs if j.rule == "train"):
+        assert job.fields["TimeLimit"] == "00:05:00"  # plan.MIN_RUNTIME_MIN
+        assert job.fields["MinMemoryNode"] == "1000M"  # plan.MIN_MEM_MB
 
     # All targets exist and are up to date: a dry run has nothing left to do.
     dry = run_snakemake(tmp_path, [*args, "--dry-run"], timeout=120)

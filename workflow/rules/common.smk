@@ -9,10 +9,10 @@ from snakemake.settings.types import DeploymentMethod
 from snakemake.utils import validate
 
 try:
-    from mfae import study
+    from mfae import plan, study
 except ImportError:  # a source checkout without `pip install -e .`
     sys.path.insert(0, str(Path(workflow.basedir) / "src"))
-    from mfae import study
+    from mfae import plan, study
 
 # Before any job: a key given twice in a config file (YAML would keep the last silently), the
 # schema (types, ranges, unknown keys; fills in defaults), then the checks a schema cannot express.
@@ -79,6 +79,11 @@ def get_n_boot(wildcards):
     return EXP[wildcards.exp]["n_boot"]
 
 
+def get_convergence_axis(wildcards):
+    """What N* is fitted against: d, or rank for a rank sweep (mfae convergence --by)."""
+    return study.convergence_axis(config, wildcards.exp)
+
+
 def get_train_files(wildcards):
     """All training outputs of the experiment {exp}."""
     return study.train_files(config, wildcards.exp)
@@ -92,3 +97,43 @@ def get_meanfield_files(wildcards):
 def get_realdata_inputs(wildcards):
     """Inputs of the real-data figure F5_{exp}: its data file and first model's runs."""
     return study.figure_inputs(config, f"F5_{wildcards.exp}")
+
+
+# Resources of a training job from the cost model in src/mfae/plan.py (also `mfae plan`): SLURM
+# gets a time limit and memory that fit the job (3x the estimate plus a margin; each retry doubles,
+# triples, ... them). The device planned for: train.plan_device, else train.device, else (auto) cuda
+# when training jobs are given a GPU (profiles/slurm sets gpu=1 for train), else cpu.
+def _gets_gpu(resources):
+    return any(
+        k in ("gpu", "gpus") or (k == "gres" and "gpu" in str(v))
+        for k, v in dict(resources or {}).items()
+    )
+
+
+TRAIN_DEVICE = plan.plan_device(
+    config,
+    gpu=_gets_gpu(workflow.resource_settings.overwrite_resources.get("train")),
+)
+
+
+def _train_resources(wildcards, attempt):
+    data = f"{R}/{wildcards.exp}/data/{wildcards.dkey}.nc"
+    return plan.train_resources(
+        config,
+        wildcards.exp,
+        wildcards.dkey,
+        wildcards.N,
+        TRAIN_DEVICE,
+        attempt,
+        data_file=data,
+    )
+
+
+def get_train_runtime(wildcards, attempt):
+    """Minutes (SLURM -t) for the training job: mfae.plan's estimate x safety, x attempt."""
+    return _train_resources(wildcards, attempt)["runtime"]
+
+
+def get_train_mem_mb(wildcards, attempt):
+    """Memory (MB, SLURM --mem) for the training job: mfae.plan's estimate x safety, x attempt."""
+    return _train_resources(wildcards, attempt)["mem_mb"]

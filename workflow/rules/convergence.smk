@@ -1,5 +1,6 @@
 # Stage 4: distance of each finite-N run to the mean-field limit and the fit
-# err(d, N) = F(d) + C d^a N^-b, with N*(d) ~ d^(a/b) and bootstrap intervals over seeds.
+# err(d, N) = F(d) + C d^a N^-b, with N*(d) ~ d^(a/b) and bootstrap intervals over seeds; a rank
+# sweep (convergence_rank) fits against the data's rank r instead (--by rank, N*(r) ~ r^beta).
 
 
 rule convergence:
@@ -24,7 +25,8 @@ rule convergence:
         mfae=MFAE,
         tol=get_tol,
         n_boot=get_n_boot,
+        by=get_convergence_axis,
     shell:
         "{params.mfae} convergence --train {input.train} --meanfield {input.meanfield} --tol {params.tol}"
-        " --n-boot {params.n_boot}"
+        " --n-boot {params.n_boot} --by {params.by}"
         " --label {wildcards.exp} --out {output.nc} --table {output.table} > {log} 2>&1"

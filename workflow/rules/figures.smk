@@ -147,3 +147,25 @@ rule figure_realdata:
         "{params.mfae} figures realdata --data {input.data} --train {input.train} --meanfield {input.meanfield}"
         " --times {params.times} --n-images {params.n_images} --summary {output.summary}"
         " --out {output.png} > {log} 2>&1"
+
+
+rule figure_rank:
+    input:
+        **study.figure_inputs(config, "F7_rank"),
+    output:
+        png=report(
+            f"{R}/figures/F7_rank.png",
+            caption="../report/F7_rank.rst",
+            category="Figures",
+        ),
+        pdf=f"{R}/figures/F7_rank.pdf",
+    log:
+        f"{R}/logs/figures/F7_rank.log",
+    benchmark:
+        f"{R}/benchmarks/figures/F7_rank.tsv"
+    conda:
+        "../../envs/figures.yaml"
+    params:
+        mfae=MFAE,
+    shell:
+        "{params.mfae} figures rank --convergence {input} --out {output.png} > {log} 2>&1"

@@ -1,6 +1,7 @@
 # Stage 2: finite-N online SGD (the expensive stage). One job per (experiment, activation, lambda,
 # d, N, seed), threads: 1, so independent runs fill all cores locally and spread over a cluster.
-# On SLURM, profiles/slurm gives this rule a GPU; `--device auto` then trains on CUDA.
+# On SLURM, profiles/slurm gives this rule a GPU; `--device auto` then trains on CUDA. Its time
+# limit and memory come from the cost model (mfae.plan, as `mfae plan` prints them).
 
 
 rule train:
@@ -16,8 +17,8 @@ rule train:
         "../../envs/train.yaml"
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=120,
+        runtime=get_train_runtime,
+        mem_mb=get_train_mem_mb,
     params:
         mfae=MFAE,
         r0=get_r0,

@@ -1,20 +1,100 @@
-"""Argument helpers shared by the subcommands (argparse types and common flags)."""
+"""Argument helpers shared by the subcommands: argparse types that validate every value where it
+enters (finite numbers, ranges, sizes and seeds within the schema's bounds), common flags, and the
+output-path checks every command gets before it does any work (`check_paths`)."""
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
 from pathlib import Path
+from typing import Callable, Iterable
+
+from .. import MfaeError
+from ..study import SEED_MAX, SIZE_MAX
+
+N_TIMES_MAX = 1_000_000  # the schema's bound on train.n_times and meanfield.n_times
 
 
-def floats(text: str) -> list[float]:
-    """A comma-separated list of numbers, e.g. `4,1,0.25`."""
+def _number(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return v
+
+
+def finite(text: str) -> float:
+    """A finite number (no nan/inf)."""
+    return _number(text)
+
+
+def positive(text: str) -> float:
+    """A finite number > 0."""
+    v = _number(text)
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return v
+
+
+def nonnegative(text: str) -> float:
+    """A finite number >= 0."""
+    v = _number(text)
+    if not v >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return v
+
+
+def fraction(text: str) -> float:
+    """A number strictly between 0 and 1."""
+    v = _number(text)
+    if not 0 < v < 1:
+        raise argparse.ArgumentTypeError(f"expected a number strictly between 0 and 1, got {text!r}")
+    return v
+
+
+def integer(lo: int, hi: int) -> Callable[[str], int]:
+    """An argparse type: a whole number in [lo, hi]."""
+
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"must be in [{lo}, {hi}], got {v}")
+        return v
+
+    parse.__name__ = f"integer in [{lo}, {hi}]"
+    return parse
+
+
+seed = integer(0, SEED_MAX)  # numpy/torch seeds, as in the schema (below 2^32)
+size = integer(1, SIZE_MAX)  # counts and sizes (below 2^31)
+count = integer(0, SIZE_MAX)
+n_times = integer(2, N_TIMES_MAX)
+
+
+def floats(text: str, *, nonneg: bool = False) -> list[float]:
+    """A comma-separated list of finite numbers, e.g. `4,1,0.25`."""
     try:
         vals = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
     if not vals:
         raise argparse.ArgumentTypeError("expected at least one number")
+    if not all(math.isfinite(v) for v in vals):
+        raise argparse.ArgumentTypeError(f"expected finite numbers, got {text!r}")
+    if nonneg and min(vals) < 0:
+        raise argparse.ArgumentTypeError(f"expected numbers >= 0, got {text!r}")
     return vals
+
+
+def times(text: str) -> list[float]:
+    """A comma-separated list of times t >= 0."""
+    return floats(text, nonneg=True)
 
 
 def add_out(p: argparse.ArgumentParser, what: str = "output netCDF file") -> None:
@@ -25,13 +105,84 @@ def add_model(p: argparse.ArgumentParser) -> None:
     """The model flags shared by `meanfield` and `train`."""
     p.add_argument("--data", required=True, type=Path, help="data file from `mfae data`")
     p.add_argument("--activation", default="tanh", help="tanh (default), relu, linear or erf")
-    p.add_argument("--lam", type=float, default=0.1, help="l2-regularisation lambda >= 0 (default 0.1)")
-    p.add_argument("--r0", type=float, default=0.3, help="initial weight std: theta_i ~ N(0, r0^2 I) (default 0.3)")
-    p.add_argument("--t-max", type=float, default=6.0, help="final mean-field time t = k*eps (default 6)")
+    p.add_argument("--lam", type=nonnegative, default=0.1, help="l2-regularisation lambda >= 0 (default 0.1)")
+    p.add_argument("--r0", type=positive, default=0.3,
+                   help="initial weight std: theta_i ~ N(0, r0^2 I), > 0 (default 0.3)")
+    p.add_argument("--t-max", type=positive, default=6.0, help="final mean-field time t = k*eps > 0 (default 6)")
 
 
 def params_of(args: argparse.Namespace, **paths: object) -> dict:
     """Every parsed argument as a provenance dict (paths as strings)."""
-    params = {k: v for k, v in vars(args).items() if k != "func"}
+    params = {k: v for k, v in vars(args).items() if k not in ("func", "inputs", "outputs")}
     params.update({k: str(v) for k, v in paths.items()})
     return params
+
+
+# --- outputs vs inputs ---------------------------------------------------------------------------------
+
+def io_paths(args: argparse.Namespace, names: Iterable[str]) -> list[Path]:
+    """The paths held by the named arguments (single paths or lists; unset ones skipped)."""
+    out = []
+    for name in names:
+        v = getattr(args, name, None)
+        for p in (v if isinstance(v, (list, tuple)) else [v]):
+            if p is not None and str(p) != "":
+                out.append(Path(p))
+    return out
+
+
+def _same(a: Path, b: Path) -> bool:
+    """Same file after resolving links (and hard links, when both exist)."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _probe_writable(path: Path) -> None:
+    """Create (then remove) a file next to `path`: a read-only or missing-permission folder fails
+    here, before any work, rather than after a long job."""
+    import tempfile
+
+    folder = path.absolute().parent
+    while not folder.exists() and folder != folder.parent:  # created at write time; probe the first that exists
+        folder = folder.parent
+    if not folder.is_dir():
+        raise MfaeError(f"cannot write {path}: {folder} is not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise MfaeError(f"cannot write {path}: {exc.strerror or exc} ({folder})") from None
+
+
+def check_paths(args: argparse.Namespace) -> None:
+    """Refuse, before any work, outputs that are inputs (after resolving links), that name a folder,
+    that coincide with each other, or whose folder cannot be written.
+
+    Commands declare their path arguments with `p.set_defaults(inputs=(...), outputs=(...))`;
+    outputs written beside the named one (a figure's PDF, a run's checkpoint) count as outputs."""
+    inputs = io_paths(args, getattr(args, "inputs", ()))
+    outputs = io_paths(args, getattr(args, "outputs", ()))
+    derived = []
+    for o in outputs:
+        if o.suffix.lower() == ".png" and getattr(args, "command", "") == "figures":
+            derived.append(o.with_suffix(".pdf"))
+    for o in outputs + derived:
+        if o.name in ("", ".", ".."):
+            raise MfaeError(f"output path {str(o)!r} names no file")
+        if o.is_dir():
+            raise MfaeError(f"output path {o} is a folder; give a file name")
+        for i in inputs:
+            if _same(o, i):
+                raise MfaeError(f"output {o} is also an input ({i}); writing it would destroy the input")
+    allout = outputs + derived
+    for k, a in enumerate(allout):
+        for b in allout[k + 1:]:
+            if _same(a, b):
+                raise MfaeError(f"two outputs are the same file: {a} and {b}")
+    for o in outputs:
+        _probe_writable(o)

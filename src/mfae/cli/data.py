@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._args import add_out, floats
+from ._args import add_out, count, floats, fraction, integer, seed
+from ..study import SIZE_MAX
 
 FETCHABLE = ("mnist", "fashion-mnist")  # = mfae.fetch.DATASETS (not imported here: keeps --help fast)
 REAL = {
@@ -22,6 +23,10 @@ def cmd_data(args: argparse.Namespace) -> None:
     from ..io import provenance, write_dataset
 
     if args.source == "gaussian":
+        from ..cost import MB, check_fits
+
+        # the d x d eigenbasis, its QR (--rotate), the kept columns and the netCDF write: ~5 d^2 float64
+        check_fits(5 * args.d**2 * 8 / MB, f"a d={args.d} data file")
         ds = D.gaussian_data(args.eigenvalues, args.fractions, args.d, rotate=args.rotate, seed=args.seed)
         params = dict(source="gaussian", eigenvalues=args.eigenvalues, fractions=args.fractions, d=args.d,
                       rotate=args.rotate, seed=args.seed)
@@ -55,26 +60,26 @@ def add_parser(sub) -> None:
     g.add_argument("--eigenvalues", type=floats, required=True, help="group eigenvalues s_k, e.g. 4,1,0.25")
     g.add_argument("--fractions", type=floats, required=True,
                    help="relative group sizes, e.g. 1,1,1; d*f_k/sum(f) must be whole numbers")
-    g.add_argument("--d", type=int, required=True, help="input dimension d")
+    g.add_argument("--d", type=integer(2, SIZE_MAX), required=True, help="input dimension d >= 2")
     g.add_argument("--rotate", action="store_true", help="use a Haar-random eigenbasis instead of the standard one")
-    g.add_argument("--seed", type=int, default=0, help="seed of the random rotation (default 0)")
+    g.add_argument("--seed", type=seed, default=0, help="seed of the random rotation, 0..2^32-1 (default 0)")
     add_out(g)
-    g.set_defaults(func=cmd_data)
+    g.set_defaults(func=cmd_data, inputs=(), outputs=("out",))
     for name, (help_, needs_path) in REAL.items():
         r = s.add_parser(name, help=help_, description=f"Real data: {help_}. Rows are centred and scaled to "
                          "E||x||^2 = 1 on the training split; the spectrum is that of d*Cov(train).")
         if needs_path:
             r.add_argument("--path", required=True, help="X.npy or X.csv" if name == "array" else "folder with the IDX files")
-        r.add_argument("--test-fraction", type=float, default=0.2,
+        r.add_argument("--test-fraction", type=fraction, default=0.2,
                        help="fraction of rows held out for measurements (default 0.2; (Fashion-)MNIST uses its "
                             "t10k set)")
-        r.add_argument("--seed", type=int, default=0, help="seed of the train/test split (default 0)")
-        r.add_argument("--max-samples", type=int, default=0, help="subsample to at most this many rows (0 = all)")
-        r.add_argument("--max-test", type=int, default=0,
+        r.add_argument("--seed", type=seed, default=0, help="seed of the train/test split, 0..2^32-1 (default 0)")
+        r.add_argument("--max-samples", type=count, default=0, help="subsample to at most this many rows (0 = all)")
+        r.add_argument("--max-test", type=count, default=0,
                        help="keep a seeded random subset of at most this many test rows (0 = all); every "
                             "measurement reconstructs the whole test set")
         add_out(r)
-        r.set_defaults(func=cmd_data)
+        r.set_defaults(func=cmd_data, inputs=("path",), outputs=("out",))
     f = s.add_parser("fetch", help="download and verify the MNIST or Fashion-MNIST IDX files",
                      description="Download the four IDX .gz files of DATASET into --dest, trying each --mirror "
                                  "(a base URL) before the official locations, and verify each against checksums "

@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 
 from .. import MfaeError
-from ._args import floats
+from ._args import integer, times
 
 FIGURES = {
     "phases": "F1: risk and per-group gain vs time, SGD (mean ± sd per N) against the mean field",
@@ -19,6 +19,7 @@ FIGURES = {
     "activations": "F3: final gain vs s for tanh/relu/linear(/erf) with the closed-form fixed points",
     "realdata": "F5: real data: gains, risk and principal directions vs learned eigenvectors",
     "projections": "F6: histograms of the weights along the top direction vs the mean-field Gaussian",
+    "rank": "F7: rank sweep: final risk vs N with the rank-N bound, error vs N per rank, N*(r) and beta",
 }
 
 
@@ -101,6 +102,16 @@ def cmd_convergence(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rank(args: argparse.Namespace) -> int:
+    from .. import figures as F
+    from ..io import read_dataset
+
+    F.check_out(args.out)
+    _check_inputs(args.convergence)
+    _report(F.plot_rank(read_dataset(args.convergence, "convergence"), args.out, metric=args.metric))
+    return 0
+
+
 # --- parser ----------------------------------------------------------------------------------------
 
 def _out(p: argparse.ArgumentParser) -> None:
@@ -134,7 +145,7 @@ def add_parser(sub) -> None:
     _train(f, " (any N and seeds, same model as --meanfield)")
     f.add_argument("--meanfield", required=True, type=Path, metavar="M.nc", help="meanfield file from `mfae meanfield`")
     _out(f)
-    f.set_defaults(func=cmd_phases)
+    f.set_defaults(func=cmd_phases, inputs=("train", "meanfield"), outputs=("out",))
 
     f = s.add_parser("shrinkage", help=FIGURES["shrinkage"], description=FIGURES["shrinkage"] + ": mean-field "
                      "lines, SGD points (mean ± sd over seeds, one marker per N, at the nearest measured time) and "
@@ -142,11 +153,11 @@ def add_parser(sub) -> None:
     _train(f, " (several lambdas/activations allowed)")
     f.add_argument("--meanfield", required=True, nargs="+", type=Path, metavar="M.nc",
                    help="meanfield files, one per lambda (and activation)")
-    f.add_argument("--times", type=floats, default=[1.0, 3.0, 6.0], metavar="T1,T2,...",
+    f.add_argument("--times", type=times, default=[1.0, 3.0, 6.0], metavar="T1,T2,...",
                    help="stopping times t, comma-separated (default 1,3,6)")
     f.add_argument("--activation", default="tanh", help="activation whose runs are plotted (default tanh)")
     _out(f)
-    f.set_defaults(func=cmd_shrinkage)
+    f.set_defaults(func=cmd_shrinkage, inputs=("train", "meanfield"), outputs=("out",))
 
     f = s.add_parser("activations", help=FIGURES["activations"], description=FIGURES["activations"] + ", one "
                      "panel per lambda at the final time (the earliest final time of the panel's files); SGD "
@@ -155,7 +166,7 @@ def add_parser(sub) -> None:
     f.add_argument("--meanfield", required=True, nargs="+", type=Path, metavar="M.nc",
                    help="meanfield files, one per (activation, lambda)")
     _out(f)
-    f.set_defaults(func=cmd_activations)
+    f.set_defaults(func=cmd_activations, inputs=("train", "meanfield"), outputs=("out",))
 
     f = s.add_parser("convergence", help=FIGURES["convergence"], description=FIGURES["convergence"] + ".")
     f.add_argument("--convergence", required=True, nargs="+", type=Path, metavar="C.nc",
@@ -164,7 +175,16 @@ def add_parser(sub) -> None:
     f.add_argument("--metric", default="excess_risk", choices=("excess_risk", "gain_error"),
                    help="error measure plotted (default excess_risk)")
     _out(f)
-    f.set_defaults(func=cmd_convergence)
+    f.set_defaults(func=cmd_convergence, inputs=("convergence",), outputs=("out",))
+
+    f = s.add_parser("rank", help=FIGURES["rank"], description=FIGURES["rank"] + ". The input is a rank sweep "
+                     "(`mfae convergence --by rank`); N* is shown only inside the measured N range.")
+    f.add_argument("--convergence", required=True, type=Path, metavar="C.nc",
+                   help="rank-sweep convergence file from `mfae convergence --by rank`")
+    f.add_argument("--metric", default="excess_risk", choices=("excess_risk", "gain_error"),
+                   help="error measure of panels (b) and (c) (default excess_risk)")
+    _out(f)
+    f.set_defaults(func=cmd_rank)
 
     f = s.add_parser("realdata", help=FIGURES["realdata"], description=FIGURES["realdata"] + ". Prints a one-line "
                      "summary: max |a_SGD - a_MF| over the top 8 directions at the final time, and final risk "
@@ -172,21 +192,22 @@ def add_parser(sub) -> None:
     f.add_argument("--data", required=True, type=Path, metavar="D.nc", help="real-data file from `mfae data`")
     _train(f, " on that data (several seeds)")
     f.add_argument("--meanfield", required=True, type=Path, metavar="M.nc", help="meanfield file for that data")
-    f.add_argument("--times", type=floats, default=[0.5, 1.0, 4.0], metavar="T1,T2,...",
+    f.add_argument("--times", type=times, default=[0.5, 1.0, 4.0], metavar="T1,T2,...",
                    help="times of panel (a), comma-separated (default 0.5,1,4)")
-    f.add_argument("--n-images", type=int, default=8, help="principal directions shown as pictures (default 8)")
+    f.add_argument("--n-images", type=integer(1, 32), default=8,
+                   help="principal directions shown as pictures, 1..32 (default 8)")
     f.add_argument("--summary", type=Path, default=None, metavar="S.txt",
                    help="also write the one-line summary to this text file")
     _out(f)
-    f.set_defaults(func=cmd_realdata)
+    f.set_defaults(func=cmd_realdata, inputs=("data", "train", "meanfield"), outputs=("out", "summary"))
 
     f = s.add_parser("projections", help=FIGURES["projections"], description=FIGURES["projections"] + ": "
                      "<theta_i, v_1> pooled over the runs at the nearest measured time, against N(0, c_1(t)) of "
                      "the top group (group 0), interpolated to t.")
     _train(f, " (pooled)")
     f.add_argument("--meanfield", required=True, type=Path, metavar="M.nc", help="meanfield file, same model")
-    f.add_argument("--times", type=floats, default=[0.0, 1.0, 3.0, 6.0], metavar="T1,T2,...",
+    f.add_argument("--times", type=times, default=[0.0, 1.0, 3.0, 6.0], metavar="T1,T2,...",
                    help="times t of the panels, comma-separated (default 0,1,3,6)")
-    f.add_argument("--bins", type=int, default=40, help="histogram bins (default 40)")
+    f.add_argument("--bins", type=integer(1, 10_000), default=40, help="histogram bins, 1..10000 (default 40)")
     _out(f)
-    f.set_defaults(func=cmd_projections)
+    f.set_defaults(func=cmd_projections, inputs=("train", "meanfield"), outputs=("out",))

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import argparse
 
-from ._args import add_model, add_out, params_of
+from ._args import N_TIMES_MAX, add_model, add_out, n_times, params_of
 
 
 def cmd_meanfield(args: argparse.Namespace) -> None:
     from ..io import read_dataset, write_dataset
     from ..meanfield import meanfield_dataset
 
+    from ..cost import MB, check_fits
+
     ds = read_dataset(args.data, "data", require=("group_eigenvalue", "group_fraction"))
+    # the solver's dense output on the grid and the (time, group) curves: ~12 float64 per point and group
+    check_fits(12 * args.n_times * ds.sizes.get("group", 1) * 8 / MB, f"--n-times {args.n_times}")
     out = meanfield_dataset(ds, args.activation, args.lam, args.r0, args.t_max, args.n_times,
                             params=params_of(args, data=args.data, out=args.out))
     write_dataset(out, args.out)
@@ -23,6 +27,7 @@ def add_parser(sub) -> None:
                        description="Integrate the reduced mean-field ODE for the data file's spectrum groups "
                                    "(float64, DOP853, rtol 1e-10) and write c, gain, risk, q, p on a time grid.")
     add_model(p)
-    p.add_argument("--n-times", type=int, default=200, help="points of the time grid 0..t_max inclusive (default 200)")
+    p.add_argument("--n-times", type=n_times, default=200,
+                   help=f"points of the time grid 0..t_max inclusive, 2..{N_TIMES_MAX} (default 200)")
     add_out(p)
-    p.set_defaults(func=cmd_meanfield)
+    p.set_defaults(func=cmd_meanfield, inputs=("data",), outputs=("out",))

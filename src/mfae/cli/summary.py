@@ -21,4 +21,4 @@ def add_parser(sub) -> None:
                                    "final risk, diverged, steps, wall seconds, device).")
     p.add_argument("--train", nargs="+", required=True, type=Path, help="train files from `mfae train`")
     p.add_argument("--out", required=True, type=Path, help="output CSV (written atomically)")
-    p.set_defaults(func=cmd_summary)
+    p.set_defaults(func=cmd_summary, inputs=("train",), outputs=("out",))

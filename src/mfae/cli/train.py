@@ -5,7 +5,31 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ._args import add_model, add_out, params_of
+from .. import MfaeError
+from ._args import add_model, add_out, count, finite, integer, n_times, params_of, positive, seed, size
+
+
+def check_memory(cfg, data: dict, device) -> None:
+    """Refuse a run that cannot fit, before allocating it: `mfae.cost.train_memory_mb` against the
+    memory still available (host: MemAvailable / the cgroup limit; CUDA: the device's free memory)."""
+    from ..cost import BASELINE_MB, available_memory_mb, device_memory_mb, train_memory_mb
+
+    d = int(data["eigenvector"].shape[0])
+    n_train = int(data["x_train"].shape[0]) if "x_train" in data else 0
+    n_test = int(data["x_test"].shape[0]) if "x_test" in data else cfg.n_test
+    est = train_memory_mb(cfg.N, d, cfg.batch, n_test=n_test, n_train=n_train, block_steps=cfg.block_steps,
+                          dtype=cfg.dtype, n_projections=cfg.n_projections, n_times=cfg.n_times)
+    # the interpreter/torch baseline is already resident: what is still to come are the run's arrays
+    need = est - BASELINE_MB
+    if device.type == "cuda":
+        avail, where = device_memory_mb(device), f"free on {device}"
+    else:
+        avail, where = available_memory_mb(), "available (MemAvailable)"
+    if need > avail:
+        raise MfaeError(f"this run needs about {est:,.0f} MB (N={cfg.N}, d={d}, batch={cfg.batch}, "
+                        f"n_test={n_test}, n_train={n_train}), {need:,.0f} MB of it for its arrays, but only "
+                        f"{avail:,.0f} MB are {where}; use a smaller N/batch/--n-test/--block-steps or a bigger "
+                        f"machine (--no-memory-check skips this check)")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -20,7 +44,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from ..data import TRAIN_INPUT_VARS, train_inputs
     from ..io import read_dataset, write_dataset
-    from ..train import Interrupted, TrainConfig, resolve_device, train, train_dataset
+    from ..train import Interrupted, TrainConfig, check_grid, resolve_device, train, train_dataset
 
     cfg = TrainConfig(N=args.N, seed=args.seed, activation=args.activation, lam=args.lam, r0=args.r0, lr=args.lr,
                       batch=args.batch, t_max=args.t_max, n_times=args.n_times, dtype=args.dtype,
@@ -29,6 +53,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     ds = read_dataset(args.data, "data", require=TRAIN_INPUT_VARS)
     data = train_inputs(ds)
+    check_grid(cfg, int(data["eigenvector"].shape[0]))
+    if args.memory_check:
+        check_memory(cfg, data, device)
     ckpt = None if args.checkpoint_seconds < 0 else args.out.with_name(args.out.name + ".ckpt.pt")
     try:
         res = train(cfg, data, device, checkpoint=ckpt, checkpoint_seconds=max(args.checkpoint_seconds, 0),
@@ -37,8 +64,22 @@ def cmd_train(args: argparse.Namespace) -> int:
     except Interrupted as exc:
         print(f"mfae: interrupted: {exc}", file=sys.stderr)
         return 3
-    out = train_dataset(res, data, device, params_of(args, data=args.data, out=args.out), ds.attrs)
-    write_dataset(out, args.out)
+    try:
+        out = train_dataset(res, data, device, params_of(args, data=args.data, out=args.out), ds.attrs)
+        write_dataset(out, args.out)
+    except Exception as exc:  # the trained state is in the checkpoint: say so instead of losing it
+        why = str(exc) if isinstance(exc, MfaeError) else f"cannot write {args.out}: {type(exc).__name__}: {exc}"
+        if ckpt is not None and ckpt.exists() and not res["checkpoint_error"]:
+            why += (f"; the finished run is kept in {ckpt}: fix the cause and rerun the same command to write "
+                    f"the output without retraining")
+        elif ckpt is not None and ckpt.exists():
+            why += (f"; the finished state could not be saved either ({res['checkpoint_error']}), but the last "
+                    f"checkpoint {ckpt} is kept: rerun the same command to resume from it")
+        elif res["checkpoint_error"]:
+            why += f"; the trained run is lost: {res['checkpoint_error']}"
+        raise MfaeError(why) from None
+    if ckpt is not None:  # only now that the output is safely in place
+        ckpt.unlink(missing_ok=True)
     if res["diverged"]:
         print(f"mfae: run DIVERGED at step {res['diverged_step']} (lr={args.lr}); recorded diverged=1 in {args.out}",
               file=sys.stderr)
@@ -55,28 +96,33 @@ def add_parser(sub) -> None:
                                    "sigma(<theta_i, x>) with step eps = lr/d (mean-field time t = k*eps), "
                                    "measuring risk, c, gain, q, p on a time grid on a fixed test set.")
     add_model(p)
-    p.add_argument("--N", type=int, required=True, help="number of neurons N")
-    p.add_argument("--seed", type=int, default=0, help="seed of initialisation and samples (default 0)")
-    p.add_argument("--lr", type=float, default=0.12, help="dimensionless learning rate lr = eps*d (default 0.12)")
-    p.add_argument("--batch", type=int, default=8, help="mini-batch size B (default 8)")
-    p.add_argument("--n-times", type=int, default=50, help="measurement times on 0..t_max inclusive (default 50)")
+    p.add_argument("--N", type=size, required=True, help="number of neurons N")
+    p.add_argument("--seed", type=seed, default=0, help="seed of initialisation and samples, 0..2^32-1 (default 0)")
+    p.add_argument("--lr", type=positive, default=0.12, help="dimensionless learning rate lr = eps*d (default 0.12)")
+    p.add_argument("--batch", type=size, default=8, help="mini-batch size B (default 8)")
+    p.add_argument("--n-times", type=n_times, default=50,
+                   help="measurement times on 0..t_max inclusive, 2..min(steps+1, 10^6) (default 50)")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda (default auto)")
     p.add_argument("--dtype", default="float32", help="float32 (default) or float64 for the SGD weights")
-    p.add_argument("--threads", type=int, default=0,
+    p.add_argument("--threads", type=integer(0, 1024), default=0,
                    help="torch CPU threads (0 = torch's default); when given, inter-op threads are set to 1")
     p.add_argument("--cuda-graph", action=argparse.BooleanOptionalAction, default=True,
                    help="on CUDA, replay the SGD steps from a CUDA graph (default on; falls back to eager)")
     p.add_argument("--tf32", action="store_true", help="on CUDA, allow TF32 float32 matmuls (default off)")
-    p.add_argument("--n-test", type=int, default=4096, help="Gaussian test-set size (default 4096)")
-    p.add_argument("--block-steps", type=int, default=256, help="steps whose samples are drawn at once (default 256)")
-    p.add_argument("--diverge-risk", type=float, default=1e4,
-                   help="a test risk above this (or non-finite weights) counts as divergence (default 1e4)")
+    p.add_argument("--n-test", type=size, default=4096, help="Gaussian test-set size (default 4096)")
+    p.add_argument("--block-steps", type=size, default=256, help="steps whose samples are drawn at once (default 256)")
+    p.add_argument("--diverge-risk", type=positive, default=1e4,
+                   help="a test risk (> 0) above this (or non-finite weights) counts as divergence (default 1e4)")
     p.add_argument("--fail-on-divergence", action="store_true",
                    help="exit with status 4 when the run diverges (default: record diverged=1 and exit 0)")
-    p.add_argument("--checkpoint-seconds", type=float, default=300.0,
+    p.add_argument("--checkpoint-seconds", type=finite, default=300.0,
                    help="save a resumable checkpoint OUT.ckpt.pt this often and on SIGTERM/SIGINT (default 300; "
-                        "negative disables). Rerunning the same command resumes from it")
-    p.add_argument("--stop-after-steps", type=int, default=None, help=argparse.SUPPRESS)  # tests: simulated kill
+                        "negative disables). Rerunning the same command resumes from it; it is removed only "
+                        "once the output is written, so a failed final write costs no retraining")
+    p.add_argument("--stop-after-steps", type=count, default=None, help=argparse.SUPPRESS)  # tests: simulated kill
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument("--memory-check", action=argparse.BooleanOptionalAction, default=True,
+                   help="refuse a run whose estimated memory (mfae.cost.train_memory_mb) exceeds what is "
+                        "available, before allocating it (default on)")
     add_out(p)
-    p.set_defaults(func=cmd_train)
+    p.set_defaults(func=cmd_train, inputs=("data",), outputs=("out",))

@@ -95,8 +95,9 @@ class _Design:
         return lo, hi
 
 
-def _design(d: np.ndarray, N: np.ndarray, err: np.ndarray) -> _Design | str:
-    """Select the usable runs and set up the centred, scaled problem, or return why it is impossible."""
+def _design(d: np.ndarray, N: np.ndarray, err: np.ndarray, dim: str = "d") -> _Design | str:
+    """Select the usable runs and set up the centred, scaled problem, or return why it is impossible.
+    ``dim`` names the dimension axis in the messages (d, or r for a rank sweep)."""
     d = np.asarray(d, np.float64).reshape(-1)
     N = np.asarray(N, np.float64).reshape(-1)
     y = np.asarray(err, np.float64).reshape(-1)
@@ -113,16 +114,16 @@ def _design(d: np.ndarray, N: np.ndarray, err: np.ndarray) -> _Design | str:
             keep_d.append(dv)
     dropped = sorted(set(np.unique(d).tolist()) - set(keep_d))
     if dropped:
-        warnings.append(f"d = {', '.join(f'{v:g}' for v in dropped)} dropped: fewer than 2 distinct N, "
-                        f"so the floor F(d) cannot be separated from the power law")
+        warnings.append(f"{dim} = {', '.join(f'{v:g}' for v in dropped)} dropped: fewer than 2 distinct N, "
+                        f"so the floor F({dim}) cannot be separated from the power law")
     if not keep_d:
-        return "fewer than 2 distinct N for every d: neither the floor nor b can be fitted"
+        return f"fewer than 2 distinct N for every {dim}: neither the floor nor b can be fitted"
     sel = np.isin(d, keep_d)
     d, N, y = d[sel], N[sel], y[sel]
     d_values = np.asarray(sorted(keep_d), np.float64)
     fit_a = d_values.size >= 2
     if not fit_a:
-        warnings.append(f"only one usable d ({d_values[0]:g}): a and alpha are undefined (NaN); "
+        warnings.append(f"only one usable {dim} ({d_values[0]:g}): a and the exponent of N* are undefined (NaN); "
                         f"b and the floor are fitted from the N dependence alone")
     idx = np.searchsorted(d_values, d)
     ld0, ln0 = float(np.mean(np.log(d))), float(np.mean(np.log(N)))
@@ -130,8 +131,8 @@ def _design(d: np.ndarray, N: np.ndarray, err: np.ndarray) -> _Design | str:
     des = _Design(d_values=d_values, idx=idx, ld=np.log(d) - ld0, ln=np.log(N) - ln0, ld0=ld0, ln0=ln0,
                   y=y, s=cell_scale(d, N, y), fit_a=fit_a, n_cells=n_cells, warnings=warnings)
     if n_cells < des.n_params:
-        return (f"{n_cells} (d, N) cells for {des.n_params} parameters (floors for "
-                f"{d_values.size} d values + C, {'a, ' if fit_a else ''}b): need more distinct N per d")
+        return (f"{n_cells} ({dim}, N) cells for {des.n_params} parameters (floors for "
+                f"{d_values.size} {dim} values + C, {'a, ' if fit_a else ''}b): need more distinct N per {dim}")
     return des
 
 
@@ -163,7 +164,7 @@ def _nan_fit(reason: str, d_values: np.ndarray | None = None, warnings: Sequence
 
 
 def fit_floor_power_law(d: Iterable[float], N: Iterable[float], err: Iterable[float], *,
-                        init: Mapping[str, Any] | None = None, max_nfev: int = 2000) -> dict[str, Any]:
+                        init: Mapping[str, Any] | None = None, max_nfev: int = 2000, dim: str = "d") -> dict[str, Any]:
     """Fit ``err(d, N) = F(d) + C d^a N^-b`` with a free floor F per d (docs/theory.md §5; docs/convergence.md).
 
     One entry per run (d, N, err); non-finite entries are ignored. Residuals are divided by a
@@ -176,10 +177,13 @@ def fit_floor_power_law(d: Iterable[float], N: Iterable[float], err: Iterable[fl
     ``n_params``, ``rank`` and ``warning`` (empty when all is well). With a single usable d,
     ``a``, ``alpha`` and ``C`` are NaN but ``b``, ``floor`` and ``prefactor`` are fitted. An
     impossible or non-identifiable fit gives ``ok=False`` and NaNs, never an exception.
+
+    ``d`` is the dimension axis of the power law: the input dimension, or the rank r of the data in
+    a rank sweep (then ``dim="r"`` names it so in the warnings; N*(r) ∝ r^(a/b)).
     """
     des = _design(np.asarray(list(d) if not isinstance(d, np.ndarray) else d),
                   np.asarray(list(N) if not isinstance(N, np.ndarray) else N),
-                  np.asarray(list(err) if not isinstance(err, np.ndarray) else err))
+                  np.asarray(list(err) if not isinstance(err, np.ndarray) else err), dim)
     if isinstance(des, str):
         return _nan_fit(des)
     warnings = list(des.warnings)
@@ -218,10 +222,10 @@ def fit_floor_power_law(d: Iterable[float], N: Iterable[float], err: Iterable[fl
     k, a, b, F = des.unpack(p)
     if rank < des.n_params:
         return _nan_fit(f"parameters not identifiable (Jacobian rank {rank} < {des.n_params}): with only 2 "
-                        f"distinct N per d (or N = m d with 2 values of m) the exponents trade off against C "
-                        f"and the floors; use >= 3 distinct N per d", des.d_values, warnings)
+                        f"distinct N per {dim} (or N = m {dim} with 2 values of m) the exponents trade off against C "
+                        f"and the floors; use >= 3 distinct N per {dim}", des.d_values, warnings)
     if des.n_cells == des.n_params:
-        warnings.append("as many (d, N) cells as parameters: the fit interpolates the cell means exactly")
+        warnings.append(f"as many ({dim}, N) cells as parameters: the fit interpolates the cell means exactly")
     if b <= _B_BOUNDS[0] * 1.01 or b >= _B_BOUNDS[1] * 0.99:
         warnings.append(f"b = {b:.3g} is at the bound {_B_BOUNDS}; the power law is not resolved")
     if des.fit_a and (a <= _A_BOUNDS[0] * 0.99 or a >= _A_BOUNDS[1] * 0.99):
@@ -251,9 +255,49 @@ def required_n(prefactor: np.ndarray | float, b: float, tol: float) -> np.ndarra
         return np.exp((np.log(pre) - math.log(tol)) / b)
 
 
+# n_star_status flag values: N* read off inside the measured N range only (docs/theory.md §5)
+N_STAR_NOT_FITTED, N_STAR_OK, N_STAR_BELOW, N_STAR_ABOVE = 0, 1, 2, 3
+N_STAR_STATUS_MEANINGS = "not_fitted ok below_range above_range"
+
+
+def n_star_in_range(n_star_model: np.ndarray, n_min: np.ndarray, n_max: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """N* only where it was measured (docs/theory.md §5): the fitted curve's crossing of F + tol is
+    accepted when it lies within [n_min, n_max], the N measured at that dimension; otherwise N* is
+    NaN and the status says on which side it fell (``below_range``: the error is within tol already
+    at the smallest N measured, so N* <= n_min; ``above_range``: the largest N measured does not
+    reach tol, so N* >= n_max). Returns (n_star, status) with status in N_STAR_* (not_fitted where
+    the model value or the range is NaN)."""
+    m = np.asarray(n_star_model, np.float64)
+    lo = np.asarray(n_min, np.float64)
+    hi = np.asarray(n_max, np.float64)
+    status = np.full(np.broadcast(m, lo, hi).shape, N_STAR_NOT_FITTED, np.int8)
+    known = np.isfinite(m) & np.isfinite(lo) & np.isfinite(hi)
+    with np.errstate(invalid="ignore"):
+        status[known & (m < lo)] = N_STAR_BELOW
+        status[known & (m > hi)] = N_STAR_ABOVE
+        status[known & (m >= lo) & (m <= hi)] = N_STAR_OK
+    return np.where(status == N_STAR_OK, m, math.nan), status
+
+
+def rank_n_risk_bound(eigenvalues: np.ndarray, sizes: np.ndarray, d: int, N: int) -> float:
+    """Lower bound on the risk 1/2 E||x - xhat||^2 of any reconstruction by N neurons.
+
+    The weight-tied autoencoder's output is a combination of its N weight vectors, so it lies in a
+    subspace V of dimension <= N and E||x - xhat||^2 >= E||P_V⊥ x||^2 >= the sum of the d - N
+    smallest eigenvalues of Cov(x) = diag(s)/d (Eckart-Young). ``eigenvalues`` are the group
+    eigenvalues s_k, ``sizes`` the number of directions in each group. For low-rank data (d/r on r
+    directions, 0 elsewhere) the bound is (r - N) / (2 r) for N < r and 0 for N >= r.
+    """
+    s = np.repeat(np.asarray(eigenvalues, np.float64), np.asarray(sizes, np.int64))
+    if s.size != d:
+        raise ValueError(f"group sizes add up to {s.size}, not d = {d}")
+    k = max(d - int(N), 0)
+    return float(0.5 * np.sort(s)[:k].sum() / d)
+
+
 def bootstrap_fit(d: np.ndarray, N: np.ndarray, err: np.ndarray, *, n_boot: int = 1000, seed: int = 0,
                   tol: float | None = None, point: Mapping[str, Any] | None = None,
-                  level: float = CI_LEVEL, adjust: bool = True) -> dict[str, Any]:
+                  level: float = CI_LEVEL, adjust: bool = True, dim: str = "d") -> dict[str, Any]:
     """Bootstrap over seeds (docs/theory.md §5): resample the runs within every (d, N) cell with replacement,
     refit (started from the point fit), and take percentile intervals at ``level``. With ``adjust``
     (default) a resampled seed's deviation from its cell mean is scaled by sqrt(n/(n-1)) (n seeds in
@@ -270,7 +314,7 @@ def bootstrap_fit(d: np.ndarray, N: np.ndarray, err: np.ndarray, *, n_boot: int 
     good = np.isfinite(d) & np.isfinite(N) & np.isfinite(err)
     d, N, err = d[good], N[good], err[good]
     if point is None:
-        point = fit_floor_power_law(d, N, err)
+        point = fit_floor_power_law(d, N, err, dim=dim)
     dv = np.asarray(point.get("d_values", []), np.float64)
     nd = dv.size
     samples = {k: np.full(n_boot, math.nan) for k in ("a", "b", "alpha", "C")}
@@ -287,7 +331,7 @@ def bootstrap_fit(d: np.ndarray, N: np.ndarray, err: np.ndarray, *, n_boot: int 
     singles = sum(1 for m in members if m.size < 2)
     if singles == nc:
         out["ci"] = {k: (np.full(v.shape[1:], math.nan), np.full(v.shape[1:], math.nan)) for k, v in samples.items()}
-        out["warning"] = "every (d, N) cell has a single seed: no bootstrap intervals (NaN)"
+        out["warning"] = f"every ({dim}, N) cell has a single seed: no bootstrap intervals (NaN)"
         return out
     cell_mean = np.array([err[m].mean() for m in members])
     # small-sample correction: a resampled seed's deviation from its cell mean is scaled by
@@ -300,7 +344,7 @@ def bootstrap_fit(d: np.ndarray, N: np.ndarray, err: np.ndarray, *, n_boot: int 
         y_b = cell_mean[ci_] + inflate[ci_] * (err[pick] - cell_mean[ci_])
         # refits start at the point fit; the evaluation cap keeps degenerate grids (exponent at its
         # bound) from taking minutes, and a capped refit still counts only if it is ok
-        f = fit_floor_power_law(d[pick], N[pick], y_b, init=point, max_nfev=200)
+        f = fit_floor_power_law(d[pick], N[pick], y_b, init=point, max_nfev=200, dim=dim)
         if not f["ok"] or not np.array_equal(f["d_values"], dv):
             continue
         for k in ("a", "b", "alpha", "C"):
@@ -315,7 +359,7 @@ def bootstrap_fit(d: np.ndarray, N: np.ndarray, err: np.ndarray, *, n_boot: int 
     if n_ok < n_boot:
         warn.append(f"{n_boot - n_ok} of {n_boot} bootstrap refits failed and were left out")
     if singles:
-        warn.append(f"{singles} of {nc} (d, N) cells have a single seed and add no bootstrap variability")
+        warn.append(f"{singles} of {nc} ({dim}, N) cells have a single seed and add no bootstrap variability")
     out["warning"] = "; ".join(warn)
     ci = {}
     for k, v in samples.items():

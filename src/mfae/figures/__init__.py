@@ -1,4 +1,4 @@
-"""The study's figures, one module each (F1 phases ... F6 projections), over the netCDF products.
+"""The study's figures, one module each (F1 phases ... F7 rank), over the netCDF products.
 
 Every plotting function takes already-loaded xarray datasets and an output path ending in `.png`; it
 writes the PNG (dpi 150) and a PDF with the same stem, atomically (`style.save_figure`), and returns
@@ -14,6 +14,7 @@ from .load import (MF_VARS, TRAIN_VARS, Run, RunSet, check_match, load_meanfield
                    mf_at, run_from_dataset)
 from .phases import plot_phases  # noqa: F401
 from .projections import plot_projections  # noqa: F401
+from .rank import plot_rank  # noqa: F401
 from .realdata import plot_realdata, realdata_summary, summary_line  # noqa: F401
 from .shrinkage import plot_shrinkage  # noqa: F401
 from .style import check_out, new_figure, save_figure, setup_style  # noqa: F401

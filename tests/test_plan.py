@@ -1,0 +1,210 @@
+"""The cost model (mfae.plan, `mfae plan`) and the train rule's resources that come from it."""
+
+import copy
+import csv
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from mfae import plan, study
+from mfae.cli import main
+from mfae.data import gaussian_data, real_data, train_inputs
+from mfae.io import write_dataset
+from mfae.train import TrainConfig, prepare_run
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cfg(name: str = ".test/config.yaml") -> dict:
+    return study.load_config(ROOT / name, check_paths=False)
+
+
+def test_rows_are_the_training_jobs_with_exact_columns():
+    c = cfg()
+    rows, jobs = plan.plan(c, "cpu"), study.train_jobs(c)
+    assert len(rows) == len(jobs) == 48
+    for r, j in zip(rows, jobs):
+        assert tuple(r) == plan.PLAN_COLUMNS
+        assert {k: r[k] for k in plan.PLAN_COLUMNS[:6]} == {k: j[k] for k in plan.PLAN_COLUMNS[:6]}
+        assert r["steps"] == plan.n_steps(j["t_max"], j["d"], j["lr"])
+        assert r["runtime_min"] >= plan.MIN_RUNTIME_MIN and r["mem_mb"] > 0 and r["est_seconds"] > 0
+    assert plan.PLAN_COLUMNS[:6] == ("experiment", "activation", "lam", "d", "N", "seed")
+
+
+@pytest.mark.parametrize("t_max,d,lr", [(1.0, 12, 0.2), (0.3, 12, 0.07), (2.0, 6, 0.05)])
+def test_steps_are_the_trainers_steps(t_max, d, lr):
+    data = train_inputs(gaussian_data([2, 1], [1, 1], d, seed=0))
+    run = prepare_run(TrainConfig(N=4, lr=lr, t_max=t_max, n_times=2), data, torch.device("cpu"))
+    assert plan.n_steps(t_max, d, lr) == run.total
+
+
+def test_flops_of_a_known_case():
+    s = plan.Shape(N=100, d=10, m=10, batch=8, steps=5, n_times=3, n_test=50)
+    step = 10 * 8 * 100 * 10 + 2 * 8 * 10 * 10            # 5 matmuls + rotating the Gaussian samples
+    meas = 4 * 50 * 100 * 10 + 4 * 50 * 10 * 10 + 2 * 100 * 10 * 10 + 2 * 100 * 10
+    final = 2 * 100 * 10 * 10 + 9 * 10**3
+    assert plan.flops(s) == 5 * step + 3 * meas + final == 1_163_000
+    real = plan.Shape(N=100, d=10, m=10, batch=8, steps=5, n_times=3, n_test=50, n_train=500)
+    assert plan.flops(real) == 1_163_000 - 5 * 2 * 8 * 10 * 10  # rows are gathered, not rotated
+
+
+@pytest.mark.parametrize("device", plan.DEVICES)
+def test_time_and_limits_grow_with_N_and_d(device):
+    r = plan.rates(device)
+
+    def shape(N, d):
+        return plan.Shape(N=N, d=d, m=d, batch=32, steps=plan.n_steps(3, d, 0.1), n_times=41, n_test=4096)
+    Ns, ds = [64, 256, 1024, 4096, 16384, 65536], [16, 64, 256, 1024]
+    for d in ds:
+        t = [plan.est_seconds(shape(N, d), r) for N in Ns]
+        assert all(a < b for a, b in zip(t, t[1:])), (d, t)
+        lim = [plan.runtime_minutes(x) for x in t]
+        assert all(a <= b for a, b in zip(lim, lim[1:]))
+        assert lim[-1] > lim[0] or d < 1024  # small jobs all get the minimum limit
+        m = [plan.memory_mb(shape(N, d), r) for N in Ns]
+        assert all(a < b for a, b in zip(m, m[1:]))
+    for N in Ns:
+        t = [plan.est_seconds(shape(N, d), r) for d in ds]
+        assert all(a < b for a, b in zip(t, t[1:])), (N, t)
+
+
+def test_runtime_and_memory_limits():
+    assert plan.runtime_minutes(0.0) == plan.MIN_RUNTIME_MIN
+    assert plan.runtime_minutes(600.0) == math.ceil(3 * 10 + 3) == 33
+    assert plan.runtime_minutes(600.0, attempt=2) == 66
+    assert plan.memory_resource_mb(100.0) == plan.MIN_MEM_MB
+    assert plan.memory_resource_mb(3019.4) == 4600 and plan.memory_resource_mb(3019.4, attempt=3) == 13800
+
+
+def test_memory_is_mfae_costs_count_plus_the_cuda_host_extra():
+    from mfae.cost import train_memory_mb
+
+    s = plan.Shape(N=4096, d=256, m=256, batch=32, steps=10, n_times=41, n_test=4096)
+    base = train_memory_mb(4096, 256, 32, n_test=4096, block_steps=256, n_times=41)
+    assert plan.memory_mb(s, plan.CPU_RATES) == pytest.approx(base)
+    assert plan.memory_mb(s, plan.GPU_RATES) == pytest.approx(base + plan.GPU_RATES.host_extra_mb)
+    assert plan.train_resources(cfg(), "phases", "d12", 20, "cuda")["mem_mb"] >= 3000
+
+
+def test_gpu_steps_have_a_floor_and_a_bandwidth_bound():
+    g = plan.GPU_RATES
+    tiny = plan.Shape(N=20, d=12, m=12, batch=8, steps=1, n_times=2, n_test=4096)
+    assert plan.step_seconds(tiny, g) == g.step_overhead
+    big = plan.Shape(N=65536, d=1024, m=1024, batch=32, steps=1, n_times=2, n_test=4096)
+    assert plan.step_seconds(big, g) == pytest.approx(plan.step_flops(32, 65536, 1024, 1024) / g.step_flops)
+    wide = plan.Shape(N=65536, d=1024, m=1024, batch=1, steps=1, n_times=2, n_test=4096)
+    assert plan.step_seconds(wide, g) == pytest.approx(5 * 65536 * 1024 * 4 / g.bandwidth)
+
+
+def test_plan_device():
+    c = cfg("config.yaml")  # device auto
+    assert plan.plan_device(c, gpu=False) == "cpu" and plan.plan_device(c, gpu=True) == "cuda"
+    c["train"]["device"] = "cpu"
+    assert plan.plan_device(c, gpu=True) == "cpu"
+    c["train"]["plan_device"] = "cuda"
+    assert plan.plan_device(c, gpu=False) == "cuda"
+    with pytest.raises(Exception, match="device must be one of"):
+        plan.rates("tpu")
+
+
+def test_real_data_sizes_and_existing_data_files(tmp_path):
+    size = plan.data_size(cfg("config.yaml"), "digits", "real")
+    assert (size.d, size.n_train, size.n_test) == (64, 1797 - 359, 359)
+    mn = plan.real_data_size(dict(source="mnist", path="nowhere", max_samples=20000))
+    assert (mn.d, mn.n_train, mn.n_test) == (784, 20000, 10000)
+    # an existing data file gives the exact sizes (here: a low-rank file keeps only its rank's vectors)
+    f = tmp_path / "d12.nc"
+    write_dataset(gaussian_data([4, 0], [3, 9], 12, seed=0), f)
+    s = plan.data_file_size(f)
+    assert (s.d, s.m, s.n_train, s.n_test) == (12, 3, 0, None)  # Gaussian: train.n_test samples
+    c = cfg("config.yaml")
+    c["train"]["n_test"] = 1000
+    assert plan.data_size(c, "phases", "d12") == plan.DataSize(12, 12, 0, 1000)
+    # a real-data file: its own split, capped by data.max_test
+    real = tmp_path / "real.nc"
+    write_dataset(real_data(np.random.default_rng(0).normal(size=(50, 7)), "x", test_fraction=0.2), real)
+    assert plan.data_size(c, "digits", "real", real) == plan.DataSize(7, 7, 40, 10)
+    c["experiments"]["digits"]["data"]["max_test"] = 4
+    assert plan.data_size(c, "digits", "real", real) == plan.DataSize(7, 7, 40, 4)
+    low = plan.data_size(cfg("config.yaml"), "convergence_lowrank", "d24")
+    assert (low.d, low.m) == (24, 6)
+
+
+def test_unknown_width_is_left_blank_and_the_workflow_plans_mnist_size(tmp_path):
+    c = cfg("config.yaml")
+    c["experiments"]["userdata"]["enabled"] = True
+    c["experiments"]["userdata"]["data"]["path"] = str(tmp_path / "missing.npy")
+    rows = [r for r in plan.plan(c, "cpu") if r["experiment"] == "userdata"]
+    assert len(rows) == 2 and all(r["d"] is None and r["est_seconds"] is None and r["runtime_min"] is None
+                                  for r in rows)
+    res = plan.train_resources(c, "userdata", "real", 2000, "cpu")
+    mnist = copy.deepcopy(c)
+    mnist["experiments"]["userdata"]["data"] = dict(source="mnist", path="x")
+    shape = plan.job_shape(mnist, "userdata", "real", 2000)
+    assert res["runtime"] >= plan.runtime_minutes(plan.est_seconds(shape, plan.CPU_RATES)) * 0.9
+    np.save(tmp_path / "missing.npy", np.zeros((50, 7)))
+    rows = [r for r in plan.plan(c, "cpu") if r["experiment"] == "userdata"]
+    assert [r["d"] for r in rows] == [7, 7] and rows[0]["est_seconds"] > 0
+
+
+def test_cli_writes_the_csv(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)  # the base config.yaml, as the Snakefile loads it (.test/config.yaml overrides all)
+    out = tmp_path / "plan.csv"
+    assert main(["plan", "--configfile", ".test/config.yaml", "--out", str(out), "--device", "cuda"]) == 0
+    with open(out) as f:
+        got = list(csv.DictReader(f))
+    assert tuple(got[0]) == plan.PLAN_COLUMNS
+    want = plan.plan(study.load_config(ROOT / "config.yaml", ROOT / ".test/config.yaml", check_paths=False), "cuda")
+    assert len(got) == len(want) == len(plan.plan(cfg(), "cuda")) == 48
+    assert [(r["experiment"], int(r["N"]), int(r["runtime_min"]), float(r["est_seconds"])) for r in got] == \
+        [(r["experiment"], r["N"], r["runtime_min"], r["est_seconds"]) for r in want]
+    text = capsys.readouterr().out
+    assert "48 training jobs on cuda" in text and "GPU-hours" in text and "CPU-hours" in text
+    assert main(["plan", "--configfile", str(tmp_path / "nope.yaml"), "--out", str(out)]) == 2
+    assert "config file not found" in capsys.readouterr().err
+    # an overlay is planned on top of config.yaml, as `snakemake --configfile` runs it; --base none: alone
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text("train: {batch: 16}\n")
+    assert main(["plan", "--configfile", str(overlay), "--out", str(out), "--device", "cpu"]) == 0
+    with open(out) as f:
+        assert len(list(csv.DictReader(f))) == len(study.train_jobs(cfg("config.yaml")))
+    assert main(["plan", "--configfile", str(overlay), "--out", str(out), "--base", "none"]) == 2
+    assert "experiments" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("gpu", [True, False])
+def test_dry_run_gives_train_jobs_their_own_limits(tmp_path, gpu):
+    """Paper config (real data off): each train job's runtime and mem_mb are the cost model's numbers
+    for cuda when the rule is given a GPU as profiles/slurm does, else for cpu; they differ between jobs."""
+    c = yaml.safe_load((ROOT / "config/paper.yaml").read_text())
+    for name, e in c["experiments"].items():
+        if "N" in e and e["data"]["source"] in study.REAL_SOURCES:
+            e["enabled"] = False
+    f = tmp_path / "p.yaml"
+    f.write_text(yaml.safe_dump(c))
+    smk = str(Path(sys.executable).with_name("snakemake"))
+    p = subprocess.run([smk, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(tmp_path), "--configfile",
+                        str(f), "--cores", "1", "-n", *(["--set-resources", "train:gpu=1"] if gpu else [])],
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    jobs = re.findall(r"rule train:.*?wildcards: ([^\n]*)\n\s*resources: ([^\n]*)", p.stdout + p.stderr, re.S)
+    config = study.load_config(f, check_paths=False)  # no config.yaml in tmp_path: the Snakefile loads none
+    assert len(jobs) == len(study.train_jobs(config)) > 300
+    seen = set()
+    for wc, res in jobs:
+        w = dict(kv.split("=") for kv in wc.split(", "))
+        r = dict(kv.split("=") for kv in res.split(", "))
+        want = plan.train_resources(config, w["exp"], w["dkey"], int(w["N"]), "cuda" if gpu else "cpu")
+        assert (int(r["runtime"]), int(r["mem_mb"]), r.get("gpu")) == (want["runtime"], want["mem_mb"],
+                                                                        "1" if gpu else None), wc
+        seen.add((want["runtime"], want["mem_mb"]))
+    assert len({m for _, m in seen}) >= 3
+    if not gpu:  # on the GPU most paper jobs take under a minute: the 5-minute minimum
+        assert len({rt for rt, _ in seen}) >= 10 and max(rt for rt, _ in seen) > 60 * 12
