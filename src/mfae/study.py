@@ -303,7 +303,7 @@ def smoke_config(config: dict) -> dict:
     study runs at its real size (a crash, memory and layout test, not a result): only time and
     measurement effort are cut. Each experiment's t_max becomes min(t_max, steps * lr / max d), so no
     job takes more than `smoke.steps` SGD steps (steps = t_max d / lr; real data of unknown width keeps
-    its t_max); figure times shrink by the smallest factor among the experiments they show; jobs
+    its t_max), but never fewer than n_times - 1 steps at the experiment's smallest d; figure times shrink by the smallest factor among the experiments they show; jobs
     measure `smoke.n_times` times on `smoke.n_test` test samples (train.n_test for Gaussian data,
     data.max_test for real data); mean-field grids get `smoke.meanfield_n_times` points and the
     convergence fits `smoke.n_boot` bootstrap resamples. The result has smoke.enabled false.
@@ -316,7 +316,10 @@ def smoke_config(config: dict) -> dict:
     ratio, t_cut = {}, {}
     for name, e in experiments(config).items():
         d_max = real_dimension(e["data"]) if is_real(e) else max(e["d"])
-        t_cut[name] = min(e["t_max"], sm["steps"] * e["lr"] / d_max) if d_max else e["t_max"]
+        d_min = d_max if is_real(e) else min(e["d"])
+        # ... but at least n_times - 1 steps at the smallest d, so that every measurement has its own step
+        t_cut[name] = (min(e["t_max"], max(sm["steps"] * e["lr"] / d_max, (sm["n_times"] - 1) * e["lr"] / d_min))
+                       if d_max else e["t_max"])
         ratio[name] = t_cut[name] / e["t_max"]
         x = out["experiments"][name]
         x.update(t_max=t_cut[name], n_boot=min(e["n_boot"], sm["n_boot"]))
