@@ -43,7 +43,7 @@ def steps_of(job: dict) -> int:
 def test_paper_has_both_image_experiments_with_fetch():
     c = paper()
     jobs = study.train_jobs(c)
-    assert len(jobs) == 396 + 6  # the image experiments: 2 N x 3 seeds each
+    assert len(jobs) == 396 + 90 + 6  # the rank sweep (5 r x 6 N x 3 seeds); the image experiments: 2 N x 3 seeds each
     fashion = [j for j in jobs if j["experiment"] == "fashion_mnist"]
     assert {(j["d"], j["N"]) for j in fashion} == {(784, 4000), (784, 16000)}
     assert study.data_args(c, "fashion_mnist", "real") == (
@@ -174,7 +174,7 @@ def test_paper_smoke_dag_runs_every_paper_job(tmp_path):
         overlay["experiments"][x]["data"]["path"] = str(tmp_path)
     counts = job_counts(smk(tmp_path, ROOT / "config" / "paper.yaml", "-n", "--configfile",
                             str(ROOT / "config" / "paper.yaml"), str(dump(overlay, tmp_path / "o.yaml"))))
-    assert counts["train"] == len(study.train_jobs(paper())) == 402
+    assert counts["train"] == len(study.train_jobs(paper())) == 402 + 90  # + the rank sweep, 5 r x 6 N x 3 seeds
     assert "fetch" not in counts and counts["figure_realdata"] == 3
 
 

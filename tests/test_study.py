@@ -25,8 +25,9 @@ def test_train_jobs_of_the_shipped_configs():
     # 4 ranks x 4 N/r x 3 seeds; digits 2 seeds (mnist, userdata disabled)
     jobs = study.train_jobs(cfg("config.yaml"))
     assert len(jobs) == 6 + 12 + 27 + 36 + 48 + 2 == 131
-    # paper: 15 phases, 4 x 5 x 3 shrinkage, 5 d x 6 N/d x 5 seeds twice, 3 x 5 digits, 2 x 3 mnist and fashion_mnist
-    assert len(study.train_jobs(cfg("config/paper.yaml"))) == 15 + 60 + 150 + 150 + 15 + 6 + 6 == 402
+    # paper: 15 phases, 4 x 5 x 3 shrinkage, 5 d x 6 N x 5 seeds twice, 5 r x 6 N x 3 seeds, 3 x 5 digits,
+    # 2 x 3 mnist and fashion_mnist
+    assert len(study.train_jobs(cfg("config/paper.yaml"))) == 15 + 60 + 150 + 150 + 90 + 15 + 6 + 6 == 492
     assert len(study.train_jobs(cfg())) == 32 + 16  # + the rank sweep: 2 ranks x 4 N x 2 seeds
     assert len({j["path"] for j in jobs}) == len(jobs)
 
