@@ -11,7 +11,7 @@ import math
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -22,7 +22,10 @@ from tqdm import tqdm
 
 from . import MfaeError
 from .activations import check_activation
-from .io import atomic_output
+from .checkpoint import RunState  # noqa: F401  (re-exported: mfae.train.RunState)
+from .checkpoint import fingerprint as _fingerprint  # noqa: F401
+from .checkpoint import load_checkpoint as _load_checkpoint
+from .checkpoint import save_checkpoint as _save_checkpoint
 from .measure import Measurer, second_moment_modes
 from .sgd import CudaGraphRunner, Stepper
 
@@ -121,19 +124,6 @@ class RowSampler:
 
 # --- the run ------------------------------------------------------------------------------------------
 
-@dataclass
-class RunState:
-    """Everything needed to resume: weights, step, sampler RNG state and measurements so far."""
-
-    theta: torch.Tensor
-    step: int = 0
-    next_measure: int = 0
-    records: dict = field(default_factory=dict)
-    wall_seconds: float = 0.0
-    diverged: bool = False
-    diverged_step: int = -1
-
-
 def time_grid(t_max: float, n_times: int) -> np.ndarray:
     return np.linspace(0.0, t_max, n_times)
 
@@ -225,52 +215,16 @@ def train(cfg: TrainConfig, data: Mapping[str, np.ndarray], device: torch.device
     """
     cfg.validate()
     run = prepare_run(cfg, data, device)
-    dtype, d, eps, total, times, ksteps = run.dtype, run.d, run.eps, run.total, run.times, run.ksteps
-    V, sampler, sample_gen, x_test = run.V, run.sampler, run.sample_gen, run.x_test
-    ng = data["group_eigenvalue"].size
-
-    state = _load_checkpoint(checkpoint, cfg, data) if checkpoint else None
-    if state is None:
-        state = RunState(theta=run.theta0)
-        state.records = dict(risk=np.full(cfg.n_times, np.nan), q=np.full(cfg.n_times, np.nan),
-                             p=np.full(cfg.n_times, np.nan), c=np.full((cfg.n_times, ng), np.nan),
-                             gain=np.full((cfg.n_times, ng), np.nan),
-                             projection=np.full((cfg.n_times, min(cfg.N, cfg.n_projections)), np.nan))
-    else:
-        state.theta = state.theta.to(device=device, dtype=dtype)
-        sample_gen.set_state(state.sample_rng)
-        log(f"resuming from checkpoint {checkpoint} at step {state.step}/{total}"
-            + (" (finished: writing the output only)" if state.step >= total or state.diverged else ""))
+    d, total, ksteps, sampler, sample_gen = run.d, run.total, run.ksteps, run.sampler, run.sample_gen
+    state = _initial_state(cfg, data, run, device, checkpoint, log)
     finished = state.step >= total or state.diverged  # a finished run's checkpoint: nothing to redo
 
     theta = state.theta
-    stepper = Stepper(cfg.activation, theta, cfg.batch, eps, cfg.lam)
+    stepper = Stepper(cfg.activation, theta, cfg.batch, run.eps, cfg.lam)
     B = cfg.batch
-    run_steps = stepper.run
-    tf32_before = None
-    if device.type == "cuda":
-        tf32_before = torch.backends.cuda.matmul.allow_tf32
-        torch.backends.cuda.matmul.allow_tf32 = bool(cfg.tf32)
-        if cuda_graph:
-            try:
-                run_steps = CudaGraphRunner(stepper, min(16, cfg.block_steps)).run
-            except Exception as exc:  # capture is best effort: the eager loop gives the same result
-                torch.cuda.synchronize(device)
-                log(f"warning: CUDA graph capture failed ({type(exc).__name__}: {exc}); running eagerly")
-                run_steps = stepper.run
-    xe_buf = torch.empty(cfg.block_steps, 2 * B, theta.shape[1], dtype=dtype, device=device)
-    v_top = V[:, 0].to(torch.float64)
-
-    measure = Measurer(cfg.activation, x_test, V, data["group"], data["group_eigenvalue"], data["group_fraction"],
-                       device=device, weights_dtype=dtype)  # the test set's own products, once per run
-
-    def record(i: int) -> bool:
-        m = measure(theta)
-        rec = state.records
-        rec["risk"][i], rec["q"][i], rec["p"][i] = m["risk"], m["q"], m["p"]
-        rec["c"][i], rec["gain"][i] = m["c"], m["gain"]
-        rec["projection"][i] = (theta[: rec["projection"].shape[1]].to(torch.float64) @ v_top).cpu().numpy()
-        return math.isfinite(m["risk"]) and m["risk"] < cfg.diverge_risk
+    run_steps, tf32_before = _step_runner(stepper, cfg, device, cuda_graph, log)
+    xe_buf = torch.empty(cfg.block_steps, 2 * B, theta.shape[1], dtype=run.dtype, device=device)
+    record = _recorder(cfg, data, run, device, state)
 
     stop = {"signal": None}
 
@@ -306,17 +260,11 @@ def train(cfg: TrainConfig, data: Mapping[str, np.ndarray], device: torch.device
             if checkpoint is not None:
                 hit_stop = stop_after_steps is not None and state.step >= stop_after_steps
                 if stop["signal"] is not None or hit_stop or time.monotonic() - last_ckpt >= checkpoint_seconds:
-                    state.wall_seconds = time.perf_counter() - t_start
-                    failed = _save_checkpoint(checkpoint, cfg, data, state, sample_gen)
-                    if failed:  # training goes on: a lost checkpoint must not cost the run
-                        log(f"warning: {failed}")
+                    why = ((f"signal {stop['signal']}" if stop["signal"] else "stop requested")
+                           if stop["signal"] is not None or hit_stop else None)
+                    _save_midrun(checkpoint, cfg, data, state, sample_gen, time.perf_counter() - t_start, why,
+                                 total, log)
                     last_ckpt = time.monotonic()
-                    if stop["signal"] is not None or hit_stop:
-                        why = f"signal {stop['signal']}" if stop["signal"] else "stop requested"
-                        if failed:
-                            raise Interrupted(f"{why} at step {state.step}/{total}, but {failed}")
-                        raise Interrupted(f"{why}: checkpoint saved at step {state.step}/{total} in {checkpoint}; "
-                                          f"rerun the same command to resume")
     finally:
         bar.close()
         if tf32_before is not None:
@@ -325,17 +273,95 @@ def train(cfg: TrainConfig, data: Mapping[str, np.ndarray], device: torch.device
             signal.signal(s, h)
     if device.type == "cuda":
         torch.cuda.synchronize()
-    wall = time.perf_counter() - t_start
+    return _result(cfg, data, run, state, time.perf_counter() - t_start, checkpoint, finished)
+
+
+def _initial_state(cfg: TrainConfig, data: Mapping[str, np.ndarray], run: RunSetup, device: torch.device,
+                   checkpoint: Path | None, log) -> RunState:
+    """A matching checkpoint's state (its sampler RNG state restored), else a fresh state at step 0
+    with every measurement NaN until it is taken."""
+    state = _load_checkpoint(checkpoint, cfg, data) if checkpoint else None
+    if state is None:
+        ng = data["group_eigenvalue"].size
+        state = RunState(theta=run.theta0)
+        state.records = dict(risk=np.full(cfg.n_times, np.nan), q=np.full(cfg.n_times, np.nan),
+                             p=np.full(cfg.n_times, np.nan), c=np.full((cfg.n_times, ng), np.nan),
+                             gain=np.full((cfg.n_times, ng), np.nan),
+                             projection=np.full((cfg.n_times, min(cfg.N, cfg.n_projections)), np.nan))
+    else:
+        state.theta = state.theta.to(device=device, dtype=run.dtype)
+        run.sample_gen.set_state(state.sample_rng)
+        log(f"resuming from checkpoint {checkpoint} at step {state.step}/{run.total}"
+            + (" (finished: writing the output only)" if state.step >= run.total or state.diverged else ""))
+    return state
+
+
+def _step_runner(stepper: Stepper, cfg: TrainConfig, device: torch.device, cuda_graph: bool, log):
+    """The function running a chunk of steps (a CUDA graph replay on CUDA unless disabled or capture
+    fails, else the eager loop), and the TF32 setting to restore afterwards (None off CUDA)."""
+    run_steps = stepper.run
+    tf32_before = None
+    if device.type == "cuda":
+        tf32_before = torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = bool(cfg.tf32)
+        if cuda_graph:
+            try:
+                run_steps = CudaGraphRunner(stepper, min(16, cfg.block_steps)).run
+            except Exception as exc:  # capture is best effort: the eager loop gives the same result
+                torch.cuda.synchronize(device)
+                log(f"warning: CUDA graph capture failed ({type(exc).__name__}: {exc}); running eagerly")
+                run_steps = stepper.run
+    return run_steps, tf32_before
+
+
+def _recorder(cfg: TrainConfig, data: Mapping[str, np.ndarray], run: RunSetup, device: torch.device,
+              state: RunState):
+    """record(i): measure state.theta into grid row i; False once the run diverged (risk not finite or
+    above cfg.diverge_risk)."""
+    theta, v_top = state.theta, run.V[:, 0].to(torch.float64)
+    measure = Measurer(cfg.activation, run.x_test, run.V, data["group"], data["group_eigenvalue"],
+                       data["group_fraction"], device=device, weights_dtype=run.dtype)  # test-set products, once
+
+    def record(i: int) -> bool:
+        m = measure(theta)
+        rec = state.records
+        rec["risk"][i], rec["q"][i], rec["p"][i] = m["risk"], m["q"], m["p"]
+        rec["c"][i], rec["gain"][i] = m["c"], m["gain"]
+        rec["projection"][i] = (theta[: rec["projection"].shape[1]].to(torch.float64) @ v_top).cpu().numpy()
+        return math.isfinite(m["risk"]) and m["risk"] < cfg.diverge_risk
+
+    return record
+
+
+def _save_midrun(checkpoint: Path, cfg: TrainConfig, data: Mapping[str, np.ndarray], state: RunState,
+                 sample_gen: torch.Generator, wall: float, why: str | None, total: int, log) -> None:
+    """Save a checkpoint during the run; after a signal or a requested stop (`why`), raise Interrupted."""
+    state.wall_seconds = wall
+    failed = _save_checkpoint(checkpoint, cfg, data, state, sample_gen)
+    if failed:  # training goes on: a lost checkpoint must not cost the run
+        log(f"warning: {failed}")
+    if why is not None:
+        if failed:
+            raise Interrupted(f"{why} at step {state.step}/{total}, but {failed}")
+        raise Interrupted(f"{why}: checkpoint saved at step {state.step}/{total} in {checkpoint}; "
+                          f"rerun the same command to resume")
+
+
+def _result(cfg: TrainConfig, data: Mapping[str, np.ndarray], run: RunSetup, state: RunState, wall: float,
+            checkpoint: Path | None, finished: bool) -> dict:
+    """`train`'s result; a run that trained saves its finished state to `checkpoint` first."""
+    d, theta = run.d, state.theta
     modes = second_moment_modes(theta, min(cfg.n_modes, d)) if not state.diverged else (
         np.full(min(cfg.n_modes, d), np.nan), np.full((d, min(cfg.n_modes, d)), np.nan))
     if checkpoint is not None and not finished:
         # the finished state, so that a failed final write costs no retraining; the caller removes
         # the checkpoint once its output is safely in place
         state.wall_seconds = wall
-        checkpoint_error = _save_checkpoint(checkpoint, cfg, data, state, sample_gen)
+        checkpoint_error = _save_checkpoint(checkpoint, cfg, data, state, run.sample_gen)
     else:
         checkpoint_error = None
-    return dict(checkpoint_error=checkpoint_error, times=times, steps=ksteps, eps=eps, total_steps=total, wall_seconds=wall, records=state.records,
+    return dict(checkpoint_error=checkpoint_error, times=run.times, steps=run.ksteps, eps=run.eps,
+                total_steps=run.total, wall_seconds=wall, records=state.records,
                 diverged=state.diverged, diverged_step=state.diverged_step, steps_done=state.step,
                 learned_eigenvalue=modes[0], learned_eigenvector=modes[1])
 
@@ -365,40 +391,3 @@ def train_dataset(res: Mapping[str, Any], data: Mapping[str, np.ndarray], device
                                   dict(long_name="eigenvectors of (1/N) sum_i theta_i theta_i^T at t_max"))
     return out
 
-
-def _fingerprint(cfg: TrainConfig, data: dict) -> dict:
-    return dict(config=asdict(cfg), d=int(data["eigenvector"].shape[0]),
-                data_hash=float(np.sum(data["eigenvector"][:, :1]) + np.sum(data["eigenvalue"])))
-
-
-def _save_checkpoint(path: Path, cfg: TrainConfig, data: dict, state: RunState, gen: torch.Generator) -> str | None:
-    """Save the run's state atomically; returns None, or why it could not be saved (full disk, ...)."""
-    payload = dict(fingerprint=_fingerprint(cfg, data), theta=state.theta.detach().cpu().clone(), step=state.step,
-                   next_measure=state.next_measure, records=state.records, wall_seconds=state.wall_seconds,
-                   sample_rng=gen.get_state().cpu(), diverged=state.diverged, diverged_step=state.diverged_step)
-    try:
-        with atomic_output(path) as tmp:
-            torch.save(payload, tmp)
-    except (OSError, RuntimeError, MfaeError) as exc:  # torch reports a full disk as RuntimeError
-        return f"could not save checkpoint {path} ({type(exc).__name__}: {' '.join(str(exc).split())})"
-    return None
-
-
-def _load_checkpoint(path: Path, cfg: TrainConfig, data: dict) -> RunState | None:
-    if not path.exists():
-        return None
-    try:
-        p = torch.load(path, weights_only=False)
-    except Exception as exc:
-        raise MfaeError(f"checkpoint {path} is unreadable ({exc}); delete it to start afresh") from None
-    fp = _fingerprint(cfg, data)
-    if p.get("fingerprint") != fp:
-        old = p.get("fingerprint", {}).get("config", {})
-        diff = sorted(k for k in set(old) | set(fp["config"]) if old.get(k) != fp["config"].get(k))
-        raise MfaeError(f"checkpoint {path} was made with different parameters ({', '.join(diff) or 'data'}); "
-                        f"refusing to mix runs: delete it or use the original parameters")
-    st = RunState(theta=p["theta"], step=p["step"], next_measure=p["next_measure"], records=p["records"],
-                  wall_seconds=p["wall_seconds"], diverged=bool(p.get("diverged", False)),
-                  diverged_step=int(p.get("diverged_step", -1)))
-    st.sample_rng = p["sample_rng"]
-    return st

@@ -140,6 +140,13 @@ def add_parser(sub) -> None:
 
     p.set_defaults(func=no_name)
 
+    _add_gain_figures(s)
+    _add_convergence_figures(s)
+    _add_data_figures(s)
+
+
+def _add_gain_figures(s) -> None:
+    """`mfae figures phases | shrinkage | activations`: train and mean-field files."""
     f = s.add_parser("phases", help=FIGURES["phases"], description=FIGURES["phases"] + ". Risk on a log axis; "
                      "dotted lines mark when each group's mean-field gain is half-way to its final value.")
     _train(f, " (any N and seeds, same model as --meanfield)")
@@ -168,6 +175,9 @@ def add_parser(sub) -> None:
     _out(f)
     f.set_defaults(func=cmd_activations, inputs=("train", "meanfield"), outputs=("out",))
 
+
+def _add_convergence_figures(s) -> None:
+    """`mfae figures convergence | rank`: convergence files."""
     f = s.add_parser("convergence", help=FIGURES["convergence"], description=FIGURES["convergence"] + ".")
     f.add_argument("--convergence", required=True, nargs="+", type=Path, metavar="C.nc",
                    help="convergence files from `mfae convergence` (e.g. full-rank and low-rank study), "
@@ -186,6 +196,9 @@ def add_parser(sub) -> None:
     _out(f)
     f.set_defaults(func=cmd_rank)
 
+
+def _add_data_figures(s) -> None:
+    """`mfae figures realdata | projections`."""
     f = s.add_parser("realdata", help=FIGURES["realdata"], description=FIGURES["realdata"] + ". Prints a one-line "
                      "summary: max |a_SGD - a_MF| over the top 8 directions at the final time, and final risk "
                      "SGD vs MF.")

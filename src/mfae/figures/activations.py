@@ -46,50 +46,7 @@ def plot_activations(rs: RunSet, mfs: Sequence[xr.Dataset], out: str | os.PathLi
     axes = np.atleast_1d(fig.subplots(1, len(lams), sharey=True, squeeze=False)[0])
     any_sgd = False
     for ax, lam in zip(axes, lams):
-        s_all, t_ends, shrink = [], [], {}
-        pairs = []
-        for a in acts:
-            mf = mf_for(mfs, a, lam)
-            runs = runs_for(rs.ok, a, lam)
-            if mf is None and not runs:
-                continue
-            if mf is not None:
-                for r in runs:
-                    check_match(r, mf)
-            pairs.append((a, mf, runs))
-            t_ends += ([float(mf["time"].values[-1])] if mf is not None else []) + \
-                      [float(r.ds["time"].values[-1]) for r in runs]
-        T = min(t_ends)
-        for a, mf, runs in pairs:
-            if mf is not None:
-                s = mf["group_eigenvalue"].values
-                o = np.argsort(s)
-                g = mf_at(mf, "gain", T)
-                s_all.append(s)
-                ax.plot(s[o], g[o], color=acol[a], lw=1.6, marker=".", markersize=4)
-                wts = mf["group_fraction"].values
-                shrink[a] = float(np.sum(wts * (1 - g)) / np.sum(wts))
-            if runs:
-                groups = by_N(runs)
-                Nmax = max(groups)
-                tu, m, sd = sgd_at(groups[Nmax], T)
-                s = groups[Nmax][0].ds["group_eigenvalue"].values
-                s_all.append(s)
-                ax.errorbar(s, m, yerr=sd, ls="none", color=acol[a], marker="o", mfc="white", markersize=4,
-                            capsize=1.5, elinewidth=0.8)
-                any_sgd = True
-        if s_all:
-            sg = s_grid(np.concatenate(s_all))
-            ax.plot(sg, closed_form_gain("linear", sg, lam), color=acol.get("linear", "0.4"), ls="--", lw=1.0)
-            ax.plot(sg, closed_form_gain("relu", sg, lam), color=acol.get("relu", "0.6"), ls="--", lw=1.0)
-        if shrink:
-            txt = "mean MF shrinkage $1-a$:\n" + "\n".join(f"{a}: {v:.3f}" for a, v in shrink.items())
-            ax.text(0.97, 0.03, txt, transform=ax.transAxes, va="bottom", ha="right", fontsize=6.5,
-                    bbox=dict(boxstyle="round,pad=0.3", fc="white", ec="0.8", alpha=0.9))
-        log_x(ax, np.concatenate(s_all) if s_all else None)
-        ax.set_title(f"λ = {lam:g}, $t$ = {T:g}")
-        ax.set_xlabel("eigenvalue $s$ (dimensionless)")
-        ax.set_ylim(-0.05, 1.05)
+        any_sgd |= _panel(ax, rs, mfs, acts, acol, lam)
     axes[0].set_ylabel("final gain $a(s)$ (dimensionless)")
     handles = [Line2D([], [], color=acol[a], lw=1.6, label=a) for a in acts]
     handles.append(Line2D([], [], color="0.3", lw=1.6, marker=".", label="mean field"))
@@ -102,3 +59,53 @@ def plot_activations(rs: RunSet, mfs: Sequence[xr.Dataset], out: str | os.PathLi
     fig.suptitle("Final gain by activation: tanh shrinks more than linear and relu", fontsize=9)
     annotate_excluded(fig, rs, with_model=True)
     return style.save_figure(fig, out)
+
+
+def _panel(ax, rs: RunSet, mfs: Sequence[xr.Dataset], acts: Sequence[str], acol: dict, lam: float) -> bool:
+    """One λ panel of F3 at the latest time every curve reaches; True if it shows SGD points."""
+    any_sgd = False
+    s_all, t_ends, shrink = [], [], {}
+    pairs = []
+    for a in acts:
+        mf = mf_for(mfs, a, lam)
+        runs = runs_for(rs.ok, a, lam)
+        if mf is None and not runs:
+            continue
+        if mf is not None:
+            for r in runs:
+                check_match(r, mf)
+        pairs.append((a, mf, runs))
+        t_ends += ([float(mf["time"].values[-1])] if mf is not None else []) + \
+                  [float(r.ds["time"].values[-1]) for r in runs]
+    T = min(t_ends)
+    for a, mf, runs in pairs:
+        if mf is not None:
+            s = mf["group_eigenvalue"].values
+            o = np.argsort(s)
+            g = mf_at(mf, "gain", T)
+            s_all.append(s)
+            ax.plot(s[o], g[o], color=acol[a], lw=1.6, marker=".", markersize=4)
+            wts = mf["group_fraction"].values
+            shrink[a] = float(np.sum(wts * (1 - g)) / np.sum(wts))
+        if runs:
+            groups = by_N(runs)
+            Nmax = max(groups)
+            tu, m, sd = sgd_at(groups[Nmax], T)
+            s = groups[Nmax][0].ds["group_eigenvalue"].values
+            s_all.append(s)
+            ax.errorbar(s, m, yerr=sd, ls="none", color=acol[a], marker="o", mfc="white", markersize=4,
+                        capsize=1.5, elinewidth=0.8)
+            any_sgd = True
+    if s_all:
+        sg = s_grid(np.concatenate(s_all))
+        ax.plot(sg, closed_form_gain("linear", sg, lam), color=acol.get("linear", "0.4"), ls="--", lw=1.0)
+        ax.plot(sg, closed_form_gain("relu", sg, lam), color=acol.get("relu", "0.6"), ls="--", lw=1.0)
+    if shrink:
+        txt = "mean MF shrinkage $1-a$:\n" + "\n".join(f"{a}: {v:.3f}" for a, v in shrink.items())
+        ax.text(0.97, 0.03, txt, transform=ax.transAxes, va="bottom", ha="right", fontsize=6.5,
+                bbox=dict(boxstyle="round,pad=0.3", fc="white", ec="0.8", alpha=0.9))
+    log_x(ax, np.concatenate(s_all) if s_all else None)
+    ax.set_title(f"λ = {lam:g}, $t$ = {T:g}")
+    ax.set_xlabel("eigenvalue $s$ (dimensionless)")
+    ax.set_ylim(-0.05, 1.05)
+    return any_sgd

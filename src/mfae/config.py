@@ -1,0 +1,175 @@
+"""Reading and checking a study config: YAML files read with duplicate keys refused, merged as
+Snakemake merges them, then checked beyond what the JSON schema (workflow/schemas/config.schema.yaml)
+can express. Each check raises ConfigError whose message starts with the offending key.
+
+mfae.study re-exports everything here (study.read_yaml, study.check_config, study.ConfigError, ...),
+and the checks import the grid from mfae.study inside the functions (it imports this module).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from mfae import MfaeError
+
+
+class ConfigError(MfaeError):
+    """An invalid study config; the message starts with the offending key (experiments.phases.d: ...)."""
+
+
+def _check_unique_keys(node: yaml.Node, key: str = "") -> None:
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for k, v in node.value:
+            name = f"{key}.{k.value}" if key else str(k.value)
+            line = k.start_mark.line + 1
+            if k.value in seen:
+                raise ConfigError(f"{name}: duplicate key (lines {seen[k.value]} and {line} of {k.start_mark.name}); "
+                                  "YAML would silently keep only the last one")
+            seen[k.value] = line
+            _check_unique_keys(v, name)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, v in enumerate(node.value):
+            _check_unique_keys(v, f"{key}[{i}]")
+
+
+def read_yaml(path: str | Path) -> Any:
+    """A YAML file; a key given twice in one mapping raises ConfigError naming its full key and
+    lines (plain YAML loaders, Snakemake's too, silently keep the last value)."""
+    with open(path) as f:
+        node = yaml.compose(f, Loader=yaml.SafeLoader)
+    if node is not None:
+        _check_unique_keys(node)
+    with open(path) as f:
+        return yaml.safe_load(f)
+
+
+def load_config(*paths: str | Path, check_paths: bool = True) -> dict:
+    """Config files merged as Snakemake merges them (later files override, recursively), then
+    checked with check_config (the JSON schema is checked by the workflow: a dry run)."""
+    config: dict = {}
+    for p in paths:
+        _merge(config, read_yaml(p) or {})
+    check_config(config, check_paths=check_paths)
+    return config
+
+
+def _merge(a: dict, b: dict) -> None:
+    for k, v in b.items():
+        if isinstance(v, dict) and isinstance(a.get(k), dict):
+            _merge(a[k], v)
+        else:
+            a[k] = v
+
+
+def _nonfinite(node: Any, key: str) -> Iterable[str]:
+    if isinstance(node, float) and not math.isfinite(node):
+        yield key
+    elif isinstance(node, dict):
+        for k, v in node.items():
+            yield from _nonfinite(v, f"{key}.{k}" if key else str(k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _nonfinite(v, f"{key}[{i}]")
+
+
+def check_config(config: dict, check_paths: bool = True) -> None:
+    """Checks beyond the schema; raises ConfigError whose message starts with the offending key.
+    check_paths=False skips checking that user-provided data files exist (planning ahead)."""
+    from mfae.study import (FIGURES, SIZE_MAX, dkeys, experiment, experiments, fetch_folder, figure_experiments,
+                            fmt, n_values, section)  # the grid module imports this one
+
+    for key in _nonfinite(config, ""):
+        raise ConfigError(f"{key}: must be a finite number (NaN and infinity are not allowed)")
+    if not experiments(config):
+        raise ConfigError("experiments: no experiment is enabled; enable at least one (enabled: true)")
+    for name, e in experiments(config).items():
+        _check_experiment(f"experiments.{name}", e, check_paths)
+    fetched: dict[str, tuple[str, str]] = {}
+    for name, e in experiments(config).items():
+        if e["data"]["fetch"]:
+            folder, src = fetch_folder(e["data"]["path"]), e["data"]["source"]
+            other = fetched.setdefault(folder, (name, src))
+            if other[1] != src:
+                raise ConfigError(f"experiments.{name}.data.path: {folder} is also where experiments.{other[0]} "
+                                  f"fetches {other[1]}; give each data set its own folder")
+    for name, e in experiments(config).items():
+        for n in (n for k in dkeys(config, name) for n in n_values(config, name, k)):
+            if n > SIZE_MAX:
+                which = "N_over_r" if "N_over_r" in e else "N_over_d"
+                raise ConfigError(f"experiments.{name}.{which}: gives N = {n}, above {SIZE_MAX}")
+    n_times = section(config, "train")["n_times"]
+    for name, e in experiments(config).items():
+        ds = e.get("d") or ([64] if e["data"]["source"] == "digits" else [])  # real data: d known for digits
+        for d in ds:
+            steps = math.ceil(e["t_max"] / (e["lr"] / d) - 1e-9)  # as mfae.train.total_steps
+            if n_times > steps + 1:
+                raise ConfigError(f"train.n_times: {n_times} measurements exceed the {steps} steps (+1) of "
+                                  f"experiments.{name} at d = {d} (t_max = {fmt(e['t_max'])}, lr = {fmt(e['lr'])})")
+    figures = section(config, "figures")
+    for stem, fig in FIGURES.items():
+        for x in figure_experiments(config, stem) if fig.times else []:
+            t_max, late = experiment(config, x)["t_max"], max(figures[fig.times])
+            if late > t_max:
+                raise ConfigError(f"figures.{fig.times}: time {fmt(late)} is after the end of experiments.{x} "
+                                  f"(t_max = {fmt(t_max)}), which {stem} shows")
+
+
+def _check_experiment(key: str, e: dict, check_paths: bool) -> None:
+    from mfae.study import IDX_SOURCES, REAL_SOURCES
+
+    data, src = e["data"], e["data"]["source"]
+    if data["fetch"] and src not in IDX_SOURCES:
+        raise ConfigError(f"{key}.data.fetch: only {' and '.join(IDX_SOURCES)} data can be fetched, not {src}")
+    if src in REAL_SOURCES:
+        if "N" not in e:
+            raise ConfigError(f"{key}.N: real-data experiments need a list of N")
+        if src in (*IDX_SOURCES, "array"):
+            path = data.get("path")
+            if not path:
+                raise ConfigError(f"{key}.data.path: required for source {src}")
+            if check_paths and not data["fetch"] and not Path(path).exists():
+                how = (f"Set {key}.data.fetch: true to download the four IDX files there (checksums verified; "
+                       f"needs the internet, or a mirror in {key}.data.mirrors), or place the files "
+                       "(train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, "
+                       f"t10k-labels-idx1-ubyte.gz; `mfae data fetch {src} --dest {path}` on a machine with "
+                       f"the internet, or Debian's dataset-fashion-mnist for fashion-mnist) in that folder yourself, "
+                       f"or set {key}.enabled: false."
+                       if src in IDX_SOURCES else "Point it at an existing .npy or .csv file.")
+                raise ConfigError(f"{key}.data.path: {path} does not exist. {how}")
+        return
+    if "d" not in e:
+        raise ConfigError(f"{key}.d: required for source {src}")
+    if sum(k in e for k in ("N", "N_over_d", "N_over_r")) != 1:
+        raise ConfigError(f"{key}: give exactly one of N, N_over_d or N_over_r")
+    if "N_over_r" in e and "ranks" not in data:
+        raise ConfigError(f"{key}.N_over_r: only for a rank sweep (lowrank data with ranks)")
+    if "ranks" in data and src != "lowrank":
+        raise ConfigError(f"{key}.data.ranks: only for lowrank data")
+    if src == "gaussian":
+        if "eigenvalues" not in data or "fractions" not in data:
+            raise ConfigError(f"{key}.data: gaussian data needs eigenvalues and fractions")
+        if len(data["eigenvalues"]) != len(data["fractions"]):
+            raise ConfigError(f"{key}.data.fractions: one fraction per eigenvalue is needed")
+        if not any(s > 0 for s in data["eigenvalues"]):
+            raise ConfigError(f"{key}.data.eigenvalues: all zero; the data need some variance")
+        from mfae.data import group_sizes  # numpy and xarray: only for gaussian experiments
+
+        for d in e["d"]:
+            try:
+                group_sizes(data["fractions"], d)
+            except MfaeError as exc:
+                raise ConfigError(f"{key}.d: {exc}") from None
+    elif src == "lowrank":
+        if ("rank" in data) == ("ranks" in data):
+            raise ConfigError(f"{key}.data.rank: lowrank data need exactly one of rank or ranks (a rank sweep)")
+        if "ranks" in data and len(e["d"]) != 1:
+            raise ConfigError(f"{key}.d: a rank sweep (data.ranks) runs at a single d, got {len(e['d'])}")
+        for r in data.get("ranks", [data.get("rank")]):
+            for d in e["d"]:
+                if not r < d:
+                    raise ConfigError(f"{key}.d: every d must exceed the rank, got d = {d} and rank {r}")
