@@ -32,9 +32,11 @@ def datasets(tmp_path_factory, mfae_bin):
 @pytest.mark.parametrize("d,N,dtype", [(50, 1, "float32"), (50, 60000, "float32"), (300, 4000, "float64")])
 def test_estimate_within_factor_1p5_of_measured_peak(datasets, mfae_bin, tmp_path, d, N, dtype):
     n_test, batch, n_times = 4096, 8, 3
-    measured = peak_rss_mb([mfae_bin, "train", "--data", str(datasets[d]), "--N", str(N), "--dtype", dtype,
-                            "--t-max", "0.01", "--n-times", str(n_times), "--no-progress", "--threads", "1",
-                            "--out", str(tmp_path / "o.nc")])
+    cmd = [mfae_bin, "train", "--data", str(datasets[d]), "--N", str(N), "--dtype", dtype, "--t-max", "0.01",
+           "--n-times", str(n_times), "--no-progress", "--threads", "1", "--out", str(tmp_path / "o.nc")]
+    # the smaller of two runs: the peak is the program's, and a busy machine only adds to it (once,
+    # in a full suite run, a first run peaked at 618 MB where it takes 358 MB)
+    measured = min(peak_rss_mb(cmd), peak_rss_mb([*cmd[:-1], str(tmp_path / "o2.nc")]))
     est = train_memory_mb(N, d, batch, n_test=n_test, dtype=dtype, n_times=n_times)
     assert measured / 1.5 <= est <= measured * 1.5, (est, measured)
 
