@@ -1,7 +1,7 @@
 """mfae.cost.train_memory_mb against the measured peak RSS of real `mfae train` processes."""
 
-import os
 import subprocess
+import sys
 
 import pytest
 
@@ -9,13 +9,15 @@ from mfae.cost import BASELINE_MB, train_memory_mb
 
 
 def peak_rss_mb(cmd: list[str]) -> float:
-    """Run `cmd` and return its peak resident set (ru_maxrss of that child alone, via wait4)."""
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(p.pid, 0)
-    err = p.stderr.read().decode()
-    p.stderr.close()
-    assert os.waitstatus_to_exitcode(status) == 0, err
-    return usage.ru_maxrss / 1024  # KB on Linux
+    """Run `cmd` and return its peak resident set, measured by a small launcher process: a child's
+    ru_maxrss also counts its forking parent's resident pages up to the exec, so spawning straight from
+    pytest (hundreds of MB after other tests) would report pytest's size, not the command's."""
+    launcher = ("import resource, subprocess, sys; p = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, "
+                "stderr=subprocess.PIPE); sys.stderr.write(p.stderr.decode()); "
+                "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(p.returncode)")
+    r = subprocess.run([sys.executable, "-c", launcher, *cmd], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return int(r.stdout.split()[-1]) / 1024  # KB on Linux
 
 
 @pytest.fixture(scope="module")
@@ -32,11 +34,9 @@ def datasets(tmp_path_factory, mfae_bin):
 @pytest.mark.parametrize("d,N,dtype", [(50, 1, "float32"), (50, 60000, "float32"), (300, 4000, "float64")])
 def test_estimate_within_factor_1p5_of_measured_peak(datasets, mfae_bin, tmp_path, d, N, dtype):
     n_test, batch, n_times = 4096, 8, 3
-    cmd = [mfae_bin, "train", "--data", str(datasets[d]), "--N", str(N), "--dtype", dtype, "--t-max", "0.01",
-           "--n-times", str(n_times), "--no-progress", "--threads", "1", "--out", str(tmp_path / "o.nc")]
-    # the smaller of two runs: the peak is the program's, and a busy machine only adds to it (once,
-    # in a full suite run, a first run peaked at 618 MB where it takes 358 MB)
-    measured = min(peak_rss_mb(cmd), peak_rss_mb([*cmd[:-1], str(tmp_path / "o2.nc")]))
+    measured = peak_rss_mb([mfae_bin, "train", "--data", str(datasets[d]), "--N", str(N), "--dtype", dtype,
+                            "--t-max", "0.01", "--n-times", str(n_times), "--no-progress", "--threads", "1",
+                            "--out", str(tmp_path / "o.nc")])
     est = train_memory_mb(N, d, batch, n_test=n_test, dtype=dtype, n_times=n_times)
     assert measured / 1.5 <= est <= measured * 1.5, (est, measured)
 
