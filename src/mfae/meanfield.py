@@ -13,7 +13,6 @@ c_k > 0 exactly and makes decaying directions as accurate as growing ones.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -22,6 +21,7 @@ import xarray as xr
 
 from . import MfaeError
 from .activations import check_activation, moments
+from .ode import dormand_prince
 
 
 @dataclass(frozen=True)
@@ -114,14 +114,8 @@ def integrate_reduced_ode(activation: str, spec: Spectrum, lam: float, r0: float
     if times[-1] == 0:
         y = y0[None, :]
     else:
-        from scipy.integrate import solve_ivp  # here, not at the top: data and train jobs need no scipy
-
-        with np.errstate(all="ignore"), warnings.catch_warnings():  # a failure is reported below, in one line
-            warnings.simplefilter("ignore", RuntimeWarning)
-            sol = solve_ivp(rhs, (0.0, times[-1]), y0, method="DOP853", t_eval=times, rtol=rtol, atol=atol)
-        if not sol.success:
-            raise MfaeError(f"ODE integration failed: {sol.message}")
-        y = sol.y.T
+        with np.errstate(all="ignore"):  # a failure is reported by dormand_prince, in one line
+            y = dormand_prince(rhs, y0, times, rtol=rtol, atol=atol)
     c = np.exp(y)
     o = order_parameters(activation, spec, c)
     return dict(time=times, c=c, gain=o["gain"], q=o["q"], p=o["p"], risk=risk(spec, o["gain"]))

@@ -25,7 +25,7 @@ def cmd_meanfield(args: argparse.Namespace) -> None:
 def add_parser(sub) -> None:
     p = sub.add_parser("meanfield", help="integrate the reduced mean-field ODE (docs/theory.md §3)",
                        description="Integrate the reduced mean-field ODE for the data file's spectrum groups "
-                                   "(float64, DOP853, rtol 1e-10) and write c, gain, risk, q, p on a time grid.")
+                                   "(float64, Dormand-Prince 5(4), rtol 1e-10) and write c, gain, risk, q, p on a time grid.")
     add_model(p)
     p.add_argument("--n-times", type=n_times, default=200,
                    help=f"points of the time grid 0..t_max inclusive, 2..{N_TIMES_MAX} (default 200)")
