@@ -101,11 +101,12 @@ def device_memory_mb(device) -> float:
     return free / MB
 
 
-def check_fits(need_mb: float, what: str) -> None:
-    """Refuse (MfaeError) a job needing `need_mb` MB more than this machine has available now."""
+def check_fits(need_mb: float, what: str, avail_mb: float | None = None, where: str = "available",
+               advice: str = "use smaller sizes or a bigger machine") -> None:
+    """Refuse (MfaeError, one line) a job needing `need_mb` MB more than `avail_mb` (default: what this
+    machine has available now, `available_memory_mb`)."""
     from . import MfaeError
 
-    avail = available_memory_mb()
+    avail = available_memory_mb() if avail_mb is None else avail_mb
     if need_mb > avail:
-        raise MfaeError(f"{what} needs about {need_mb:,.0f} MB but only {avail:,.0f} MB are available; "
-                        f"use smaller sizes or a bigger machine")
+        raise MfaeError(f"{what} needs about {need_mb:,.0f} MB but only {avail:,.0f} MB are {where}; {advice}")

@@ -12,24 +12,22 @@ from ._args import add_model, add_out, count, finite, integer, n_times, params_o
 def check_memory(cfg, data: dict, device) -> None:
     """Refuse a run that cannot fit, before allocating it: `mfae.cost.train_memory_mb` against the
     memory still available (host: MemAvailable / the cgroup limit; CUDA: the device's free memory)."""
-    from ..cost import BASELINE_MB, available_memory_mb, device_memory_mb, train_memory_mb
+    from ..cost import BASELINE_MB, available_memory_mb, check_fits, device_memory_mb, train_memory_mb
 
     d = int(data["eigenvector"].shape[0])
     n_train = int(data["x_train"].shape[0]) if "x_train" in data else 0
     n_test = int(data["x_test"].shape[0]) if "x_test" in data else cfg.n_test
     est = train_memory_mb(cfg.N, d, cfg.batch, n_test=n_test, n_train=n_train, block_steps=cfg.block_steps,
                           dtype=cfg.dtype, n_projections=cfg.n_projections, n_times=cfg.n_times)
-    # the interpreter/torch baseline is already resident: what is still to come are the run's arrays
-    need = est - BASELINE_MB
     if device.type == "cuda":
         avail, where = device_memory_mb(device), f"free on {device}"
     else:
         avail, where = available_memory_mb(), "available (MemAvailable)"
-    if need > avail:
-        raise MfaeError(f"this run needs about {est:,.0f} MB (N={cfg.N}, d={d}, batch={cfg.batch}, "
-                        f"n_test={n_test}, n_train={n_train}), {need:,.0f} MB of it for its arrays, but only "
-                        f"{avail:,.0f} MB are {where}; use a smaller N/batch/--n-test/--block-steps or a bigger "
-                        f"machine (--no-memory-check skips this check)")
+    # the interpreter/torch baseline is already resident: what is still to come are the run's arrays
+    check_fits(est - BASELINE_MB, f"this run ({est:,.0f} MB in all: N={cfg.N}, d={d}, batch={cfg.batch}, "
+               f"n_test={n_test}, n_train={n_train}) for its arrays", avail, where,
+               "use a smaller N/batch/--n-test/--block-steps or a bigger machine "
+               "(--no-memory-check skips this check)")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
