@@ -209,3 +209,16 @@ def test_load_config_merges_like_snakemake(tmp_path):
 def test_study_does_not_need_snakemake():
     code = "import sys, mfae.study; assert 'snakemake' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("overlays, n_train", [
+    (["config/images.yaml"], 24),                                   # 2 data sets x 2 lams x 3 N x 2 seeds
+    (["config/images.yaml", "config/images-offline.yaml"], 24),     # the same jobs, read from Debian's files
+    (["config/workstation.yaml"], 45 + 75 + 90),                    # full rank, low rank, rank sweep
+])
+def test_workstation_and_image_configs_merge_and_pass(overlays, n_train):
+    c = study.load_config(ROOT / "config.yaml", *(ROOT / o for o in overlays), check_paths=False)
+    assert len(study.train_jobs(c)) == n_train
+    if "config/images-offline.yaml" in overlays:
+        assert {c["experiments"][e]["data"]["path"] for e in ("mnist", "fashion_mnist")} == {
+            "/usr/share/datasets/fashion-mnist"}
