@@ -38,9 +38,10 @@ def test_round_trip(gdata, mfae_bin):
     T = xr.open_dataset(gdata / "T.nc")
     for v in ("c", "gain", "risk", "q", "p", "projection", "learned_eigenvector"):
         assert v in T
-    for a in ("diverged", "steps", "wall_seconds", "device", "param_N", "param_lr"):
+    for a in ("diverged", "steps", "wall_seconds", "measure_seconds", "device", "param_N", "param_lr"):
         assert a in T.attrs
     assert T.attrs["diverged"] == 0 and T.attrs["steps"] == 60 and T.attrs["device"] == "cpu"
+    assert 0 < T.attrs["measure_seconds"] < T.attrs["wall_seconds"]  # 6 measurements, inside the loop's time
     assert T.risk.attrs["long_name"] and T.time.attrs["units"]
 
 

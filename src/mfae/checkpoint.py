@@ -27,6 +27,7 @@ class RunState:
     next_measure: int = 0
     records: dict = field(default_factory=dict)
     wall_seconds: float = 0.0
+    measure_seconds: float = 0.0  # of wall_seconds, the time spent measuring on the test set
     diverged: bool = False
     diverged_step: int = -1
 
@@ -40,6 +41,7 @@ def save_checkpoint(path: Path, cfg: TrainConfig, data: dict, state: RunState, g
     """Save the run's state atomically; returns None, or why it could not be saved (full disk, ...)."""
     payload = dict(fingerprint=fingerprint(cfg, data), theta=state.theta.detach().cpu().clone(), step=state.step,
                    next_measure=state.next_measure, records=state.records, wall_seconds=state.wall_seconds,
+                   measure_seconds=state.measure_seconds,
                    sample_rng=gen.get_state().cpu(), diverged=state.diverged, diverged_step=state.diverged_step)
     try:
         with atomic_output(path) as tmp:
@@ -63,7 +65,8 @@ def load_checkpoint(path: Path, cfg: TrainConfig, data: dict) -> RunState | None
         raise MfaeError(f"checkpoint {path} was made with different parameters ({', '.join(diff) or 'data'}); "
                         f"refusing to mix runs: delete it or use the original parameters")
     st = RunState(theta=p["theta"], step=p["step"], next_measure=p["next_measure"], records=p["records"],
-                  wall_seconds=p["wall_seconds"], diverged=bool(p.get("diverged", False)),
+                  wall_seconds=p["wall_seconds"], measure_seconds=float(p.get("measure_seconds", 0.0)),
+                  diverged=bool(p.get("diverged", False)),
                   diverged_step=int(p.get("diverged_step", -1)))
     st.sample_rng = p["sample_rng"]
     return st

@@ -79,7 +79,7 @@ def match_meanfield(train: xr.Dataset, meanfields: Sequence[tuple[str, xr.Datase
 
 
 RUNS_COLUMNS = ("experiment", "activation", "lam", "d", "N", "seed", "final_risk", "diverged", "diverged_step",
-                "steps", "wall_seconds", "device", "file")
+                "steps", "wall_seconds", "measure_seconds", "device", "file")
 
 
 def runs_table(paths: Iterable[str | os.PathLike]) -> list[dict[str, Any]]:
@@ -99,6 +99,7 @@ def runs_table(paths: Iterable[str | os.PathLike]) -> list[dict[str, Any]]:
                          diverged=int(attr(ds, "diverged", 0)), diverged_step=attr(ds, "diverged_step", -1),
                          steps=attr(ds, "steps"),
                          wall_seconds=round(float(attr(ds, "wall_seconds", float("nan"))), 3),
+                         measure_seconds=round(float(attr(ds, "measure_seconds", float("nan"))), 3),
                          device=attr(ds, "device"), file=str(path)))
     if not rows:
         raise MfaeError("no train files given")

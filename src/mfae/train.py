@@ -323,11 +323,13 @@ def _recorder(cfg: TrainConfig, data: Mapping[str, np.ndarray], run: RunSetup, d
                        data["group_fraction"], device=device, weights_dtype=run.dtype)  # test-set products, once
 
     def record(i: int) -> bool:
+        t0 = time.perf_counter()
         m = measure(theta)
         rec = state.records
         rec["risk"][i], rec["q"][i], rec["p"][i] = m["risk"], m["q"], m["p"]
         rec["c"][i], rec["gain"][i] = m["c"], m["gain"]
         rec["projection"][i] = (theta[: rec["projection"].shape[1]].to(torch.float64) @ v_top).cpu().numpy()
+        state.measure_seconds += time.perf_counter() - t0
         return math.isfinite(m["risk"]) and m["risk"] < cfg.diverge_risk
 
     return record
@@ -361,7 +363,8 @@ def _result(cfg: TrainConfig, data: Mapping[str, np.ndarray], run: RunSetup, sta
     else:
         checkpoint_error = None
     return dict(checkpoint_error=checkpoint_error, times=run.times, steps=run.ksteps, eps=run.eps,
-                total_steps=run.total, wall_seconds=wall, records=state.records,
+                total_steps=run.total, wall_seconds=wall, measure_seconds=state.measure_seconds,
+                records=state.records,
                 diverged=state.diverged, diverged_step=state.diverged_step, steps_done=state.step,
                 learned_eigenvalue=modes[0], learned_eigenvector=modes[1])
 
@@ -378,7 +381,7 @@ def train_dataset(res: Mapping[str, Any], data: Mapping[str, np.ndarray], device
     attrs = provenance("train", params)
     attrs.update(diverged=int(res["diverged"]), diverged_step=res["diverged_step"], steps=res["total_steps"],
                  steps_done=res["steps_done"], eps=res["eps"], d=int(data["eigenvector"].shape[0]),
-                 wall_seconds=res["wall_seconds"], device=str(device), torch_version=torch.__version__,
+                 wall_seconds=res["wall_seconds"], measure_seconds=res["measure_seconds"], device=str(device), torch_version=torch.__version__,
                  data_name=data_attrs.get("name", ""), data_kind=data_attrs.get("kind", ""))
     out = curves_dataset(res["times"], rec["c"], rec["gain"], rec["risk"], rec["q"], rec["p"],
                          data["group_eigenvalue"], data["group_fraction"], attrs)
