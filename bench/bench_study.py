@@ -3,7 +3,8 @@
 
 Exports the baseline revision (default dd01a14, the state before the whole-job work) with `git archive`
 and the current working tree (tracked and untracked-but-not-ignored files) into two temp folders, and
-runs the study (`snakemake --cores C` with the folder's own Snakefile, config and profile) in each, one
+runs the study (`snakemake --cores C` with the folder's own Snakefile and profile, and by default the
+baseline's config.yaml in both, so that both do the same jobs) in each, one
 after the other (or both at once with --concurrent), from an empty results folder. Jobs call `mfae` from PATH, as under `make all`; here it
 is a small wrapper script running `python -m mfae` with PYTHONPATH=<folder>/src, and Snakemake itself
 gets the same PYTHONPATH, so each study runs only its own code (the venv's editable install would
@@ -15,6 +16,7 @@ variable by variable (risk, gains, c, q, p and everything else numeric, 1e-6 rel
 samples decoded with `mfae.data.samples` and compared bit for bit).
 
     .venv/bin/python bench/bench_study.py                 # the default study, both versions (~10-20 min)
+    .venv/bin/python bench/bench_study.py --config own    # each version with its own config.yaml
     .venv/bin/python bench/bench_study.py --quick         # a one-experiment toy study (tests)
     .venv/bin/python bench/bench_study.py --concurrent     # both at once (a machine busy with other work)
 """
@@ -165,6 +167,9 @@ def main(argv=None) -> int:
     ap.add_argument("--concurrent", action="store_true",
                     help="run both studies at the same time (each with --cores) instead of one after the other: "
                          "on a machine loaded by others this exposes both to the same load")
+    ap.add_argument("--config", choices=("baseline", "own"), default="baseline",
+                    help="baseline (default): both versions run the baseline's config.yaml, i.e. the same jobs; "
+                         "own: each runs its own config.yaml (the current one has more experiments)")
     ap.add_argument("--keep", type=Path, default=None, help="copy both results folders here")
     ap.add_argument("--json", type=Path, default=None, help="write the numbers to this JSON file")
     a = ap.parse_args(argv)
@@ -172,11 +177,14 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="mfae_bench_study_") as tmp:
         tmp = Path(tmp)
         trees = {"baseline": export_tree(tmp / "baseline", a.baseline), "current": export_tree(tmp / "current", None)}
+        if a.config == "baseline":  # the same study on both sides: the current code runs the old config
+            shutil.copy2(trees["baseline"] / "config.yaml", trees["current"] / "config.yaml")
         configs = {k: (quick_config(t) if a.quick else t / "config.yaml") for k, t in trees.items()}
         order = ["baseline", "current"] if a.order == "baseline-first" else ["current", "baseline"]
         walls = {}
         print(f"default study{' (quick toy config)' if a.quick else ''}, snakemake --cores {a.cores}; "
-              f"baseline {a.baseline} vs the current working tree", flush=True)
+              f"baseline {a.baseline} vs the current working tree; config.yaml: "
+              f"{'the baseline one for both' if a.config == 'baseline' else 'each its own'}", flush=True)
         if a.concurrent:  # both at once: a loaded machine slows both alike
             waits = {k: start_study(trees[k], configs[k], a.cores, tmp / f"{k}.log") for k in order}
             walls = {k: w() for k, w in waits.items()}
