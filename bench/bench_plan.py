@@ -5,7 +5,8 @@ Measures on this machine, one thread (as Snakemake runs `mfae train --threads 1`
   step      the trainer's inner loop (samples drawn in blocks of 256 as train() does, then Stepper.run)
             at several (B, N, d); fits  t_step = overhead + flops/rate + B*N*t_act  (non-negative least
             squares), flops = mfae.plan.step_flops
-  measure   mfae.measure.measure (float64) at several (N, d, n_test); fits  t = flops/rate + n_test*N*t_act
+  measure   the trainer's mfae.measure.Measurer (built once, float32 products, float64 sums) at several
+            (N, d, n_test); fits  t = flops/rate + n_test*N*t_act
   host      numpy float64 eigh + Theta^T Theta at d = 256 (the final second-moment modes)
   start-up  `mfae data` + `mfae train` of a tiny run as subprocesses: the train command's wall time minus
             the training time it records (imports, reading the data file, writing the output)
@@ -40,7 +41,7 @@ import torch
 
 from mfae import plan
 from mfae.data import gaussian_data, train_inputs
-from mfae.measure import measure
+from mfae.measure import Measurer
 from mfae.sgd import Stepper
 from mfae.train import TrainConfig, prepare_run
 
@@ -91,10 +92,12 @@ def measure_time(N: int, d: int, n_test: int, min_time: float, repeats: int) -> 
     cfg = TrainConfig(N=N, n_test=n_test)
     run = prepare_run(cfg, data, torch.device("cpu"))
     v_top = run.V[:, 0].to(torch.float64)
+    # built once per run, as the trainer does (its set-up, x V and the test set in float32, is not per call)
+    measurer = Measurer("tanh", run.x_test, run.V, data["group"], data["group_eigenvalue"], data["group_fraction"],
+                        device=run.theta0.device, weights_dtype=run.theta0.dtype)
 
     def one():
-        measure("tanh", run.theta0, run.x_test, run.V, data["group"], data["group_eigenvalue"],
-                data["group_fraction"])
+        measurer(run.theta0)
         (run.theta0[:plan.N_PROJECTIONS].to(torch.float64) @ v_top).numpy()
     return timed(one, min_time, repeats)
 

@@ -6,8 +6,8 @@ The time of one `mfae train` job (src/mfae/train.py) is modelled from its operat
 - `steps = ceil(t_max * d / lr)` SGD steps (eps = lr/d, docs/theory.md §2), each 5 matmuls of
   2*B*N*d flops (`10*B*N*d`, docs/performance.md "The step") plus drawing B Gaussian samples
   (`2*B*d*m` flops for the rotation by V; real data: a row gather), at float32 (or float64) rates;
-- `n_times` measurements (docs/theory.md §4, src/mfae/measure.py), each in float64 on the n_test test
-  samples (train.n_test for Gaussian data, the test split for real data): the reconstruction
+- `n_times` measurements (docs/theory.md §4, src/mfae/measure.py: `Measurer`, products in float32 on
+  the CPU for float32 weights and float64 otherwise, sums in float64) on the n_test test samples (train.n_test for Gaussian data, the test split for real data): the reconstruction
   `4*n_test*N*d`, the projections on V `4*n_test*d*m + 2*N*d*m`, and one activation per (test
   sample, neuron);
 - the final second-moment modes `2*N*d^2 + 9*d^3` (float64, on the CPU);
@@ -51,8 +51,8 @@ class Rates:
     step_flops: float       # float32 matmul rate of the SGD step (float64: STEP_F64_FACTOR slower)
     step_overhead: float    # seconds per step besides flops: CPU dispatch of ~7 torch calls; GPU launch floor
     step_act: float         # seconds per float32 activation (B*N per step); 0 on GPU (in the floor)
-    measure_flops: float    # float64 matmul rate of a measurement
-    measure_act: float      # seconds per float64 activation (n_test*N per measurement)
+    measure_flops: float    # matmul rate of a measurement (CPU: float32 products; GPU: float64)
+    measure_act: float      # seconds per activation in a measurement (n_test*N per measurement)
     bandwidth: float        # bytes/s (GPU: steps are also bound by five passes over Theta); inf on CPU
     startup: float          # seconds: python + torch imports, data file, output; GPU: + CUDA init
     read_rate: float        # bytes/s reading the data file (netCDF, float64)
