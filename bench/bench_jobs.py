@@ -29,6 +29,7 @@ both alike, and the ratios baseline/current are printed.
     .venv/bin/python bench/bench_jobs.py                       # current code, ~2-4 minutes
     .venv/bin/python bench/bench_jobs.py --baseline dd01a14    # before/after, ~5-8 minutes
     .venv/bin/python bench/bench_jobs.py --quick               # smoke run (tests)
+    .venv/bin/python bench/bench_jobs.py --study-share results # measurements' share of a finished study's jobs
 """
 
 from __future__ import annotations
@@ -247,6 +248,32 @@ def fmt(x: float) -> str:
     return f"{x:.2f}"
 
 
+def study_share(results: Path) -> int:
+    """Sum of the runs' measure_seconds over the sum of their whole jobs' times (Snakemake benchmark
+    files: process start to output written), per experiment and for the study."""
+    import csv
+
+    per: dict = {}
+    with open(results / "runs.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            run = Path(row["file"])  # results/{exp}/train/{model}/{dkey}/N{N}_seed{seed}.nc
+            exp, model, dkey = run.parts[-5], run.parts[-3], run.parts[-2]
+            bench = results / "benchmarks" / "train" / exp / f"{model}_{dkey}_{run.stem}.tsv"
+            job = float(bench.read_text().splitlines()[1].split("\t")[0])
+            m = per.setdefault(exp, [0, 0.0, 0.0, 0.0])
+            m[0] += 1
+            m[1] += float(row["measure_seconds"])
+            m[2] += job
+            m[3] = max(m[3], float(row["measure_seconds"]) / job)
+    print(f"measurements' share of train jobs in {results} (sum measure_seconds / sum job seconds):")
+    print(f"  {'experiment':20s} {'jobs':>5s} {'measure s':>10s} {'job s':>8s} {'share':>7s} {'largest':>8s}")
+    for exp, (n, ms, js, mx) in sorted(per.items()):
+        print(f"  {exp:20s} {n:5d} {ms:10.1f} {js:8.1f} {ms / js:6.1%} {mx:8.1%}")
+    n, ms, js = (sum(v[i] for v in per.values()) for i in range(3))
+    print(f"  {'all':20s} {n:5d} {ms:10.1f} {js:8.1f} {ms / js:6.1%}")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="tiny shapes, one repeat (smoke test)")
@@ -255,7 +282,12 @@ def main(argv=None) -> int:
     ap.add_argument("--baseline", default=None, metavar="REV",
                     help="also run every mfae job with this git revision's src, side by side (e.g. dd01a14)")
     ap.add_argument("--json", type=Path, default=None, help="write all numbers to this JSON file")
+    ap.add_argument("--study-share", type=Path, default=None, metavar="RESULTS",
+                    help="instead: the measurements' share of the finished train jobs of a study (RESULTS/runs.csv "
+                         "measure_seconds over each job's time in RESULTS/benchmarks/train), per experiment")
     a = ap.parse_args(argv)
+    if a.study_share:
+        return study_share(a.study_share)
     repeats = 1 if a.quick else a.repeats
     shapes = QUICK_SHAPES if a.quick else TRAIN_SHAPES
     results: dict = dict(threads=a.threads, repeats=repeats, jobs={}, budget={})
