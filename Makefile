@@ -22,7 +22,7 @@ test: install
 	$(BIN)/pytest -q
 
 # Every job of config/paper.yaml at its real d and N on CPU, cut short (config/paper-smoke.yaml; about
-# 20 minutes on 2 cores). Needs Fashion-MNIST in /usr/share/datasets/fashion-mnist (`make test-data`).
+# 11 minutes on 2 idle cores). Needs Fashion-MNIST in /usr/share/datasets/fashion-mnist (`make test-data`).
 # Prints the wall time and the sum of the jobs' times (from results/paper-smoke/benchmarks).
 paper-smoke: install
 	@start=$$(date +%s); \
