@@ -22,6 +22,7 @@ wall_seconds (results/runs.csv), and est_seconds against the whole job's time fr
 benchmark file (results/benchmarks/train/...tsv, column s), and prints the ratios' median and spread:
 
     .venv/bin/python bench/bench_plan.py --compare config.yaml
+    .venv/bin/python bench/bench_plan.py --compare config/workstation.yaml
 """
 
 from __future__ import annotations
@@ -140,14 +141,17 @@ def nnls_fit(A: np.ndarray, y: np.ndarray) -> np.ndarray:
     return nnls(A * w[:, None], y * w)[0]
 
 
-def compare(configfile: Path) -> int:
-    """est/measured ratios of the finished training runs of a study (see the module docstring)."""
+def compare(configfiles: list[Path]) -> int:
+    """est/measured ratios of the finished training runs of a study (see the module docstring): the
+    config files merged in order on top of config.yaml, as `snakemake --configfile` does."""
     import csv
 
     from mfae import study
     from mfae.runs import runs_table
 
-    config = study.load_config(configfile, check_paths=False)
+    base = [] if configfiles[0].resolve() == Path("config.yaml").resolve() else [Path("config.yaml")]
+    configfile = " ".join(map(str, configfiles))
+    config = study.load_config(*base, *configfiles, check_paths=False)
     r = study.results(config)
     rows, ratios_train, ratios_job = [], [], []
     done = [j for j in study.train_jobs(config) if Path(j["path"]).exists()]
@@ -188,8 +192,9 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="fewer, smaller shapes (a smoke run)")
     ap.add_argument("--min-time", type=float, default=0.3, help="seconds per repeat (default 0.3)")
     ap.add_argument("--repeats", type=int, default=3, help="repeats per case, median (default 3)")
-    ap.add_argument("--compare", type=Path, metavar="CONFIG",
-                    help="compare the estimates with the finished runs of this study config instead")
+    ap.add_argument("--compare", type=Path, nargs="+", metavar="CONFIG",
+                    help="compare the estimates with the finished runs of this study instead (run from the study's "
+                         "folder; files merged on top of config.yaml as snakemake --configfile does)")
     args = ap.parse_args(argv)
     if args.compare:
         return compare(args.compare)
