@@ -60,13 +60,14 @@ class Rates:
     host_extra_mb: float = 0.0  # host memory beyond mfae.cost's count (GPU: CUDA context and libraries)
 
 
-# Calibrated with `python bench/bench_plan.py --repeats 5 --min-time 0.4` on the development machine
-# (2-core AMD EPYC VM with AVX-512, torch 2.13 CPU/MKL, one thread per job as under Snakemake) on
-# 2026-11-30, while the default study and other work loaded its 2 cores (load average ~10, so each job
-# got ~1/5 of a core): these are the rates the default study saw there, 3-5x slower than an idle
-# machine (docs/performance.md: 5700 steps/s and 145 ms per measurement at B=8, N=2000, d=48 idle).
-CPU_RATES = Rates(name="cpu", step_flops=20e9, step_overhead=78e-6, step_act=8.9e-9, measure_flops=12e9,
-                  measure_act=25e-9, bandwidth=math.inf, startup=18.0, read_rate=300e6, host_flops=4e9)
+# Calibrated with `python bench/bench_plan.py` on the development machine (2-core AMD EPYC VM with
+# AVX-512, torch 2.13 CPU/MKL, one thread per job as under Snakemake) on 2026-11-30 with the machine
+# otherwise idle (load average 0.2). The constants are a least-squares fit, not hardware peaks: the
+# step's fixed cost and activation term absorb part of the matmul time, so step_flops comes out above
+# the 96.5 GF/s of a square sgemm. Checked against whole studies run with 2 jobs on the 2 cores
+# (docs/performance.md "Cost model").
+CPU_RATES = Rates(name="cpu", step_flops=106e9, step_overhead=14.2e-6, step_act=1.41e-9, measure_flops=126e9,
+                  measure_act=0.87e-9, bandwidth=math.inf, startup=1.65, read_rate=300e6, host_flops=65e9)
 
 # NOT measured (no GPU was available to this project): documented assumptions for an H100/H200-class
 # GPU (A100: roughly 2x the times). float32 without TF32 at the skinny shapes of a step (one side is B):
