@@ -285,7 +285,12 @@ def main(argv=None) -> int:
     ap.add_argument("--study-share", type=Path, default=None, metavar="RESULTS",
                     help="instead: the measurements' share of the finished train jobs of a study (RESULTS/runs.csv "
                          "measure_seconds over each job's time in RESULTS/benchmarks/train), per experiment")
+    ap.add_argument("--files-only", action="store_true", help="only the real-data file section (sizes, read times)")
     a = ap.parse_args(argv)
+    if a.files_only:
+        with tempfile.TemporaryDirectory(prefix="mfae_bench_files_") as tmp:
+            data_files(Path(tmp), a.quick, 1 if a.quick else a.repeats)
+        return 0
     if a.study_share:
         return study_share(a.study_share)
     repeats = 1 if a.quick else a.repeats
@@ -390,7 +395,9 @@ def main(argv=None) -> int:
 def data_files(tmp: Path, quick: bool, repeats: int) -> dict:
     """Real-data files as stored now (8-bit samples as uint8 codes) against the same file with float64 samples:
     digits, and synthetic MNIST-sized 8-bit images (70000 x 784, ~80% zero pixels like MNIST). Read = open the
-    file and get float64 x_train, x_test (`read_dataset` + `train_inputs`), median of `repeats`."""
+    file and get what a float32 train job needs, float32 x_train and float64 x_test (`read_dataset` +
+    `train_inputs(ds, np.float32)`; from the float64 file that is a float32 copy of x_train, as the trainer
+    made before), median of `repeats`. Bit-identity is checked on the float64 samples."""
     import numpy as np
 
     from mfae.data import load_digits_matrix, real_data, samples, train_inputs
@@ -402,7 +409,8 @@ def data_files(tmp: Path, quick: bool, repeats: int) -> dict:
     cases = {"digits": (load_digits_matrix(), None), f"8-bit images {n}x{d}": (img[: n * 6 // 7] / 255.0,
                                                                              img[n * 6 // 7:] / 255.0)}
     out = {}
-    print("\nreal-data files: uint8 codes (now) vs float64 samples (before); read = read_dataset + train_inputs")
+    print("\nreal-data files: uint8 codes (now) vs float64 samples (before); read = read_dataset + train_inputs "
+          "(float32 x_train, float64 x_test, as a float32 train job)")
     for name, (x, xt) in cases.items():
         ds = real_data(x, name, x_test=xt)
         xtr, xte = samples(ds)
@@ -413,7 +421,7 @@ def data_files(tmp: Path, quick: bool, repeats: int) -> dict:
         for _ in range(repeats):
             for k, path in (("codes", pc), ("float64", pf)):
                 t = time.perf_counter()
-                r = train_inputs(read_dataset(path))
+                r = train_inputs(read_dataset(path), np.float32)
                 reads.setdefault(k, []).append(time.perf_counter() - t)
         same = all(np.array_equal(train_inputs(read_dataset(pc))[v], train_inputs(read_dataset(pf))[v])
                    for v in ("x_train", "x_test"))

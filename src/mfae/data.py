@@ -116,13 +116,14 @@ def spectrum_of(ds: xr.Dataset) -> Spectrum:
 TRAIN_INPUT_VARS = ("eigenvector", "eigenvalue", "component_group", "group_eigenvalue", "group_fraction")
 
 
-def train_inputs(ds: xr.Dataset) -> dict[str, np.ndarray]:
+def train_inputs(ds: xr.Dataset, train_dtype: type = np.float64) -> dict[str, np.ndarray]:
     """What the trainer needs from a data file, as numpy arrays: eigenvector (d, m), eigenvalue (m,),
-    group (m,), group_eigenvalue, group_fraction, and for real data x_train, x_test (`samples`)."""
+    group (m,), group_eigenvalue, group_fraction, and for real data x_train (in `train_dtype`: the SGD
+    weights' precision, so the sampler needs no copy), x_test (float64) (`samples`)."""
     out = {k: ds[k].values for k in ("eigenvector", "eigenvalue", "group_eigenvalue", "group_fraction")}
     out["group"] = ds["component_group"].values
     if has_samples(ds):
-        out["x_train"], out["x_test"] = samples(ds)
+        out["x_train"], out["x_test"] = samples(ds, train_dtype)
     return out
 
 
@@ -155,20 +156,30 @@ def has_samples(ds: xr.Dataset) -> bool:
     return "x_train" in ds or "x_train_code" in ds
 
 
-def samples(ds: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
-    """The normalised float64 (x_train, x_test) of a real-data file, whichever way they are stored."""
+def samples(ds: xr.Dataset, train_dtype: type = np.float64) -> tuple[np.ndarray, np.ndarray]:
+    """The normalised (x_train, x_test) of a real-data file, whichever way they are stored: x_test in
+    float64, x_train in `train_dtype` (float32: each value is the float64 sample rounded once, exactly
+    what casting the float64 array would give)."""
     if "x_train_code" not in ds:
-        return ds["x_train"].values, ds["x_test"].values
+        return ds["x_train"].values.astype(train_dtype, copy=False), ds["x_test"].values
     den, mean, scale = float(ds.attrs["code_denominator"]), ds["mean"].values, float(ds.attrs["scale"])
-    out = []
-    for v in ("x_train_code", "x_test_code"):
-        x = ds[v].values.astype(np.float64)
+    return (_decode(ds["x_train_code"].values, den, mean, scale, train_dtype),
+            _decode(ds["x_test_code"].values, den, mean, scale, np.float64))
+
+
+def _decode(codes: np.ndarray, den: float, mean: np.ndarray, scale: float, dtype: type,
+            rows: int = 2048) -> np.ndarray:
+    """x = (code / den - mean) / scale with the very IEEE operations `normalise` applied (so the float64
+    samples are bit-identical to storing them), in blocks of rows that stay in cache, cast to `dtype`."""
+    out = np.empty(codes.shape, dtype=dtype)
+    for lo in range(0, codes.shape[0], rows):
+        x = codes[lo:lo + rows].astype(np.float64)
         if den != 1.0:  # x / 1.0 == x exactly
             x /= den
-        x -= mean  # in place: the same IEEE operations as normalise(), one array instead of three
+        x -= mean
         x /= scale
-        out.append(x)
-    return out[0], out[1]
+        out[lo:lo + rows] = x
+    return out
 
 
 # --- Real data ----------------------------------------------------------------------------------

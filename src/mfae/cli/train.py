@@ -40,6 +40,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         except RuntimeError:  # already fixed (torch allows setting it once, before parallel work)
             pass
 
+    import numpy as np
+
     from ..data import TRAIN_INPUT_VARS, train_inputs
     from ..io import read_dataset, write_dataset
     from ..train import Interrupted, TrainConfig, check_grid, resolve_device, train, train_dataset
@@ -50,7 +52,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                       tf32=args.tf32).validate()
     device = resolve_device(args.device)
     ds = read_dataset(args.data, "data", require=TRAIN_INPUT_VARS)
-    data = train_inputs(ds)
+    # training rows in the weights' precision straight from the file (no float64 copy of a 60000-image set)
+    data = train_inputs(ds, np.float32 if cfg.dtype == "float32" else np.float64)
     check_grid(cfg, int(data["eigenvector"].shape[0]))
     if args.memory_check:
         check_memory(cfg, data, device)
