@@ -92,8 +92,9 @@ def rates(device: str) -> Rates:
 # --- the operation count -----------------------------------------------------------------------
 
 def n_steps(t_max: float, d: int, lr: float) -> int:
-    """SGD steps of a run: ceil(t_max / eps) with eps = lr/d (as mfae.train.prepare_run counts them)."""
-    return math.ceil(t_max * d / lr - 1e-9)
+    """SGD steps of a run: ceil(t_max / eps) with eps = lr/d (docs/theory.md §2); the one count, used by
+    mfae.train as well, so the plan and the trainer cannot disagree on a rounding edge."""
+    return math.ceil(t_max / (lr / d) - 1e-9)
 
 
 def step_flops(B: int, N: int, d: int, m: int, gaussian: bool = True) -> float:

@@ -22,11 +22,11 @@ from tqdm import tqdm
 
 from . import MfaeError
 from .activations import check_activation
-from .checkpoint import RunState  # noqa: F401  (re-exported: mfae.train.RunState)
-from .checkpoint import fingerprint as _fingerprint  # noqa: F401
+from .checkpoint import RunState
 from .checkpoint import load_checkpoint as _load_checkpoint
 from .checkpoint import save_checkpoint as _save_checkpoint
 from .measure import Measurer, second_moment_modes
+from .plan import n_steps
 from .sgd import CudaGraphRunner, Stepper
 
 
@@ -128,15 +128,10 @@ def time_grid(t_max: float, n_times: int) -> np.ndarray:
     return np.linspace(0.0, t_max, n_times)
 
 
-def total_steps(cfg: TrainConfig, d: int) -> int:
-    """Number of SGD steps of a run: ceil(t_max / eps), eps = lr/d."""
-    return math.ceil(cfg.t_max / (cfg.lr / d) - 1e-9)
-
-
 def check_grid(cfg: TrainConfig, d: int) -> None:
     """The time grid must not ask for more measurements than there are steps (+1 for step 0):
     otherwise measurements would silently repeat at the same step."""
-    total = total_steps(cfg, d)
+    total = n_steps(cfg.t_max, d, cfg.lr)
     if cfg.n_times > total + 1:
         raise MfaeError(f"--n-times {cfg.n_times} exceeds the {total + 1} distinct steps of this run "
                         f"(t_max={cfg.t_max:g}, eps=lr/d={cfg.lr / d:.3g}); use --n-times <= {total + 1}")
@@ -182,7 +177,7 @@ def prepare_run(cfg: TrainConfig, data: Mapping[str, np.ndarray], device: torch.
     V_np = data["eigenvector"]
     d = V_np.shape[0]
     eps = cfg.lr / d
-    total = math.ceil(cfg.t_max / eps - 1e-9)
+    total = n_steps(cfg.t_max, d, cfg.lr)
     check_grid(cfg, d)
     times = time_grid(cfg.t_max, cfg.n_times)
     V = torch.as_tensor(V_np, dtype=dtype, device=device)
