@@ -57,6 +57,19 @@ def sigma(name: str, u: torch.Tensor) -> torch.Tensor:
     return sigma_and_derivative(name)(u)[0]
 
 
+def sigma_inplace(name: str, u: torch.Tensor) -> torch.Tensor:
+    """sigma(u) written over u (a scratch buffer: the measurements' (chunk, N) activations)."""
+    if name == "tanh":
+        return u.tanh_()
+    if name == "relu":
+        return u.clamp_(min=0)
+    if name == "erf":
+        return u.erf_()
+    if name == "linear":
+        return u
+    return sigma(name, u)  # an unknown name: raises (check_activation)
+
+
 # --- numpy: the Gaussian moments for the ODE -------------------------------------------------
 
 @lru_cache(maxsize=2)

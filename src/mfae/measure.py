@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .activations import sigma
-from .data import principal_axes  # noqa: F401  (re-exported: it used to live here)
+from .activations import sigma, sigma_inplace
+from .data import principal_axes
 
 CHUNK = 256  # test samples per chunk: the (chunk, N) activation buffer stays in cache (faster than 1024)
 
@@ -105,19 +105,6 @@ class Measurer:
         self.T = x.shape[0]
         self._buf: torch.Tensor | None = None
 
-    def _sigma_(self, u: torch.Tensor) -> torch.Tensor:
-        """sigma applied in place (u is a scratch buffer)."""
-        a = self.activation
-        if a == "tanh":
-            return u.tanh_()
-        if a == "relu":
-            return u.clamp_(min=0)
-        if a == "erf":
-            return u.erf_()
-        if a == "linear":
-            return u
-        return sigma(a, u)  # raises for an unknown name
-
     @torch.no_grad()
     def __call__(self, theta: torch.Tensor) -> dict:
         th64 = theta.to(device=self.x.device, dtype=torch.float64)
@@ -133,7 +120,7 @@ class Measurer:
             hi = min(lo + self.chunk, self.T)
             u = self._buf[: hi - lo]
             torch.mm(self.xp[lo:hi], thT, out=u)                 # U = x Theta^T
-            s = self._sigma_(u)                                   # sigma(U), in place
+            s = sigma_inplace(self.activation, u)                 # sigma(U), in place
             xhat = (s @ th).to(torch.float64).div_(n)             # xhat = sigma(U) Theta / N
             r = self.x[lo:hi] - xhat
             sq += torch.einsum("ij,ij->", r, r)
