@@ -396,7 +396,7 @@ def data_files(tmp: Path, quick: bool, repeats: int) -> dict:
     """Real-data files as stored now (8-bit samples as uint8 codes) against the same file with float64 samples:
     digits, and synthetic MNIST-sized 8-bit images (70000 x 784, ~80% zero pixels like MNIST). Read = open the
     file and get what a float32 train job needs, float32 x_train and float64 x_test (`read_dataset` +
-    `train_inputs(ds, np.float32)`; from the float64 file that is a float32 copy of x_train, as the trainer
+    `train_inputs(ds, "float32")`; from the float64 file that is a float32 copy of x_train, as the trainer
     made before), median of `repeats`. Bit-identity is checked on the float64 samples."""
     import numpy as np
 
@@ -421,7 +421,7 @@ def data_files(tmp: Path, quick: bool, repeats: int) -> dict:
         for _ in range(repeats):
             for k, path in (("codes", pc), ("float64", pf)):
                 t = time.perf_counter()
-                r = train_inputs(read_dataset(path), np.float32)
+                r = train_inputs(read_dataset(path), "float32")
                 reads.setdefault(k, []).append(time.perf_counter() - t)
         same = all(np.array_equal(train_inputs(read_dataset(pc))[v], train_inputs(read_dataset(pf))[v])
                    for v in ("x_train", "x_test"))

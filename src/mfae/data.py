@@ -116,7 +116,7 @@ def spectrum_of(ds: xr.Dataset) -> Spectrum:
 TRAIN_INPUT_VARS = ("eigenvector", "eigenvalue", "component_group", "group_eigenvalue", "group_fraction")
 
 
-def train_inputs(ds: xr.Dataset, train_dtype: type = np.float64) -> dict[str, np.ndarray]:
+def train_inputs(ds: xr.Dataset, train_dtype: str = "float64") -> dict[str, np.ndarray]:
     """What the trainer needs from a data file, as numpy arrays: eigenvector (d, m), eigenvalue (m,),
     group (m,), group_eigenvalue, group_fraction, and for real data x_train (in `train_dtype`: the SGD
     weights' precision, so the sampler needs no copy), x_test (float64) (`samples`)."""
@@ -156,7 +156,7 @@ def has_samples(ds: xr.Dataset) -> bool:
     return "x_train" in ds or "x_train_code" in ds
 
 
-def samples(ds: xr.Dataset, train_dtype: type = np.float64) -> tuple[np.ndarray, np.ndarray]:
+def samples(ds: xr.Dataset, train_dtype: str = "float64") -> tuple[np.ndarray, np.ndarray]:
     """The normalised (x_train, x_test) of a real-data file, whichever way they are stored: x_test in
     float64, x_train in `train_dtype` (float32: each value is the float64 sample rounded once, exactly
     what casting the float64 array would give)."""
@@ -164,21 +164,16 @@ def samples(ds: xr.Dataset, train_dtype: type = np.float64) -> tuple[np.ndarray,
         return ds["x_train"].values.astype(train_dtype, copy=False), ds["x_test"].values
     den, mean, scale = float(ds.attrs["code_denominator"]), ds["mean"].values, float(ds.attrs["scale"])
     return (_decode(ds["x_train_code"].values, den, mean, scale, train_dtype),
-            _decode(ds["x_test_code"].values, den, mean, scale, np.float64))
+            _decode(ds["x_test_code"].values, den, mean, scale, "float64"))
 
 
-def _decode(codes: np.ndarray, den: float, mean: np.ndarray, scale: float, dtype: type,
+def _decode(codes: np.ndarray, den: float, mean: np.ndarray, scale: float, dtype,
             rows: int = 2048) -> np.ndarray:
-    """x = (code / den - mean) / scale with the very IEEE operations `normalise` applied (so the float64
-    samples are bit-identical to storing them), in blocks of rows that stay in cache, cast to `dtype`."""
+    """`normalise(code / den, mean, scale)` (so the float64 samples are bit-identical to storing them),
+    in blocks of rows that stay in cache, cast to `dtype`."""
     out = np.empty(codes.shape, dtype=dtype)
     for lo in range(0, codes.shape[0], rows):
-        x = codes[lo:lo + rows].astype(np.float64)
-        if den != 1.0:  # x / 1.0 == x exactly
-            x /= den
-        x -= mean
-        x /= scale
-        out[lo:lo + rows] = x
+        out[lo:lo + rows] = normalise(codes[lo:lo + rows] / den, mean, scale)
     return out
 
 

@@ -40,8 +40,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         except RuntimeError:  # already fixed (torch allows setting it once, before parallel work)
             pass
 
-    import numpy as np
-
     from ..data import TRAIN_INPUT_VARS, train_inputs
     from ..io import read_dataset, write_dataset
     from ..train import Interrupted, TrainConfig, check_grid, resolve_device, train, train_dataset
@@ -53,7 +51,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     ds = read_dataset(args.data, "data", require=TRAIN_INPUT_VARS)
     # training rows in the weights' precision straight from the file (no float64 copy of a 60000-image set)
-    data = train_inputs(ds, np.float32 if cfg.dtype == "float32" else np.float64)
+    data = train_inputs(ds, cfg.dtype)
     check_grid(cfg, int(data["eigenvector"].shape[0]))
     if args.memory_check:
         check_memory(cfg, data, device)
