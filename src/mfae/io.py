@@ -122,16 +122,24 @@ def atomic_output(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[str
         Path(tmp).unlink(missing_ok=True)
 
 
+@contextmanager
+def writing(path: str | os.PathLike, errors: tuple[type[BaseException], ...] = (OSError,)) -> Iterator[str]:
+    """`atomic_output` whose failures of the kinds `errors` (disk full, read-only folder, ...) become one
+    MfaeError naming `path` and the reason; nothing is left at `path`."""
+    try:
+        with atomic_output(path) as tmp:
+            yield tmp
+    except MfaeError:
+        raise
+    except errors as exc:
+        raise MfaeError(f"cannot write {path}: {_why(exc, path)}") from None
+
+
 def write_dataset(ds: xr.Dataset, path: str | os.PathLike) -> Path:
     """Write `ds` to `path` atomically (see `atomic_output`); any failure (disk full, read-only
     folder, an attribute netCDF cannot encode) is one MfaeError and leaves nothing at `path`."""
-    try:
-        with atomic_output(path) as tmp:
-            ds.to_netcdf(tmp, engine="netcdf4")
-    except MfaeError:
-        raise
-    except (OSError, ValueError, TypeError, OverflowError, RuntimeError) as exc:
-        raise MfaeError(f"cannot write {path}: {_why(exc, path)}") from None
+    with writing(path, (OSError, ValueError, TypeError, OverflowError, RuntimeError)) as tmp:
+        ds.to_netcdf(tmp, engine="netcdf4")
     return Path(path)
 
 
@@ -153,23 +161,17 @@ def _why(exc: BaseException, path: str | os.PathLike | None = None) -> str:
 
 def write_csv(rows: Sequence[Mapping[str, Any]], fieldnames: Sequence[str], path: str | os.PathLike) -> Path:
     """Write dict rows as CSV atomically; keys outside `fieldnames` are left out."""
-    try:
-        with atomic_output(path) as tmp, open(tmp, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=list(fieldnames), extrasaction="ignore")
-            w.writeheader()
-            w.writerows(rows)
-    except OSError as exc:
-        raise MfaeError(f"cannot write {path}: {_why(exc, path)}") from None
+    with writing(path) as tmp, open(tmp, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(fieldnames), extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
     return Path(path)
 
 
 def write_text(text: str, path: str | os.PathLike) -> Path:
     """Write a text file atomically."""
-    try:
-        with atomic_output(path) as tmp:
-            Path(tmp).write_text(text)
-    except OSError as exc:
-        raise MfaeError(f"cannot write {path}: {_why(exc, path)}") from None
+    with writing(path) as tmp:
+        Path(tmp).write_text(text)
     return Path(path)
 
 
