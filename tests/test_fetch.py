@@ -251,9 +251,9 @@ def _run_cli(mfae_bin: str, args: list[str], proxy: str) -> subprocess.Completed
 
 
 def test_cli_choices_match_fetch_table():
-    from mfae.cli.data import FETCHABLE
+    from mfae.cli.data import IDX_SOURCES  # the choices of `mfae data fetch`
 
-    assert list(FETCHABLE) == list(DATASETS)
+    assert list(IDX_SOURCES) == list(DATASETS)
 
 
 @needs_debian

@@ -24,6 +24,7 @@ import xarray as xr
 
 from . import MfaeError
 from .meanfield import Spectrum
+from .study import IDX_SOURCES, REAL_SOURCES
 
 NULL_TOL = 1e-9  # eigenvalues below NULL_TOL * max(eigenvalue) count as zero-variance directions
 
@@ -265,8 +266,6 @@ def real_data(x: np.ndarray, name: str, test_fraction: float = 0.2, seed: int = 
     return ds
 
 
-REAL_SOURCES = ("digits", "mnist", "fashion-mnist", "array")
-IDX_SOURCES = ("mnist", "fashion-mnist")  # four IDX files in a folder (train/t10k images and labels)
 IDX_NAMES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
 
 

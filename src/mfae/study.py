@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from mfae.config import (ConfigError, _check_experiment, _check_unique_keys, _merge, _nonfinite,  # noqa: F401
-                         check_config, load_config, read_yaml)
+from mfae.config import ConfigError, check_config, load_config, read_yaml  # noqa: F401  (study.load_config, ...)
 
+# the real-data sources (mfae.data loads them; `mfae data` and the config schema name them)
 REAL_SOURCES = ("digits", "mnist", "fashion-mnist", "array")
 IDX_SOURCES = ("mnist", "fashion-mnist")  # a folder of four IDX files, which `mfae data fetch` can download
 REAL_EXPERIMENTS = ("digits", "mnist", "fashion_mnist", "userdata")  # each gets its own figure F5_<name>

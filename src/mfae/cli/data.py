@@ -7,9 +7,8 @@ import argparse
 from pathlib import Path
 
 from ._args import add_out, count, floats, fraction, integer, seed
-from ..study import SIZE_MAX
+from ..study import IDX_SOURCES, SIZE_MAX
 
-FETCHABLE = ("mnist", "fashion-mnist")  # = mfae.fetch.DATASETS (not imported here: keeps --help fast)
 REAL = {
     "digits": ("scikit-learn's bundled 8x8 digits (no network)", False),
     "mnist": ("MNIST from IDX files (train/t10k images, gz or raw) in --path", True),
@@ -85,7 +84,7 @@ def add_parser(sub) -> None:
                                  "(a base URL) before the official locations, and verify each against checksums "
                                  "pinned in mfae.fetch (the official .gz, or its decompressed content). Files "
                                  "already there that verify are not downloaded again. Prints the verified paths.")
-    f.add_argument("dataset", choices=FETCHABLE, help="mnist or fashion-mnist")
+    f.add_argument("dataset", choices=IDX_SOURCES, help="mnist or fashion-mnist")
     f.add_argument("--dest", required=True, type=Path, help="folder for the .gz files (created if needed)")
     f.add_argument("--mirror", action="append", default=[], metavar="URL",
                    help="base URL to try first (repeatable; tried in order)")
