@@ -42,7 +42,8 @@ def train_memory_mb(N: int, d: int, batch: int, *, n_test: int, n_train: int = 0
       test set       TEST_SET_BUFFERS * n_test*d float64 (test set, its projections, product copy)
       measurement    the min(n_test, 256) x N activation buffer (dtype: the CPU product precision)
       eigenbasis     V and its float64 copy, d*d each, and the second-moment matrix
-      training rows  n_train*d float64 as read + a dtype copy for sampling (float32 only)
+      training rows  n_train*d float64 as read + a dtype copy for sampling (float32 only); 8-bit image
+                     files hold uint8 codes decoded straight into the dtype, so this is an upper bound there
       records        n_times * (min(N, n_projections) + 2d + 3) float64, held ~3 times (run, dataset, write)
       checkpoint     a CPU copy of theta and its serialisation, 2 N*d (dtype)
     """
