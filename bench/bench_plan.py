@@ -147,11 +147,12 @@ def compare(configfiles: list[Path]) -> int:
     import csv
 
     from mfae import study
+    from mfae.config import load_config
     from mfae.runs import runs_table
 
     base = [] if configfiles[0].resolve() == Path("config.yaml").resolve() else [Path("config.yaml")]
     configfile = " ".join(map(str, configfiles))
-    config = study.smoke_config(study.load_config(*base, *configfiles, check_paths=False))  # as `mfae plan`
+    config = study.smoke_config(load_config(*base, *configfiles, check_paths=False))  # as `mfae plan`
     r = study.results(config)
     rows, ratios_train, ratios_job = [], [], []
     done = [j for j in study.train_jobs(config) if Path(j["path"]).exists()]

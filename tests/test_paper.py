@@ -13,6 +13,7 @@ import pytest
 import xarray as xr
 
 from mfae import MfaeError, study
+from mfae import config as config_mod
 from test_workflow import ROOT, dump, job_counts, load, smk
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -24,7 +25,7 @@ IDX = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-
 
 
 def paper() -> dict:
-    return study.read_yaml(ROOT / "config" / "paper.yaml")
+    return config_mod.read_yaml(ROOT / "config" / "paper.yaml")
 
 
 def smoke(steps: int = 32) -> dict:
@@ -66,10 +67,10 @@ def test_fetch_args_and_folders():
 
 def test_missing_image_folder_says_fetch_or_place(tmp_path):
     c = paper()
-    study.check_config(c)  # fetch: true, folders absent: the fetch rule makes them
+    config_mod.check_config(c)  # fetch: true, folders absent: the fetch rule makes them
     c["experiments"]["fashion_mnist"]["data"].update(fetch=False, path=str(tmp_path / "nowhere"))
-    with pytest.raises(study.ConfigError) as e:
-        study.check_config(c)
+    with pytest.raises(config_mod.ConfigError) as e:
+        config_mod.check_config(c)
     msg = str(e.value)
     assert msg.startswith("experiments.fashion_mnist.data.path:")
     assert "experiments.fashion_mnist.data.fetch: true" in msg and "place the files" in msg
@@ -83,13 +84,13 @@ def test_missing_image_folder_says_fetch_or_place(tmp_path):
 def test_bad_fetch_settings(edit, key):
     c = paper()
     edit(c)
-    with pytest.raises(study.ConfigError, match=key.replace(".", r"\.")):
-        study.check_config(c)
+    with pytest.raises(config_mod.ConfigError, match=key.replace(".", r"\.")):
+        config_mod.check_config(c)
 
 
 def test_smoke_keeps_every_job_and_cuts_only_time_and_measurements():
     full, cut = paper(), study.smoke_config(smoke(32))
-    study.check_config(cut, check_paths=False)  # figure times within the cut t_max, etc.
+    config_mod.check_config(cut, check_paths=False)  # figure times within the cut t_max, etc.
     a, b = study.train_jobs(full), study.train_jobs(cut)
     same = ("experiment", "activation", "lam", "d", "N", "seed", "r0", "lr", "batch", "dtype", "path")
     assert [{k: j[k] for k in same} for j in a] == [{k: j[k] for k in same} for j in b]

@@ -11,12 +11,13 @@ import pytest
 import yaml
 
 from mfae import MfaeError, study
+from mfae import config as config_mod
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def cfg(name: str = ".test/config.yaml") -> dict:
-    return study.read_yaml(ROOT / name)
+    return config_mod.read_yaml(ROOT / name)
 
 
 def test_train_jobs_of_the_shipped_configs():
@@ -174,35 +175,35 @@ BAD = [
 
 @pytest.mark.parametrize("name, edit, message", BAD, ids=[b[0] for b in BAD])
 def test_check_config_names_the_key(name, edit, message):
-    with pytest.raises(study.ConfigError, match="^" + message.replace("[", r"\[").replace("(", r"\(")
+    with pytest.raises(config_mod.ConfigError, match="^" + message.replace("[", r"\[").replace("(", r"\(")
                        .replace(")", r"\)")):
-        study.check_config(bad(edit))
+        config_mod.check_config(bad(edit))
 
 
 def test_shipped_configs_pass_and_a_disabled_figure_is_not_checked():
-    study.check_config(cfg())
-    study.check_config(cfg("config.yaml"))
-    study.check_config(cfg("config/paper.yaml"), check_paths=False)  # MNIST files not needed to plan
+    config_mod.check_config(cfg())
+    config_mod.check_config(cfg("config.yaml"))
+    config_mod.check_config(cfg("config/paper.yaml"), check_paths=False)  # MNIST files not needed to plan
     # the late realdata time concerns only enabled real-data experiments
-    study.check_config(bad(lambda c: (c["experiments"]["digits"].update(enabled=False),
+    config_mod.check_config(bad(lambda c: (c["experiments"]["digits"].update(enabled=False),
                                       c["figures"].update(realdata_times=[100]))))
-    assert issubclass(study.ConfigError, MfaeError)
+    assert issubclass(config_mod.ConfigError, MfaeError)
 
 
 def test_duplicate_keys_are_rejected(tmp_path):
     f = tmp_path / "c.yaml"
     f.write_text("experiments:\n  phases:\n    lr: 0.1\n    t_max: 2\n    lr: 0.2\n")
-    with pytest.raises(study.ConfigError, match=r"^experiments.phases.lr: duplicate key \(lines 3 and 5 of .*c.yaml\)"):
-        study.read_yaml(f)
+    with pytest.raises(config_mod.ConfigError, match=r"^experiments.phases.lr: duplicate key \(lines 3 and 5 of .*c.yaml\)"):
+        config_mod.read_yaml(f)
     f.write_text("results: a\nexperiments: {phases: {d: [1]}}\nresults: b\n")
-    with pytest.raises(study.ConfigError, match="^results: duplicate key"):
-        study.load_config(f)
+    with pytest.raises(config_mod.ConfigError, match="^results: duplicate key"):
+        config_mod.load_config(f)
 
 
 def test_load_config_merges_like_snakemake(tmp_path):
     over = tmp_path / "over.yaml"
     over.write_text("experiments:\n  phases:\n    seeds: [5]\n")
-    c = study.load_config(ROOT / ".test/config.yaml", over)
+    c = config_mod.load_config(ROOT / ".test/config.yaml", over)
     assert c["experiments"]["phases"]["seeds"] == [5] and c["experiments"]["phases"]["lr"] == 0.2
 
 
@@ -217,7 +218,7 @@ def test_study_does_not_need_snakemake():
     (["config/workstation.yaml"], 45 + 75 + 90),                    # full rank, low rank, rank sweep
 ])
 def test_workstation_and_image_configs_merge_and_pass(overlays, n_train):
-    c = study.load_config(ROOT / "config.yaml", *(ROOT / o for o in overlays), check_paths=False)
+    c = config_mod.load_config(ROOT / "config.yaml", *(ROOT / o for o in overlays), check_paths=False)
     assert len(study.train_jobs(c)) == n_train
     if "config/images-offline.yaml" in overlays:
         assert {c["experiments"][e]["data"]["path"] for e in ("mnist", "fashion_mnist")} == {

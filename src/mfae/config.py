@@ -2,8 +2,7 @@
 Snakemake merges them, then checked beyond what the JSON schema (workflow/schemas/config.schema.yaml)
 can express. Each check raises ConfigError whose message starts with the offending key.
 
-mfae.study re-exports everything here (study.read_yaml, study.check_config, study.ConfigError, ...),
-and the checks import the grid from mfae.study inside the functions (it imports this module).
+The checks use the experiment grid of mfae.study (which does not import this module).
 """
 
 from __future__ import annotations
@@ -15,6 +14,10 @@ from typing import Any, Iterable
 import yaml
 
 from mfae import MfaeError
+from mfae.constants import IDX_SOURCES, REAL_SOURCES, SIZE_MAX
+from mfae.runconfig import n_steps
+from mfae.study import (FIGURES, dkeys, experiment, experiments, fetch_folder, figure_experiments, fmt, n_values,
+                        section)
 
 
 class ConfigError(MfaeError):
@@ -80,9 +83,6 @@ def _nonfinite(node: Any, key: str) -> Iterable[str]:
 def check_config(config: dict, check_paths: bool = True) -> None:
     """Checks beyond the schema; raises ConfigError whose message starts with the offending key.
     check_paths=False skips checking that user-provided data files exist (planning ahead)."""
-    from mfae.study import (FIGURES, SIZE_MAX, dkeys, experiment, experiments, fetch_folder, figure_experiments,
-                            fmt, n_values, section)  # the grid module imports this one
-
     for key in _nonfinite(config, ""):
         raise ConfigError(f"{key}: must be a finite number (NaN and infinity are not allowed)")
     if not experiments(config):
@@ -106,7 +106,7 @@ def check_config(config: dict, check_paths: bool = True) -> None:
     for name, e in experiments(config).items():
         ds = e.get("d") or ([64] if e["data"]["source"] == "digits" else [])  # real data: d known for digits
         for d in ds:
-            steps = math.ceil(e["t_max"] / (e["lr"] / d) - 1e-9)  # as mfae.train.total_steps
+            steps = n_steps(e["t_max"], d, e["lr"])
             if n_times > steps + 1:
                 raise ConfigError(f"train.n_times: {n_times} measurements exceed the {steps} steps (+1) of "
                                   f"experiments.{name} at d = {d} (t_max = {fmt(e['t_max'])}, lr = {fmt(e['lr'])})")
@@ -120,8 +120,6 @@ def check_config(config: dict, check_paths: bool = True) -> None:
 
 
 def _check_experiment(key: str, e: dict, check_paths: bool) -> None:
-    from mfae.study import IDX_SOURCES, REAL_SOURCES
-
     data, src = e["data"], e["data"]["source"]
     if data["fetch"] and src not in IDX_SOURCES:
         raise ConfigError(f"{key}.data.fetch: only {' and '.join(IDX_SOURCES)} data can be fetched, not {src}")
@@ -157,7 +155,7 @@ def _check_experiment(key: str, e: dict, check_paths: bool) -> None:
             raise ConfigError(f"{key}.data.fractions: one fraction per eigenvalue is needed")
         if not any(s > 0 for s in data["eigenvalues"]):
             raise ConfigError(f"{key}.data.eigenvalues: all zero; the data need some variance")
-        from mfae.data import group_sizes  # numpy and xarray: only for gaussian experiments
+        from mfae.spectrum import group_sizes  # numpy: only for gaussian experiments
 
         for d in e["d"]:
             try:

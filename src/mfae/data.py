@@ -23,38 +23,13 @@ import numpy as np
 import xarray as xr
 
 from . import MfaeError
-from .meanfield import Spectrum
-from .study import IDX_SOURCES, REAL_SOURCES
+from .constants import IDX_SOURCES, REAL_SOURCES
+from .spectrum import Spectrum, group_sizes, principal_axes, spectrum_of  # noqa: F401  (mfae.data.spectrum_of, ...)
 
 NULL_TOL = 1e-9  # eigenvalues below NULL_TOL * max(eigenvalue) count as zero-variance directions
 
 
-def principal_axes(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Eigenpairs of a symmetric matrix by decreasing eigenvalue, each eigenvector's largest-magnitude
-    entry made positive so that results are deterministic (eigh's signs are arbitrary)."""
-    w, v = np.linalg.eigh(m)
-    order = np.argsort(w)[::-1]
-    w, v = w[order], v[:, order]
-    return w, v * np.where(v[np.argmax(np.abs(v), axis=0), np.arange(v.shape[1])] < 0, -1.0, 1.0)
-
-
 # --- Gaussian spectrum groups -----------------------------------------------------------------
-
-def group_sizes(fractions: Sequence[float], d: int) -> np.ndarray:
-    """Number of directions per group: d * f_g / sum(f); must be whole numbers."""
-    f = np.asarray(fractions, dtype=np.float64)
-    if d < 1:
-        raise MfaeError(f"--d must be a positive integer, got {d}")
-    if f.ndim != 1 or f.size == 0 or np.any(~np.isfinite(f)) or np.any(f <= 0):
-        raise MfaeError("fractions must be positive numbers")
-    f = f / f.max()  # relative sizes: huge fractions (1e308) must not overflow the sum
-    sizes = d * f / f.sum()
-    rounded = np.rint(sizes)
-    if np.any(np.abs(sizes - rounded) > 1e-9) or np.any(rounded < 1):
-        raise MfaeError(f"d={d} does not split into whole groups with fractions {list(f)}: "
-                        f"that gives {list(np.round(sizes, 3))} directions per group")
-    return rounded.astype(int)
-
 
 def random_rotation(d: int, seed: int) -> np.ndarray:
     """A Haar-random orthogonal d x d matrix (QR of a Gaussian matrix, signs fixed)."""
@@ -107,11 +82,6 @@ def gaussian_data(eigenvalues: Sequence[float], fractions: Sequence[float], d: i
     newg = np.cumsum(gkeep) - 1
     return spectrum_dataset(eigval[keep], V[:, keep], newg[group[keep]], s[gkeep], frac[gkeep],
                             dict(kind="gaussian", name="gaussian", n_null_directions=int((~keep).sum())))
-
-
-def spectrum_of(ds: xr.Dataset) -> Spectrum:
-    """The ODE's spectrum groups from a data file."""
-    return Spectrum(ds["group_eigenvalue"].values, ds["group_fraction"].values)
 
 
 TRAIN_INPUT_VARS = ("eigenvector", "eigenvalue", "component_group", "group_eigenvalue", "group_fraction")

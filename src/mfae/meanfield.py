@@ -13,7 +13,6 @@ c_k > 0 exactly and makes decaying directions as accurate as growing ones.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
@@ -22,26 +21,7 @@ import xarray as xr
 from . import MfaeError
 from .activations import check_activation, moments
 from .ode import dormand_prince
-
-
-@dataclass(frozen=True)
-class Spectrum:
-    """Spectrum groups: eigenvalue s_k and fraction w_k of the d directions (docs/theory.md §2-3)."""
-
-    eigenvalue: np.ndarray
-    fraction: np.ndarray
-
-    def __post_init__(self):
-        s = np.asarray(self.eigenvalue, dtype=np.float64)
-        w = np.asarray(self.fraction, dtype=np.float64)
-        if s.ndim != 1 or s.shape != w.shape or s.size == 0:
-            raise MfaeError("spectrum needs matching non-empty 1-D eigenvalue and fraction arrays")
-        if np.any(~np.isfinite(s)) or np.any(s < 0):
-            raise MfaeError("spectrum eigenvalues must be finite and >= 0")
-        if np.any(w <= 0) or w.sum() > 1 + 1e-9:
-            raise MfaeError("spectrum fractions must be > 0 and sum to at most 1")
-        object.__setattr__(self, "eigenvalue", s)
-        object.__setattr__(self, "fraction", w)
+from .spectrum import Spectrum, spectrum_of
 
 
 def order_parameters(activation: str, spec: Spectrum, c: np.ndarray) -> dict[str, np.ndarray]:
@@ -125,7 +105,6 @@ def meanfield_dataset(data: xr.Dataset, activation: str, lam: float, r0: float, 
                       params: Mapping[str, Any] | None = None) -> xr.Dataset:
     """The `mfae meanfield` product: the reduced ODE for the data file's spectrum groups on the grid
     0..t_max (n_times points), as (time, group) curves with provenance attrs (docs/theory.md §6)."""
-    from .data import spectrum_of
     from .io import curves_dataset, provenance
 
     if n_times < 2:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .activations import sigma, sigma_inplace
-from .data import principal_axes
+from .spectrum import principal_axes
 
 CHUNK = 256  # test samples per chunk: the (chunk, N) activation buffer stays in cache (faster than 1024)
 

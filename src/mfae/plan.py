@@ -29,6 +29,7 @@ from typing import Any, Sequence
 
 from . import MfaeError
 from . import study
+from .runconfig import n_steps  # noqa: F401  (plan.n_steps: the trainer's step count)
 
 PLAN_COLUMNS = ("experiment", "activation", "lam", "d", "N", "seed", "steps", "flops", "est_seconds", "mem_mb",
                 "runtime_min")
@@ -90,12 +91,6 @@ def rates(device: str) -> Rates:
 
 
 # --- the operation count -----------------------------------------------------------------------
-
-def n_steps(t_max: float, d: int, lr: float) -> int:
-    """SGD steps of a run: ceil(t_max / eps) with eps = lr/d (docs/theory.md §2); the one count, used by
-    mfae.train as well, so the plan and the trainer cannot disagree on a rounding edge."""
-    return math.ceil(t_max / (lr / d) - 1e-9)
-
 
 def step_flops(B: int, N: int, d: int, m: int, gaussian: bool = True) -> float:
     """Flops of one SGD step: 5 matmuls of 2*B*N*d, plus the Gaussian samples' rotation 2*B*m*d."""

@@ -15,14 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from mfae.config import ConfigError, check_config, load_config, read_yaml  # noqa: F401  (study.load_config, ...)
-
-# the real-data sources (mfae.data loads them; `mfae data` and the config schema name them)
-REAL_SOURCES = ("digits", "mnist", "fashion-mnist", "array")
-IDX_SOURCES = ("mnist", "fashion-mnist")  # a folder of four IDX files, which `mfae data fetch` can download
-REAL_EXPERIMENTS = ("digits", "mnist", "fashion_mnist", "userdata")  # each gets its own figure F5_<name>
-SEED_MAX = 2**32 - 1  # the schema's bounds: seeds for numpy/torch, sizes well inside int64
-SIZE_MAX = 2**31 - 1
+from mfae.constants import IDX_SOURCES, REAL_EXPERIMENTS, REAL_SOURCES
 
 # Defaults of the schema (tests/test_study.py checks they agree with it).
 EXPERIMENT_DEFAULTS: dict[str, Any] = dict(enabled=True, activations=["tanh"], lams=[0.1], r0=0.3, lr=0.12,

@@ -9,24 +9,24 @@ from snakemake.settings.types import DeploymentMethod
 from snakemake.utils import validate
 
 try:
-    from mfae import plan, study
+    from mfae import config as mfae_config, plan, study
 except ImportError:  # a source checkout without `pip install -e .`
     sys.path.insert(0, str(Path(workflow.basedir) / "src"))
-    from mfae import plan, study
+    from mfae import config as mfae_config, plan, study
 
 # Before any job: a key given twice in a config file (YAML would keep the last silently), the
 # schema (types, ranges, unknown keys; fills in defaults), then the checks a schema cannot express.
 try:
     for path in workflow.configfiles:
-        study.read_yaml(path)
+        mfae_config.read_yaml(path)
     validate(config, "../schemas/config.schema.yaml")
     # smoke.enabled: the same jobs, cut short (make paper-smoke; mfae.study.smoke_config)
     if config["smoke"]["enabled"]:
         smoke = study.smoke_config(config)
         config.clear()
         config.update(smoke)
-    study.check_config(config)
-except study.ConfigError as e:
+    mfae_config.check_config(config)
+except mfae_config.ConfigError as e:
     raise WorkflowError(f"Invalid config: {e}") from None
 
 # How jobs call mfae. Normally the `mfae` CLI on PATH (the activated .venv; `make` puts it first).

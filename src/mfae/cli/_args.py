@@ -11,9 +11,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from .. import MfaeError
-from ..study import SEED_MAX, SIZE_MAX
-
-N_TIMES_MAX = 1_000_000  # the schema's bound on train.n_times and meanfield.n_times
+from ..constants import N_TIMES_MAX, SEED_MAX, SIZE_MAX
 
 
 def _number(text: str) -> float:

@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 
 from ._args import add_out, count, floats, fraction, integer, seed
-from ..study import IDX_SOURCES, SIZE_MAX
+from ..constants import IDX_SOURCES, SIZE_MAX
 
 REAL = {
     "digits": ("scikit-learn's bundled 8x8 digits (no network)", False),

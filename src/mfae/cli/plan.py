@@ -16,6 +16,7 @@ def _duration(seconds: float) -> str:
 
 def cmd_plan(args: argparse.Namespace) -> None:
     from .. import MfaeError, plan, study
+    from ..config import load_config
     from ..io import write_csv
 
     files = list(args.configfile)
@@ -29,7 +30,7 @@ def cmd_plan(args: argparse.Namespace) -> None:
         if not any(p.resolve() == args.base.resolve() for p in files):
             files.insert(0, args.base)
     # ... and smoke.enabled cuts every job short (mfae.study.smoke_config)
-    config = study.smoke_config(study.load_config(*files, check_paths=False))
+    config = study.smoke_config(load_config(*files, check_paths=False))
     device = args.device or plan.plan_device(config, gpu=False)
     rows = plan.plan(config, device)
     write_csv(rows, plan.PLAN_COLUMNS, args.out)
