@@ -1,48 +1,59 @@
-"""Checkpoints of one SGD run (mfae.train.train): the state needed to resume, saved atomically with a
-fingerprint of the run's parameters and data, and loaded only when the fingerprint matches.
+"""Checkpoints of a batch of SGD runs (mfae.train.train_batch): the state needed to resume every stack
+of runs, saved atomically with a fingerprint of the runs' parameters and data, and loaded only when the
+fingerprint matches.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
 
 from . import MfaeError
 from .io import atomic_output
-
-if TYPE_CHECKING:
-    from .train import TrainConfig
+from .runconfig import TrainConfig
 
 
 @dataclass
-class RunState:
-    """Everything needed to resume: weights, step, sampler RNG state and measurements so far."""
+class StackState:
+    """One stack of R runs of the same N (trained together): their weights theta (R, N, d), the step
+    they share, and per run the measurements so far, time spent measuring, divergence and sampler RNG."""
 
     theta: torch.Tensor
     step: int = 0
     next_measure: int = 0
-    records: dict = field(default_factory=dict)
+    records: list[dict] = field(default_factory=list)
     wall_seconds: float = 0.0
-    measure_seconds: float = 0.0  # of wall_seconds, the time spent measuring on the test set
-    diverged: bool = False
-    diverged_step: int = -1
+    measure_seconds: list[float] = field(default_factory=list)
+    diverged: list[bool] = field(default_factory=list)
+    diverged_step: list[int] = field(default_factory=list)
+    sample_rng: list[torch.Tensor] = field(default_factory=list)
 
 
-def fingerprint(cfg: TrainConfig, data: dict) -> dict:
-    return dict(config=asdict(cfg), d=int(data["eigenvector"].shape[0]),
-                data_hash=float(np.sum(data["eigenvector"][:, :1]) + np.sum(data["eigenvalue"])))
+def data_hash(data: Mapping[str, np.ndarray]) -> str:
+    """sha256 of every array the runs read (names, shapes, dtypes and bytes): any edit of the data,
+    even one entry of a late eigenvector or one training row, gives another hash."""
+    h = hashlib.sha256()
+    for name in sorted(data):
+        a = np.ascontiguousarray(data[name])
+        h.update(f"{name}:{a.dtype.str}:{a.shape};".encode())
+        h.update(a.data)
+    return h.hexdigest()
 
 
-def save_checkpoint(path: Path, cfg: TrainConfig, data: dict, state: RunState, gen: torch.Generator) -> str | None:
-    """Save the run's state atomically; returns None, or why it could not be saved (full disk, ...)."""
-    payload = dict(fingerprint=fingerprint(cfg, data), theta=state.theta.detach().cpu().clone(), step=state.step,
-                   next_measure=state.next_measure, records=state.records, wall_seconds=state.wall_seconds,
-                   measure_seconds=state.measure_seconds,
-                   sample_rng=gen.get_state().cpu(), diverged=state.diverged, diverged_step=state.diverged_step)
+def fingerprint(cfgs: Sequence[TrainConfig], data_digest: str) -> dict:
+    return dict(configs=[asdict(c) for c in cfgs], data_hash=data_digest)
+
+
+def save_checkpoint(path: Path, fp: dict, stacks: Sequence[StackState | None]) -> str | None:
+    """Save the batch's state atomically; returns None, or why it could not be saved (full disk, ...)."""
+    payload = dict(fingerprint=fp, stacks=[None if s is None else
+                                           {**asdict(s), "theta": s.theta.detach().cpu().clone(),
+                                            "sample_rng": [g.cpu() for g in s.sample_rng]} for s in stacks])
     try:
         with atomic_output(path) as tmp:
             torch.save(payload, tmp)
@@ -51,22 +62,30 @@ def save_checkpoint(path: Path, cfg: TrainConfig, data: dict, state: RunState, g
     return None
 
 
-def load_checkpoint(path: Path, cfg: TrainConfig, data: dict) -> RunState | None:
+def load_checkpoint(path: Path, fp: dict) -> list[StackState | None] | None:
+    """The stacks saved in `path` (None where a stack had not started), or None without a checkpoint.
+    A checkpoint of other runs or other data is refused with an MfaeError naming what differs."""
     if not path.exists():
         return None
     try:
         p = torch.load(path, weights_only=False)
     except Exception as exc:
         raise MfaeError(f"checkpoint {path} is unreadable ({exc}); delete it to start afresh") from None
-    fp = fingerprint(cfg, data)
-    if p.get("fingerprint") != fp:
-        old = p.get("fingerprint", {}).get("config", {})
-        diff = sorted(k for k in set(old) | set(fp["config"]) if old.get(k) != fp["config"].get(k))
-        raise MfaeError(f"checkpoint {path} was made with different parameters ({', '.join(diff) or 'data'}); "
-                        f"refusing to mix runs: delete it or use the original parameters")
-    st = RunState(theta=p["theta"], step=p["step"], next_measure=p["next_measure"], records=p["records"],
-                  wall_seconds=p["wall_seconds"], measure_seconds=float(p.get("measure_seconds", 0.0)),
-                  diverged=bool(p.get("diverged", False)),
-                  diverged_step=int(p.get("diverged_step", -1)))
-    st.sample_rng = p["sample_rng"]
-    return st
+    old = p.get("fingerprint") if isinstance(p, dict) else None
+    if old != fp:
+        raise MfaeError(f"checkpoint {path} was made with {_difference(old, fp)}; refusing to mix runs: "
+                        f"delete it or use the original parameters and data")
+    return [None if s is None else StackState(**s) for s in p["stacks"]]
+
+
+def _difference(old: dict | None, new: dict) -> str:
+    """What differs between two fingerprints, for the error message."""
+    if not isinstance(old, dict) or "configs" not in old:
+        return "an older or unknown format"
+    if len(old["configs"]) != len(new["configs"]):
+        return f"{len(old['configs'])} runs instead of {len(new['configs'])}"
+    keys = sorted({k for a, b in zip(old["configs"], new["configs"]) for k in set(a) | set(b)
+                   if a.get(k) != b.get(k)})
+    if keys:
+        return "different parameters (" + ", ".join(keys) + ")"
+    return "different data (the data file's arrays changed)"

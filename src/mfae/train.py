@@ -1,19 +1,21 @@
 """Finite-N online SGD runs (docs/theory.md §2) with measurements on a time grid (§4).
 
 `prepare_run` sets a run up (step size, step count, measurement steps, sampler, test set, initial
-weights); `train` runs it with checkpoints; `train_dataset` turns the result into the `mfae train`
-product. The step itself is in `mfae.sgd`.
+weights); `train_batch` trains several runs (same data and schedule, any N and seeds) in one process
+with checkpoints, `train` one run; `train_dataset` turns a result into the `mfae train` product. The
+step itself is in `mfae.sgd`; the run's parameters and schedule in `mfae.runconfig`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import signal
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -21,69 +23,10 @@ import xarray as xr
 from tqdm import tqdm
 
 from . import MfaeError
-from .activations import check_activation
-from .checkpoint import RunState
-from .checkpoint import load_checkpoint as _load_checkpoint
-from .checkpoint import save_checkpoint as _save_checkpoint
+from .checkpoint import StackState, data_hash, fingerprint, load_checkpoint, save_checkpoint
 from .measure import Measurer, second_moment_modes
-from .plan import n_steps
+from .runconfig import TrainConfig, check_grid, derived_seed, measure_steps, n_steps, time_grid  # noqa: F401
 from .sgd import CudaGraphRunner, Stepper
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Every parameter of one SGD run. Units: lr = eps*d (dimensionless), t_max in mean-field time."""
-
-    N: int
-    seed: int = 0
-    activation: str = "tanh"
-    lam: float = 0.1
-    r0: float = 0.3
-    lr: float = 0.12
-    batch: int = 8
-    t_max: float = 6.0
-    n_times: int = 50
-    dtype: str = "float32"
-    n_test: int = 4096
-    test_seed: int = 20210216
-    block_steps: int = 256
-    diverge_risk: float = 1e4
-    n_projections: int = 1000
-    n_modes: int = 16
-    tf32: bool = False  # CUDA float32 matmuls in TF32 (faster, ~1e-3 relative rounding); off by default
-
-    def validate(self) -> "TrainConfig":
-        check_activation(self.activation)
-        for name in ("N", "batch", "n_times", "n_test", "block_steps"):
-            if getattr(self, name) < 1:
-                raise MfaeError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        if self.n_times < 2:
-            raise MfaeError(f"--n-times must be >= 2 (the grid includes 0 and t_max), got {self.n_times}")
-        for name in ("lr", "r0", "t_max"):
-            v = getattr(self, name)
-            if not (math.isfinite(v) and v > 0):
-                raise MfaeError(f"--{name.replace('_', '-')} must be a positive number, got {v}")
-        if not (math.isfinite(self.lam) and self.lam >= 0):
-            raise MfaeError(f"--lam must be >= 0, got {self.lam}")
-        if not (math.isfinite(self.diverge_risk) and self.diverge_risk > 0):
-            raise MfaeError(f"--diverge-risk must be a positive number, got {self.diverge_risk}")
-        from .study import SEED_MAX, SIZE_MAX
-
-        if not 0 <= self.seed <= SEED_MAX:
-            raise MfaeError(f"--seed must be in [0, {SEED_MAX}], got {self.seed}")
-        for name in ("N", "batch", "n_times", "n_test", "block_steps", "n_projections", "n_modes"):
-            if getattr(self, name) > SIZE_MAX:
-                raise MfaeError(f"--{name.replace('_', '-')} must be <= {SIZE_MAX}, got {getattr(self, name)}")
-        if not isinstance(self.tf32, bool):
-            raise MfaeError(f"tf32 must be true or false, got {self.tf32!r}")
-        if self.dtype not in ("float32", "float64"):
-            raise MfaeError(f"--dtype must be float32 or float64, got {self.dtype}")
-        return self
-
-
-def derived_seed(seed: int, stream: int) -> int:
-    """Independent seeds for init / samples / test set from one user seed."""
-    return int(np.random.SeedSequence([seed, stream]).generate_state(1, np.uint64)[0] >> 1)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -123,26 +66,6 @@ class RowSampler:
 
 
 # --- the run ------------------------------------------------------------------------------------------
-
-def time_grid(t_max: float, n_times: int) -> np.ndarray:
-    return np.linspace(0.0, t_max, n_times)
-
-
-def check_grid(cfg: TrainConfig, d: int) -> None:
-    """The time grid must not ask for more measurements than there are steps (+1 for step 0):
-    otherwise measurements would silently repeat at the same step."""
-    total = n_steps(cfg.t_max, d, cfg.lr)
-    if cfg.n_times > total + 1:
-        raise MfaeError(f"--n-times {cfg.n_times} exceeds the {total + 1} distinct steps of this run "
-                        f"(t_max={cfg.t_max:g}, eps=lr/d={cfg.lr / d:.3g}); use --n-times <= {total + 1}")
-
-
-def measure_steps(times: np.ndarray, eps: float, total: int) -> np.ndarray:
-    """Steps at which each grid time is measured; the last one is the final step ceil(t_max/eps)."""
-    k = np.minimum(np.rint(times / eps).astype(np.int64), total)
-    k[-1] = total
-    return k
-
 
 class Interrupted(Exception):
     """Raised after a checkpoint was saved on SIGTERM/SIGINT."""
@@ -197,29 +120,67 @@ def prepare_run(cfg: TrainConfig, data: Mapping[str, np.ndarray], device: torch.
                     V=V, sampler=sampler, sample_gen=sample_gen, x_test=x_test.to(device), theta0=theta0)
 
 
-def train(cfg: TrainConfig, data: Mapping[str, np.ndarray], device: torch.device, *,
-          checkpoint: Path | None = None, checkpoint_seconds: float = 300.0, progress: bool = True,
-          stop_after_steps: int | None = None, log=print, cuda_graph: bool = True) -> dict:
-    """Run online SGD (docs/theory.md §2) and measure on the time grid (§4).
+def check_batchable(cfgs: Sequence[TrainConfig]) -> None:
+    """Runs of one batch may differ only in N and seed (they share the data, schedule and test set)."""
+    if not cfgs:
+        raise MfaeError("no run to train")
+    first = dataclasses.replace(cfgs[0], N=1, seed=0)
+    for c in cfgs[1:]:
+        other = dataclasses.replace(c, N=1, seed=0)
+        if other != first:
+            diff = [f.name for f in dataclasses.fields(first) if getattr(first, f.name) != getattr(other, f.name)]
+            raise MfaeError(f"runs of one batch may differ only in N and seed, not in {', '.join(diff)}")
+    seen = set()
+    for c in cfgs:
+        if (c.N, c.seed) in seen:
+            raise MfaeError(f"run N={c.N} seed={c.seed} is given twice")
+        seen.add((c.N, c.seed))
 
-    `data` holds numpy arrays (`mfae.data.train_inputs`). Returns the measurement arrays and run info.
-    With `checkpoint`, state is saved there every `checkpoint_seconds` and on SIGTERM/SIGINT, and a
-    matching checkpoint found there is resumed. `stop_after_steps` simulates a kill (tests).
+
+def stacks_of(cfgs: Sequence[TrainConfig]) -> list[list[int]]:
+    """Indices of the runs trained together: one stack per N, in order of first appearance."""
+    by_n: dict[int, list[int]] = {}
+    for i, c in enumerate(cfgs):
+        by_n.setdefault(c.N, []).append(i)
+    return list(by_n.values())
+
+
+def train(cfg: TrainConfig, data: Mapping[str, np.ndarray], device: torch.device, **kw) -> dict:
+    """One run (docs/theory.md §2, §4): `train_batch` of one configuration (same keywords)."""
+    return train_batch([cfg], data, device, **kw)[0]
+
+
+def train_batch(cfgs: Sequence[TrainConfig], data: Mapping[str, np.ndarray], device: torch.device, *,
+                checkpoint: Path | None = None, checkpoint_seconds: float = 300.0, progress: bool = True,
+                stop_after_steps: int | None = None, log=print, cuda_graph: bool = True) -> list[dict]:
+    """Run online SGD (docs/theory.md §2) for several runs in one process and measure each on the time
+    grid (§4). Runs may differ only in N and seed: the runs of one N form a stack trained as one tensor
+    program (`mfae.sgd.Stepper` over (R, N, d) weights), the stacks one after the other.
+
+    Each run has its own random streams (initial weights, samples), drawn exactly as when it is trained
+    alone, and the test set is shared, so every run equals its one-run result up to floating-point
+    rounding (float64: ~1e-12; tests/test_batch.py). A run that diverges is flagged and frozen; the
+    others go on. `data` holds numpy arrays (`mfae.data.train_inputs`). Returns one result per run, in
+    the order of `cfgs`. With `checkpoint`, the batch's state is saved there every
+    `checkpoint_seconds` and on SIGTERM/SIGINT, and a matching checkpoint found there is resumed.
+    `stop_after_steps` (steps of the whole batch, counted over its stacks) simulates a kill (tests).
     On CUDA the steps are replayed from a CUDA graph unless `cuda_graph=False` (eager fallback with a
     logged warning if capture fails), and `cfg.tf32` allows TF32 matmuls. See docs/performance.md.
     """
-    cfg.validate()
-    run = prepare_run(cfg, data, device)
-    d, total, ksteps, sampler, sample_gen = run.d, run.total, run.ksteps, run.sampler, run.sample_gen
-    state = _initial_state(cfg, data, run, device, checkpoint, log)
-    finished = state.step >= total or state.diverged  # a finished run's checkpoint: nothing to redo
-
-    theta = state.theta
-    stepper = Stepper(cfg.activation, theta, cfg.batch, run.eps, cfg.lam)
-    B = cfg.batch
-    run_steps, tf32_before = _step_runner(stepper, cfg, device, cuda_graph, log)
-    xe_buf = torch.empty(cfg.block_steps, 2 * B, theta.shape[1], dtype=run.dtype, device=device)
-    record = _recorder(cfg, data, run, device, state)
+    cfgs = [c.validate() for c in cfgs]
+    check_batchable(cfgs)
+    stacks = stacks_of(cfgs)
+    runs = [prepare_run(c, data, device) for c in cfgs]
+    fp = fingerprint(cfgs, data_hash(data)) if checkpoint is not None else None
+    saved = load_checkpoint(checkpoint, fp) if checkpoint is not None else None
+    states: list[StackState | None] = saved if saved is not None else [None] * len(stacks)
+    finished_before = saved is not None and all(s is not None and _finished(s, runs[idx[0]].total)
+                                                for s, idx in zip(saved, stacks))
+    if saved is not None:
+        done = sum(s.step * len(idx) for s, idx in zip(saved, stacks) if s is not None)
+        log(f"resuming from checkpoint {checkpoint} at batch step {done}"
+            + (" (finished: writing the outputs only)" if finished_before else ""))
+    measurer = _measurer(cfgs[0], data, runs[0], device)  # the test set's products, once for the batch
 
     stop = {"signal": None}
 
@@ -227,68 +188,154 @@ def train(cfg: TrainConfig, data: Mapping[str, np.ndarray], device: torch.device
         stop["signal"] = signum
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)} if checkpoint else {}
-    t_start = time.perf_counter() - state.wall_seconds
-    last_ckpt = time.monotonic()
-    bar = tqdm(total=total, initial=state.step, desc=f"train N={cfg.N} d={d} seed={cfg.seed}", unit="step",
-               disable=not progress, file=sys.stderr, mininterval=1.0 if sys.stderr.isatty() else 30.0)
+    total = sum(runs[idx[0]].total * len(idx) for idx in stacks)
+    Ns = sorted({c.N for c in cfgs})
+    bar = tqdm(total=total, initial=sum(s.step * len(idx) for s, idx in zip(states, stacks) if s is not None),
+               desc=(f"train {len(cfgs)} run{'s' * (len(cfgs) > 1)} d={runs[0].d} "
+                     f"N={','.join(map(str, Ns))}"), unit="step", disable=not progress, file=sys.stderr,
+               mininterval=1.0 if sys.stderr.isatty() else 30.0)
+    ctl = _Control(checkpoint, fp, states, checkpoint_seconds, stop_after_steps, stop, log)
     try:
-        while not state.diverged:
-            # measure every grid point whose step has been reached
-            while state.next_measure < cfg.n_times and ksteps[state.next_measure] == state.step:
-                if not record(state.next_measure):
-                    state.diverged, state.diverged_step = True, state.step
-                    break
-                state.next_measure += 1
-            if state.diverged or state.step >= total:
-                break
-            # chunk boundaries depend only on the step, so a resumed run draws identical samples
-            end = min((state.step // cfg.block_steps + 1) * cfg.block_steps, int(ksteps[state.next_measure]), total)
-            L = end - state.step
-            xe = xe_buf[:L]
-            xe[:, B:] = sampler.draw(L * B).view(L, B, -1)
-            run_steps(xe)
-            state.step = end
-            bar.update(L)
-            if not bool(torch.isfinite(theta).all()):  # one host sync per chunk
-                state.diverged, state.diverged_step = True, state.step
-                break
-            if checkpoint is not None:
-                hit_stop = stop_after_steps is not None and state.step >= stop_after_steps
-                if stop["signal"] is not None or hit_stop or time.monotonic() - last_ckpt >= checkpoint_seconds:
-                    why = ((f"signal {stop['signal']}" if stop["signal"] else "stop requested")
-                           if stop["signal"] is not None or hit_stop else None)
-                    _save_midrun(checkpoint, cfg, data, state, sample_gen, time.perf_counter() - t_start, why,
-                                 total, log)
-                    last_ckpt = time.monotonic()
+        for si, idx in enumerate(stacks):
+            if states[si] is None:
+                states[si] = _fresh_stack([runs[i] for i in idx], cfgs[idx[0]], data)
+            else:
+                states[si].theta = states[si].theta.to(device=device, dtype=runs[idx[0]].dtype)
+                for i, rng in zip(idx, states[si].sample_rng):
+                    runs[i].sample_gen.set_state(rng)
+            _train_stack(cfgs[idx[0]], [runs[i] for i in idx], states[si], device, measurer, cuda_graph, bar,
+                         ctl, sum(runs[j[0]].total * len(j) for j in stacks[:si]), log)
     finally:
         bar.close()
-        if tf32_before is not None:
-            torch.backends.cuda.matmul.allow_tf32 = tf32_before
         for s, h in old.items():
             signal.signal(s, h)
     if device.type == "cuda":
         torch.cuda.synchronize()
-    return _result(cfg, data, run, state, time.perf_counter() - t_start, checkpoint, finished)
+    checkpoint_error = None
+    if checkpoint is not None and not finished_before:
+        # the finished state, so that a failed final write costs no retraining; the caller removes
+        # the checkpoint once every output is safely in place
+        for si, idx in enumerate(stacks):
+            states[si].sample_rng = [runs[i].sample_gen.get_state() for i in idx]
+        checkpoint_error = save_checkpoint(checkpoint, fp, states)
+    out: list[dict] = [{} for _ in cfgs]
+    for si, idx in enumerate(stacks):
+        for r, i in enumerate(idx):
+            out[i] = _result(cfgs[i], runs[i], states[si], r, len(idx), checkpoint_error)
+    return out
 
 
-def _initial_state(cfg: TrainConfig, data: Mapping[str, np.ndarray], run: RunSetup, device: torch.device,
-                   checkpoint: Path | None, log) -> RunState:
-    """A matching checkpoint's state (its sampler RNG state restored), else a fresh state at step 0
-    with every measurement NaN until it is taken."""
-    state = _load_checkpoint(checkpoint, cfg, data) if checkpoint else None
-    if state is None:
-        ng = data["group_eigenvalue"].size
-        state = RunState(theta=run.theta0)
-        state.records = dict(risk=np.full(cfg.n_times, np.nan), q=np.full(cfg.n_times, np.nan),
-                             p=np.full(cfg.n_times, np.nan), c=np.full((cfg.n_times, ng), np.nan),
-                             gain=np.full((cfg.n_times, ng), np.nan),
-                             projection=np.full((cfg.n_times, min(cfg.N, cfg.n_projections)), np.nan))
-    else:
-        state.theta = state.theta.to(device=device, dtype=run.dtype)
-        run.sample_gen.set_state(state.sample_rng)
-        log(f"resuming from checkpoint {checkpoint} at step {state.step}/{run.total}"
-            + (" (finished: writing the output only)" if state.step >= run.total or state.diverged else ""))
-    return state
+def _finished(st: StackState, total: int) -> bool:
+    return st.step >= total or all(st.diverged)
+
+
+class _Control:
+    """Checkpoint timing, stop requests (signals, `stop_after_steps`) and the batch's state to save."""
+
+    def __init__(self, path, fp, states, every, stop_after, stop, log):
+        self.path, self.fp, self.states, self.every = path, fp, states, every
+        self.stop_after, self.stop, self.log = stop_after, stop, log
+        self.last = time.monotonic()
+
+    def after_chunk(self, batch_step: int, runs: Sequence[RunSetup], st: StackState) -> None:
+        """Save a checkpoint when due; after a signal or a requested stop, save and raise Interrupted."""
+        if self.path is None:
+            return
+        hit = self.stop_after is not None and batch_step >= self.stop_after
+        sig = self.stop["signal"]
+        if sig is None and not hit and time.monotonic() - self.last < self.every:
+            return
+        st.sample_rng = [r.sample_gen.get_state() for r in runs]
+        failed = save_checkpoint(self.path, self.fp, self.states)
+        self.last = time.monotonic()
+        if failed:  # training goes on: a lost checkpoint must not cost the runs
+            self.log(f"warning: {failed}")
+        if sig is not None or hit:
+            why = f"signal {sig}" if sig is not None else "stop requested"
+            if failed:
+                raise Interrupted(f"{why} at batch step {batch_step}, but {failed}")
+            raise Interrupted(f"{why}: checkpoint saved at batch step {batch_step} in {self.path}; "
+                              f"rerun the same command to resume")
+
+
+def _fresh_stack(runs: Sequence[RunSetup], cfg: TrainConfig, data: Mapping[str, np.ndarray]) -> StackState:
+    """A stack at step 0: the runs' initial weights stacked, every measurement NaN until it is taken."""
+    ng = data["group_eigenvalue"].size
+    n_proj = min(cfg.N, cfg.n_projections)
+    records = [dict(risk=np.full(cfg.n_times, np.nan), q=np.full(cfg.n_times, np.nan),
+                    p=np.full(cfg.n_times, np.nan), c=np.full((cfg.n_times, ng), np.nan),
+                    gain=np.full((cfg.n_times, ng), np.nan),
+                    projection=np.full((cfg.n_times, n_proj), np.nan)) for _ in runs]
+    R = len(runs)
+    return StackState(theta=torch.stack([r.theta0 for r in runs]), records=records, measure_seconds=[0.0] * R,
+                      diverged=[False] * R, diverged_step=[-1] * R)
+
+
+def _measurer(cfg: TrainConfig, data: Mapping[str, np.ndarray], run: RunSetup, device: torch.device) -> Measurer:
+    return Measurer(cfg.activation, run.x_test, run.V, data["group"], data["group_eigenvalue"],
+                    data["group_fraction"], device=device, weights_dtype=run.dtype)
+
+
+def _train_stack(cfg: TrainConfig, runs: Sequence[RunSetup], st: StackState, device: torch.device,
+                 measurer: Measurer, cuda_graph: bool, bar, ctl: _Control, offset: int, log) -> None:
+    """Train one stack of runs (same N) from its state to the end, measuring on the grid."""
+    run0 = runs[0]
+    total, ksteps, R, B = run0.total, run0.ksteps, len(runs), cfg.batch
+    if _finished(st, total):
+        return
+    theta = st.theta
+    stepper = Stepper(cfg.activation, theta, B, run0.eps, cfg.lam)
+    run_steps, tf32_before = _step_runner(stepper, cfg, device, cuda_graph, log)
+    xe_buf = torch.empty(cfg.block_steps, R, 2 * B, run0.d, dtype=run0.dtype, device=device)
+    v_top = run0.V[:, 0].to(torch.float64)
+    live = [r for r in range(R) if not st.diverged[r]]
+    t_start = time.perf_counter() - st.wall_seconds
+
+    def record(i: int) -> None:
+        """Measure every live run into grid row i; a run whose risk is not finite or above
+        cfg.diverge_risk is flagged diverged at this step."""
+        for r in list(live):
+            t0 = time.perf_counter()
+            m = measurer(theta[r])
+            rec = st.records[r]
+            rec["risk"][i], rec["q"][i], rec["p"][i] = m["risk"], m["q"], m["p"]
+            rec["c"][i], rec["gain"][i] = m["c"], m["gain"]
+            rec["projection"][i] = (theta[r, : rec["projection"].shape[1]].to(torch.float64) @ v_top).cpu().numpy()
+            st.measure_seconds[r] += time.perf_counter() - t0
+            if not (math.isfinite(m["risk"]) and m["risk"] < cfg.diverge_risk):
+                _freeze(r)
+
+    def _freeze(r: int) -> None:
+        st.diverged[r], st.diverged_step[r] = True, st.step
+        theta[r].zero_()  # its last state is not used; zeros keep its share of the arithmetic finite
+        live.remove(r)
+
+    try:
+        while live:
+            while st.next_measure < cfg.n_times and ksteps[st.next_measure] == st.step:
+                record(st.next_measure)
+                st.next_measure += 1
+            if not live or st.step >= total:
+                break
+            # chunk boundaries depend only on the step, so a resumed run draws identical samples,
+            # and each run draws exactly the chunks it draws when trained alone
+            end = min((st.step // cfg.block_steps + 1) * cfg.block_steps, int(ksteps[st.next_measure]), total)
+            L = end - st.step
+            xe = xe_buf[:L]
+            for r, run in enumerate(runs):
+                xe[:, r, B:] = run.sampler.draw(L * B).view(L, B, -1)
+            run_steps(xe)
+            st.step = end
+            bar.update(L * R)
+            finite = torch.isfinite(theta).flatten(1).all(1).tolist()  # one host sync per chunk
+            for r in [r for r in live if not finite[r]]:
+                _freeze(r)
+            st.wall_seconds = time.perf_counter() - t_start
+            ctl.after_chunk(offset + st.step * R, runs, st)
+    finally:
+        if tf32_before is not None:
+            torch.backends.cuda.matmul.allow_tf32 = tf32_before
+    st.wall_seconds = time.perf_counter() - t_start
 
 
 def _step_runner(stepper: Stepper, cfg: TrainConfig, device: torch.device, cuda_graph: bool, log):
@@ -309,58 +356,17 @@ def _step_runner(stepper: Stepper, cfg: TrainConfig, device: torch.device, cuda_
     return run_steps, tf32_before
 
 
-def _recorder(cfg: TrainConfig, data: Mapping[str, np.ndarray], run: RunSetup, device: torch.device,
-              state: RunState):
-    """record(i): measure state.theta into grid row i; False once the run diverged (risk not finite or
-    above cfg.diverge_risk)."""
-    theta, v_top = state.theta, run.V[:, 0].to(torch.float64)
-    measure = Measurer(cfg.activation, run.x_test, run.V, data["group"], data["group_eigenvalue"],
-                       data["group_fraction"], device=device, weights_dtype=run.dtype)  # test-set products, once
-
-    def record(i: int) -> bool:
-        t0 = time.perf_counter()
-        m = measure(theta)
-        rec = state.records
-        rec["risk"][i], rec["q"][i], rec["p"][i] = m["risk"], m["q"], m["p"]
-        rec["c"][i], rec["gain"][i] = m["c"], m["gain"]
-        rec["projection"][i] = (theta[: rec["projection"].shape[1]].to(torch.float64) @ v_top).cpu().numpy()
-        state.measure_seconds += time.perf_counter() - t0
-        return math.isfinite(m["risk"]) and m["risk"] < cfg.diverge_risk
-
-    return record
-
-
-def _save_midrun(checkpoint: Path, cfg: TrainConfig, data: Mapping[str, np.ndarray], state: RunState,
-                 sample_gen: torch.Generator, wall: float, why: str | None, total: int, log) -> None:
-    """Save a checkpoint during the run; after a signal or a requested stop (`why`), raise Interrupted."""
-    state.wall_seconds = wall
-    failed = _save_checkpoint(checkpoint, cfg, data, state, sample_gen)
-    if failed:  # training goes on: a lost checkpoint must not cost the run
-        log(f"warning: {failed}")
-    if why is not None:
-        if failed:
-            raise Interrupted(f"{why} at step {state.step}/{total}, but {failed}")
-        raise Interrupted(f"{why}: checkpoint saved at step {state.step}/{total} in {checkpoint}; "
-                          f"rerun the same command to resume")
-
-
-def _result(cfg: TrainConfig, data: Mapping[str, np.ndarray], run: RunSetup, state: RunState, wall: float,
-            checkpoint: Path | None, finished: bool) -> dict:
-    """`train`'s result; a run that trained saves its finished state to `checkpoint` first."""
-    d, theta = run.d, state.theta
-    modes = second_moment_modes(theta, min(cfg.n_modes, d)) if not state.diverged else (
-        np.full(min(cfg.n_modes, d), np.nan), np.full((d, min(cfg.n_modes, d)), np.nan))
-    if checkpoint is not None and not finished:
-        # the finished state, so that a failed final write costs no retraining; the caller removes
-        # the checkpoint once its output is safely in place
-        state.wall_seconds = wall
-        checkpoint_error = _save_checkpoint(checkpoint, cfg, data, state, run.sample_gen)
+def _result(cfg: TrainConfig, run: RunSetup, st: StackState, r: int, R: int, checkpoint_error: str | None) -> dict:
+    """Run r of a finished stack as `train`'s result; its wall time is its share of the stack's."""
+    k = min(cfg.n_modes, run.d)
+    if st.diverged[r]:
+        modes = (np.full(k, np.nan), np.full((run.d, k), np.nan))
     else:
-        checkpoint_error = None
+        modes = second_moment_modes(st.theta[r], k)
     return dict(checkpoint_error=checkpoint_error, times=run.times, steps=run.ksteps, eps=run.eps,
-                total_steps=run.total, wall_seconds=wall, measure_seconds=state.measure_seconds,
-                records=state.records,
-                diverged=state.diverged, diverged_step=state.diverged_step, steps_done=state.step,
+                total_steps=run.total, wall_seconds=st.wall_seconds / R, measure_seconds=st.measure_seconds[r],
+                records=st.records[r], diverged=st.diverged[r], diverged_step=st.diverged_step[r],
+                steps_done=st.diverged_step[r] if st.diverged[r] else st.step, stack_runs=R,
                 learned_eigenvalue=modes[0], learned_eigenvector=modes[1])
 
 
@@ -376,7 +382,8 @@ def train_dataset(res: Mapping[str, Any], data: Mapping[str, np.ndarray], device
     attrs = provenance("train", params)
     attrs.update(diverged=int(res["diverged"]), diverged_step=res["diverged_step"], steps=res["total_steps"],
                  steps_done=res["steps_done"], eps=res["eps"], d=int(data["eigenvector"].shape[0]),
-                 wall_seconds=res["wall_seconds"], measure_seconds=res["measure_seconds"], device=str(device), torch_version=torch.__version__,
+                 wall_seconds=res["wall_seconds"], measure_seconds=res["measure_seconds"],
+                 stack_runs=int(res.get("stack_runs", 1)), device=str(device), torch_version=torch.__version__,
                  data_name=data_attrs.get("name", ""), data_kind=data_attrs.get("kind", ""))
     out = curves_dataset(res["times"], rec["c"], rec["gain"], rec["risk"], rec["q"], rec["p"],
                          data["group_eigenvalue"], data["group_fraction"], attrs)
