@@ -1,11 +1,14 @@
 """The reduced ODE (docs/theory.md §3): moments, closed-form fixed points, qualitative tanh shrinkage."""
 
+import math
+
 import numpy as np
 import pytest
-from scipy import integrate, special
+import torch
+from scipy import integrate
 
 from mfae import MfaeError
-from mfae.activations import c1, c3
+from mfae.activations import c1, c3, sigma, sigma_and_derivative
 from mfae.meanfield import Spectrum, fixed_point_gain, integrate_reduced_ode, risk
 
 
@@ -28,7 +31,20 @@ def test_erf_closed_forms_match_quadrature(q):
     d3 = lambda z: 2 / np.sqrt(np.pi) * (4 * z * z - 2) * np.exp(-z * z)
     assert c1("erf", q) == pytest.approx(gauss_expect(d1, q), abs=1e-12)
     assert c3("erf", q) == pytest.approx(gauss_expect(d3, q), abs=1e-12)
-    assert special.erf(0.3) == pytest.approx(0.328626759, abs=1e-8)  # sigma is erf(z), not erf(z/sqrt 2)
+
+
+@pytest.mark.parametrize("activation, f", [("tanh", math.tanh), ("relu", lambda z: max(z, 0.0)),
+                                           ("linear", lambda z: z), ("erf", math.erf)])
+def test_trainer_sigma_is_the_odes_sigma(activation, f):
+    """The trainer's sigma and sigma' are the functions whose moments the ODE uses (erf(z), not
+    erf(z/sqrt 2)): values against the math module, derivatives against central differences."""
+    z = torch.linspace(-3, 3, 62, dtype=torch.float64)  # even count: z = 0 (relu's kink) is not a node
+    s, ds = sigma_and_derivative(activation)(z)
+    np.testing.assert_allclose(s.numpy(), [f(v) for v in z.tolist()], rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(sigma(activation, z).numpy(), s.numpy(), rtol=0, atol=0)
+    h = 1e-6
+    fd = [(f(v + h) - f(v - h)) / (2 * h) for v in z.tolist()]
+    np.testing.assert_allclose(ds.numpy(), fd, rtol=1e-7, atol=1e-8)
 
 
 SPECTRUM = Spectrum(np.array([4.0, 1.0, 0.25, 0.04]), np.full(4, 0.25))
@@ -63,13 +79,23 @@ def test_phases_larger_eigenvalues_learned_first():
     assert np.all(np.diff(sol["risk"]) < 1e-12)  # risk decreases along this trajectory
 
 
-def test_outputs_consistent():
-    t = np.linspace(0, 3, 11)
+def test_outputs_are_the_order_parameters_of_docs_theory():
+    """q, a_k, p and R from c_k as docs/theory.md §3 defines them, each written out here with c1 from
+    adaptive quadrature (not the module's quadrature): q = sum w s c, a = c1(q) c, p = sum w s (1-a) c,
+    R = 1/2 sum w s (1-a)^2."""
+    t = np.linspace(0, 3, 4)
     sol = integrate_reduced_ode("tanh", SPECTRUM, 0.1, 0.3, t)
     assert sol["c"][0] == pytest.approx(np.full(4, 0.09))
-    np.testing.assert_allclose(sol["q"], (SPECTRUM.fraction * SPECTRUM.eigenvalue * sol["c"]).sum(1))
-    np.testing.assert_allclose(sol["risk"], risk(SPECTRUM, sol["gain"]))
-    np.testing.assert_allclose(sol["gain"], c1("tanh", sol["q"])[:, None] * sol["c"])
+    w, s = np.full(4, 0.25), np.array([4.0, 1.0, 0.25, 0.04])
+    for i in range(t.size):
+        c = sol["c"][i]
+        q = float(np.sum(w * s * c))
+        a = gauss_expect(lambda z: 1 - np.tanh(z) ** 2, q) * c
+        assert sol["q"][i] == pytest.approx(q, rel=1e-12)
+        np.testing.assert_allclose(sol["gain"][i], a, rtol=1e-10)
+        assert sol["p"][i] == pytest.approx(float(np.sum(w * s * (1 - a) * c)), rel=1e-9)
+        assert sol["risk"][i] == pytest.approx(0.5 * float(np.sum(w * s * (1 - a) ** 2)), rel=1e-9)
+        np.testing.assert_allclose(risk(SPECTRUM, a), 0.5 * np.sum(w * s * (1 - a) ** 2), rtol=1e-12)
 
 
 def test_bad_parameters():

@@ -14,7 +14,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -190,10 +189,9 @@ def test_library_rejects_bad_seed_and_diverge_risk():
 
 def test_a_run_that_cannot_fit_is_refused_at_once(files, tmp_path, capsys):
     for extra in (["--N", str(2**31 - 1)], ["--N", "10", "--batch", "1000000000"], ["--N", "10", "--n-test", "2000000000"]):
-        t0 = time.perf_counter()
         rc, lines = cli(capsys, "train", "--data", files / "D.nc", *extra, "--out", tmp_path / "o.nc")
+        # the cost model's refusal, not an allocation that failed ("out of memory") or a crash
         line = one_line_error(rc, lines, "MB", "available")
-        assert time.perf_counter() - t0 < 60  # generous: it allocates nothing (no timing claim beyond "not minutes")
         assert not (tmp_path / "o.nc").exists()
     assert "needs about" in line
 
