@@ -18,8 +18,14 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[workflow,test]'
 	touch $@
 
+# -rs: every skipped test says why (no CUDA, no Debian Fashion-MNIST, not root, ...)
 test: install
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -rs
+
+# The fast suite: everything but the end-to-end workflow runs (marked slow); what `make mutate` runs.
+# (-m replaces pyproject's `-m 'not slurm'`, so slurm is excluded here again.)
+test-fast: install
+	$(BIN)/pytest -q -rs -m "not slow and not slurm"
 
 # Every job of config/paper.yaml at its real d and N on CPU, cut short (config/paper-smoke.yaml; about
 # 11 minutes on 2 idle cores). Needs Fashion-MNIST in /usr/share/datasets/fashion-mnist (`make test-data`).
