@@ -82,6 +82,13 @@ RUNS_COLUMNS = ("experiment", "activation", "lam", "d", "N", "seed", "final_risk
                 "steps", "wall_seconds", "measure_seconds", "device", "file")
 
 
+def experiment_of(path: str | os.PathLike) -> str:
+    """The experiment of a run in the workflow's layout results/{experiment}/train/{model}/{dkey}/{run}.nc;
+    "" for a file anywhere else (not the name of whatever folder lies four levels up)."""
+    parts = Path(path).parts
+    return parts[-5] if len(parts) >= 5 and parts[-4] == "train" else ""
+
+
 def runs_table(paths: Iterable[str | os.PathLike]) -> list[dict[str, Any]]:
     """One row per training run: parameters, final risk, divergence, cost (`mfae summary`).
 
@@ -92,8 +99,7 @@ def runs_table(paths: Iterable[str | os.PathLike]) -> list[dict[str, Any]]:
     rows = []
     for path in paths:
         ds = read_dataset(path, "train", require=("risk",))
-        parts = Path(path).parts
-        rows.append(dict(experiment=parts[-5] if len(parts) >= 5 else "", activation=attr(ds, "param_activation"),
+        rows.append(dict(experiment=experiment_of(path), activation=attr(ds, "param_activation"),
                          lam=attr(ds, "param_lam"), d=attr(ds, "d"), N=attr(ds, "param_N"),
                          seed=attr(ds, "param_seed"), final_risk=float(ds.risk.values[-1]),
                          diverged=int(attr(ds, "diverged", 0)), diverged_step=attr(ds, "diverged_step", -1),
