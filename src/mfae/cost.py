@@ -30,7 +30,7 @@ def _itemsize(dtype: str) -> int:
 
 
 def train_memory_mb(N: int, d: int, batch: int, *, n_test: int, n_train: int = 0, block_steps: int = 256,
-                    dtype: str = "float32", n_projections: int = 1000, n_times: int = 50) -> float:
+                    dtype: str = "float32", n_projections: int = 1000, n_times: int = 50, runs: int = 1) -> float:
     """Estimated peak memory (MB = 2^20 bytes) of one `mfae train` process, baseline included.
 
     N neurons, input dimension d, mini-batch `batch`, `n_test` test samples (Gaussian data; for real
@@ -46,6 +46,9 @@ def train_memory_mb(N: int, d: int, batch: int, *, n_test: int, n_train: int = 0
                      files hold uint8 codes decoded straight into the dtype, so this is an upper bound there
       records        n_times * (min(N, n_projections) + 2d + 3) float64, held ~3 times (run, dataset, write)
       checkpoint     a CPU copy of theta and its serialisation, 2 N*d (dtype)
+    With `runs` = R > 1, a stack of R runs of this N trained together (`mfae.train.train_batch`):
+    weights, stepper, samples, measurement, records and checkpoint are per run (x R); the test set,
+    eigenbasis and training rows are shared.
     """
     for name, v in dict(N=N, d=d, batch=batch, n_test=n_test, block_steps=block_steps, n_times=n_times).items():
         if int(v) < 1:
@@ -64,7 +67,10 @@ def train_memory_mb(N: int, d: int, batch: int, *, n_test: int, n_train: int = 0
     rows = n_train * d * (f64 + (s if s != f64 else 0))
     records = 3 * n_times * (min(N, n_projections) + 2 * d + 3) * f64
     checkpoint = 2 * N * d * s
-    total = weights + stepper + samples + test_set + measurement + eigenbasis + rows + records + checkpoint
+    if int(runs) < 1:
+        raise ValueError(f"runs must be >= 1, got {runs}")
+    per_run = weights + stepper + samples + measurement + records + checkpoint
+    total = int(runs) * per_run + test_set + eigenbasis + rows
     return BASELINE_MB + total / MB
 
 

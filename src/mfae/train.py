@@ -49,6 +49,13 @@ class GaussianSampler:
         self.scale = torch.sqrt(s / d)
         self.gen, self.m = gen, V.shape[1]
 
+    @classmethod
+    def like(cls, other: "GaussianSampler", gen: torch.Generator) -> "GaussianSampler":
+        """The same distribution (shared arrays) with another generator: another run of a batch."""
+        new = cls.__new__(cls)
+        new.Vt, new.scale, new.m, new.gen = other.Vt, other.scale, other.m, gen
+        return new
+
     def draw(self, n: int) -> torch.Tensor:
         z = torch.randn(n, self.m, generator=self.gen, device=self.Vt.device, dtype=self.Vt.dtype)
         return (z * self.scale) @ self.Vt
@@ -94,8 +101,11 @@ class RunSetup:
     theta0: torch.Tensor
 
 
-def prepare_run(cfg: TrainConfig, data: Mapping[str, np.ndarray], device: torch.device) -> RunSetup:
-    """Set up one run (see `RunSetup`); `data` comes from `mfae.data.train_inputs`."""
+def prepare_run(cfg: TrainConfig, data: Mapping[str, np.ndarray], device: torch.device,
+                shared: RunSetup | None = None) -> RunSetup:
+    """Set up one run (see `RunSetup`); `data` comes from `mfae.data.train_inputs`. With `shared`, the
+    setup of another run of the same batch (same data, schedule and test seed), its eigenbasis and test
+    set are reused instead of being made again (they are the same arrays)."""
     dtype = getattr(torch, cfg.dtype)
     V_np = data["eigenvector"]
     d = V_np.shape[0]
@@ -103,12 +113,17 @@ def prepare_run(cfg: TrainConfig, data: Mapping[str, np.ndarray], device: torch.
     total = n_steps(cfg.t_max, d, cfg.lr)
     check_grid(cfg, d)
     times = time_grid(cfg.t_max, cfg.n_times)
-    V = torch.as_tensor(V_np, dtype=dtype, device=device)
     sample_gen = torch.Generator(device=device).manual_seed(derived_seed(cfg.seed, 1))
-    if "x_train" in data:
+    if shared is not None:
+        V, x_test = shared.V, shared.x_test
+        sampler = (RowSampler(shared.sampler.x, sample_gen) if isinstance(shared.sampler, RowSampler)
+                   else GaussianSampler.like(shared.sampler, sample_gen))
+    elif "x_train" in data:
+        V = torch.as_tensor(V_np, dtype=dtype, device=device)
         sampler = RowSampler(torch.as_tensor(data["x_train"], dtype=dtype, device=device), sample_gen)
         x_test = torch.as_tensor(data["x_test"], dtype=torch.float64)
     else:
+        V = torch.as_tensor(V_np, dtype=dtype, device=device)
         sampler = GaussianSampler(V, torch.as_tensor(data["eigenvalue"], dtype=dtype, device=device), d, sample_gen)
         tg = torch.Generator().manual_seed(derived_seed(cfg.test_seed, 2))
         Vd = torch.as_tensor(V_np, dtype=torch.float64)
@@ -170,17 +185,17 @@ def train_batch(cfgs: Sequence[TrainConfig], data: Mapping[str, np.ndarray], dev
     cfgs = [c.validate() for c in cfgs]
     check_batchable(cfgs)
     stacks = stacks_of(cfgs)
-    runs = [prepare_run(c, data, device) for c in cfgs]
+    runs: list[RunSetup | None] = [None] * len(cfgs)  # set up a stack at a time (its weights, samplers)
+    first = prepare_run(cfgs[0], data, device)  # the schedule, eigenbasis and test set all runs share
     fp = fingerprint(cfgs, data_hash(data)) if checkpoint is not None else None
     saved = load_checkpoint(checkpoint, fp) if checkpoint is not None else None
     states: list[StackState | None] = saved if saved is not None else [None] * len(stacks)
-    finished_before = saved is not None and all(s is not None and _finished(s, runs[idx[0]].total)
-                                                for s, idx in zip(saved, stacks))
+    finished_before = saved is not None and all(s is not None and _finished(s, first.total) for s in saved)
     if saved is not None:
         done = sum(s.step * len(idx) for s, idx in zip(saved, stacks) if s is not None)
         log(f"resuming from checkpoint {checkpoint} at batch step {done}"
             + (" (finished: writing the outputs only)" if finished_before else ""))
-    measurer = _measurer(cfgs[0], data, runs[0], device)  # the test set's products, once for the batch
+    measurer = _measurer(cfgs[0], data, first, device)  # the test set's products, once for the batch
 
     stop = {"signal": None}
 
@@ -188,15 +203,17 @@ def train_batch(cfgs: Sequence[TrainConfig], data: Mapping[str, np.ndarray], dev
         stop["signal"] = signum
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)} if checkpoint else {}
-    total = sum(runs[idx[0]].total * len(idx) for idx in stacks)
+    total = first.total * len(cfgs)
     Ns = sorted({c.N for c in cfgs})
     bar = tqdm(total=total, initial=sum(s.step * len(idx) for s, idx in zip(states, stacks) if s is not None),
-               desc=(f"train {len(cfgs)} run{'s' * (len(cfgs) > 1)} d={runs[0].d} "
+               desc=(f"train {len(cfgs)} run{'s' * (len(cfgs) > 1)} d={first.d} "
                      f"N={','.join(map(str, Ns))}"), unit="step", disable=not progress, file=sys.stderr,
                mininterval=1.0 if sys.stderr.isatty() else 30.0)
     ctl = _Control(checkpoint, fp, states, checkpoint_seconds, stop_after_steps, stop, log)
     try:
         for si, idx in enumerate(stacks):
+            for i in idx:
+                runs[i] = prepare_run(cfgs[i], data, device, shared=first)
             if states[si] is None:
                 states[si] = _fresh_stack([runs[i] for i in idx], cfgs[idx[0]], data)
             else:
@@ -204,7 +221,9 @@ def train_batch(cfgs: Sequence[TrainConfig], data: Mapping[str, np.ndarray], dev
                 for i, rng in zip(idx, states[si].sample_rng):
                     runs[i].sample_gen.set_state(rng)
             _train_stack(cfgs[idx[0]], [runs[i] for i in idx], states[si], device, measurer, cuda_graph, bar,
-                         ctl, sum(runs[j[0]].total * len(j) for j in stacks[:si]), log)
+                         ctl, first.total * sum(len(j) for j in stacks[:si]), log)
+            if si + 1 < len(stacks):  # done with this stack: keep its state (small), free its buffers
+                states[si].sample_rng = [runs[i].sample_gen.get_state() for i in idx]
     finally:
         bar.close()
         for s, h in old.items():

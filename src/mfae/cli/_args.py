@@ -69,6 +69,19 @@ def integer(lo: int, hi: int) -> Callable[[str], int]:
     return parse
 
 
+def listed(kind: Callable[[str], int]) -> Callable[[str], list[int]]:
+    """An argparse type: a comma-separated list of values of `kind` (one value is a list of one)."""
+
+    def parse(text: str) -> list[int]:
+        vals = [kind(v.strip()) for v in text.split(",") if v.strip()]
+        if not vals:
+            raise argparse.ArgumentTypeError("expected at least one value")
+        return vals
+
+    parse.__name__ = f"comma-separated list of {getattr(kind, '__name__', 'values')}"
+    return parse
+
+
 seed = integer(0, SEED_MAX)  # numpy/torch seeds, as in the schema (below 2^32)
 size = integer(1, SIZE_MAX)  # counts and sizes (below 2^31)
 count = integer(0, SIZE_MAX)
