@@ -33,7 +33,17 @@ def job_counts(p: subprocess.CompletedProcess) -> dict[str, int]:
     if not m:
         assert "Nothing to be done" in out, out[-2000:]
         return {}
-    return {ln.split()[0]: int(ln.split()[1]) for ln in m.group(1).strip().splitlines()}
+    counts: dict[str, int] = {}
+    for ln in m.group(1).strip().splitlines():
+        rule, n = ln.split()[0], int(ln.split()[1])
+        rule = "train" if rule.startswith("train_") else rule  # one rule per training batch (mfae.pack)
+        counts[rule] = counts.get(rule, 0) + n
+    return counts
+
+
+def train_commands(p: subprocess.CompletedProcess) -> list[str]:
+    """The `mfae train` command lines a dry run (with -p) prints, one per batch job."""
+    return re.findall(r"^mfae train .*$", p.stdout + p.stderr, re.M)
 
 
 def load(path: Path) -> dict:
@@ -54,7 +64,12 @@ def test_default_config_dag(tmp_path):
     n_train = sum(len(e.get("N", e.get("N_over_d", e.get("N_over_r", [])))) * len(e["seeds"]) * len(e["activations"])
                   * len(e["lams"]) * len(e.get("d", [1])) * len(e["data"].get("ranks", [1]))
                   for e in cfg.values() if e.get("enabled", True))
-    assert counts["train"] == n_train
+    from mfae import pack
+    from mfae.config import load_config
+
+    batches = pack.train_batches(load_config(ROOT / "config.yaml", check_paths=False))
+    assert counts["train"] == len(batches) < n_train  # runs share processes ...
+    assert sum(len(b.runs) for b in batches) == n_train  # ... and each is in exactly one
     for rule in ("data", "meanfield", "convergence", "figure_phases", "figure_shrinkage", "figure_activations",
                  "figure_convergence", "figure_realdata", "figure_projections", "figure_rank", "runs_table"):
         assert counts.get(rule, 0) >= 1, rule
@@ -190,7 +205,7 @@ def test_nothing_reruns_when_nothing_changed(tiny_run):
 @pytest.mark.slow
 def test_changing_one_lambda_reruns_only_that_experiment(tiny_run, tmp_path):
     counts = planned_after(tiny_run, tmp_path, lambda cfg: cfg["experiments"]["phases"].update(lams=[0.2]))
-    assert counts == {"train": 4, "meanfield": 1, "figure_phases": 1, "figure_projections": 1, "runs_table": 1,
+    assert counts == {"train": 1, "meanfield": 1, "figure_phases": 1, "figure_projections": 1, "runs_table": 1,
                       "all": 1}
 
 
@@ -203,9 +218,27 @@ def test_changing_a_shared_value_of_one_experiment_reruns_its_jobs_only(tiny_run
 
 
 @pytest.mark.slow
-def test_adding_one_n_trains_only_the_new_runs(tiny_run, tmp_path):
+def test_adding_one_n_retrains_only_its_batch(tiny_run, tmp_path):
+    """phases' runs (N = 20, 60; seeds 0, 1) are one cheap batch: adding N = 100 retrains that batch
+    (one job, one process), nothing of another experiment."""
     counts = planned_after(tiny_run, tmp_path, lambda cfg: cfg["experiments"]["phases"].update(N=[20, 60, 100]))
-    assert counts == {"train": 2, "figure_phases": 1, "figure_projections": 1, "runs_table": 1, "all": 1}
+    assert counts == {"train": 1, "figure_phases": 1, "figure_projections": 1, "runs_table": 1, "all": 1}
+
+
+@pytest.mark.slow
+def test_adding_a_big_n_trains_only_it(tiny_run, tmp_path):
+    """With a work budget below a big N's (train.pack_seconds), that N trains alone: adding it plans one
+    job, which trains only its runs; the existing batch is untouched."""
+    wd, cfgfile = tiny_run
+    cfg = load(cfgfile)
+    cfg["experiments"]["phases"].update(N=[20, 60, 5000])
+    cfg["train"]["pack_seconds"] = 0.1  # N = 5000 (2 seeds) is ~0.3 s of work, N = 20 and 60 together ~0.02 s
+    p = smk(wd, dump(cfg, tmp_path / "c.yaml"), "-n", "-p")
+    counts = job_counts(p)
+    counts.pop("total", None)
+    assert counts["train"] == 1
+    (cmd,) = train_commands(p)
+    assert "--N 5000,5000 --seed 0,1 " in cmd
 
 
 @pytest.mark.slow
@@ -228,14 +261,14 @@ def test_preempted_training_job_is_retried_and_resumes(tmp_path):
     ph.update(N=[1500], seeds=[0], lr=0.02, t_max=150)  # 90000 steps: several seconds
     cfgfile = dump(cfg, tmp_path / "config.yaml")
     cmd = [SNAKEMAKE, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(tmp_path), "--configfile",
-           str(cfgfile), "--cores", "1", "--retries", "1", "--until", "train"]
+           str(cfgfile), "--cores", "1", "--retries", "1", "--until", "train_phases_tanh_lam0p1_d12_N1500_1500"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV)
-    log = tmp_path / "results/logs/train/phases/tanh_lam0.1_d12_N1500_seed0.log"
+    log = tmp_path / "results/logs/train/phases/tanh_lam0.1_d12_N1500-1500.log"
     t0, pid = time.time(), None
     while time.time() - t0 < 120 and pid is None:
         time.sleep(0.2)
         if log.exists() and "step" in log.read_text():  # the progress bar: inside the step loop
-            ps = subprocess.run(["pgrep", "-f", "bin/mfae train .*N1500_seed0"], capture_output=True, text=True)
+            ps = subprocess.run(["pgrep", "-f", "bin/mfae train .*--N 1500 "], capture_output=True, text=True)
             pid = int(ps.stdout.split()[0]) if ps.stdout.split() else None
     assert pid is not None, "training job never started"
     time.sleep(0.5)
@@ -244,7 +277,7 @@ def test_preempted_training_job_is_retried_and_resumes(tmp_path):
     assert proc.returncode == 0, out[-3000:]
     assert "resuming from checkpoint" in log.read_text()
     result = tmp_path / "results/phases/train/tanh_lam0.1/d12/N1500_seed0.nc"
-    assert not result.with_name(result.name + ".ckpt.pt").exists()
+    assert not list(result.parent.glob("*.ckpt.pt"))  # the batch's checkpoint, removed once written
     ref = tmp_path / "ref.nc"
     subprocess.run([str(Path(sys.executable).with_name("mfae")), "train", "--data",
                     str(tmp_path / "results/phases/data/d12.nc"), "--N", "1500", "--seed", "0", "--lam", "0.1",

@@ -169,13 +169,14 @@ def memory_resource_mb(mem_mb: float, attempt: int = 1) -> int:
     return attempt * max(MIN_MEM_MB, 100 * math.ceil(MEM_SAFETY * mem_mb / 100.0))
 
 
-def memory_mb(s: Shape, r: Rates = CPU_RATES) -> float:
-    """Peak memory (MB) of the job: mfae.cost.train_memory_mb, plus the device's host extra (CUDA)."""
+def memory_mb(s: Shape, r: Rates = CPU_RATES, runs: int = 1) -> float:
+    """Peak memory (MB) of the job: mfae.cost.train_memory_mb (of `runs` runs of this shape trained as
+    one stack), plus the device's host extra (CUDA)."""
     from .cost import train_memory_mb
 
     return r.host_extra_mb + train_memory_mb(s.N, s.d, s.batch, n_test=s.n_test, n_train=s.n_train,
                                              block_steps=BLOCK_STEPS, dtype=s.dtype, n_projections=N_PROJECTIONS,
-                                             n_times=s.n_times)
+                                             n_times=s.n_times, runs=runs)
 
 
 # --- jobs of a study ---------------------------------------------------------------------------
@@ -285,6 +286,15 @@ def job_shape(config: dict, exp: str, dkey: str, N: int, data_file: str | Path |
                  n_times=t["n_times"], n_test=size.n_test, n_train=size.n_train, dtype=t["dtype"])
 
 
+def job_shape_fallback(config: dict, exp: str, N: int) -> Shape:
+    """The shape planned for a job whose data width is unknown (a user array that does not exist yet):
+    that of an MNIST-sized file (784 features, 60000 rows split by data.test_fraction)."""
+    e, t = study.experiment(config, exp), study.section(config, "train")
+    d, (n_train, n_test) = 784, _split(60000, e["data"].get("test_fraction", 0.2))
+    return Shape(N=int(N), d=d, m=d, batch=t["batch"], steps=n_steps(e["t_max"], d, e["lr"]),
+                 n_times=t["n_times"], n_test=n_test, n_train=n_train, dtype=t["dtype"])
+
+
 def plan_device(config: dict, *, gpu: bool) -> str:
     """The device whose rates estimate the training jobs: `train.plan_device` when cpu or cuda; for
     auto, `train.device` when cpu or cuda; for device auto, cuda when the training jobs are given a
@@ -335,12 +345,7 @@ def train_resources(config: dict, exp: str, dkey: str, N: int | str, device: str
                     data_file: str | Path | None = None) -> dict[str, int]:
     """`runtime` (minutes) and `mem_mb` of the `train` rule's job (exp, data key, N); when the data
     width is not known yet, the largest known real-data width (784) stands in."""
-    s = job_shape(config, exp, dkey, int(N), data_file)
-    if s is None:  # a user array that does not exist yet: plan as for an MNIST-sized file
-        e, t = study.experiment(config, exp), study.section(config, "train")
-        d, (n_train, n_test) = 784, _split(60000, e["data"].get("test_fraction", 0.2))
-        s = Shape(N=int(N), d=d, m=d, batch=t["batch"], steps=n_steps(e["t_max"], d, e["lr"]),
-                  n_times=t["n_times"], n_test=n_test, n_train=n_train, dtype=t["dtype"])
+    s = job_shape(config, exp, dkey, int(N), data_file) or job_shape_fallback(config, exp, int(N))
     r = rates(device)
     return dict(runtime=runtime_minutes(est_seconds(s, r), attempt),
                 mem_mb=memory_resource_mb(memory_mb(s, r), attempt))

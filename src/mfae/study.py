@@ -24,7 +24,7 @@ DATA_DEFAULTS: dict[str, Any] = dict(rotate=False, seed=0, test_fraction=0.2, ma
                                      mirrors=[])
 SECTION_DEFAULTS: dict[str, dict[str, Any]] = {
     "train": dict(device="auto", dtype="float32", batch=8, n_times=25, n_test=4096, checkpoint_seconds=300,
-                  plan_device="auto"),
+                  plan_device="auto", pack_seconds=120),
     "meanfield": dict(n_times=200),
     "figures": dict(shrinkage_times=[1, 3, 10], realdata_times=[0.5, 1, 4], projection_times=[0, 1, 3, 6],
                     n_images=8),

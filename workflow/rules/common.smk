@@ -9,10 +9,10 @@ from snakemake.settings.types import DeploymentMethod
 from snakemake.utils import validate
 
 try:
-    from mfae import config as mfae_config, plan, study
+    from mfae import config as mfae_config, pack, plan, study
 except ImportError:  # a source checkout without `pip install -e .`
     sys.path.insert(0, str(Path(workflow.basedir) / "src"))
-    from mfae import config as mfae_config, plan, study
+    from mfae import config as mfae_config, pack, plan, study
 
 # Before any job: a key given twice in a config file (YAML would keep the last silently), the
 # schema (types, ranges, unknown keys; fills in defaults), then the checks a schema cannot express.
@@ -110,30 +110,24 @@ def _gets_gpu(resources):
     )
 
 
-TRAIN_DEVICE = plan.plan_device(
-    config,
-    gpu=_gets_gpu(workflow.resource_settings.overwrite_resources.get("train")),
-)
+TRAIN_OVERRIDES = dict(workflow.resource_settings.overwrite_resources.get("train") or {})
+TRAIN_DEVICE = plan.plan_device(config, gpu=_gets_gpu(TRAIN_OVERRIDES))
 
 
-def _train_resources(wildcards, attempt):
-    data = f"{R}/{wildcards.exp}/data/{wildcards.dkey}.nc"
-    return plan.train_resources(
-        config,
-        wildcards.exp,
-        wildcards.dkey,
-        wildcards.N,
-        TRAIN_DEVICE,
-        attempt,
-        data_file=data,
-    )
+TRAIN_BATCHES = pack.train_batches(config)
 
 
-def get_train_runtime(wildcards, attempt):
-    """Minutes (SLURM -t) for the training job: mfae.plan's estimate x safety, x attempt."""
-    return _train_resources(wildcards, attempt)["runtime"]
+def train_resources(batch):
+    """Resources of a batch's job: `runtime` (minutes, SLURM -t) and `mem_mb` (--mem) from the cost
+    model (mfae.pack.batch_resources: 3x the estimate plus a margin; each retry doubles, triples, ...
+    them), and whatever the profile sets for `train` (set-resources: train: gpu: 1), which Snakemake
+    itself would only apply to a rule named exactly `train`."""
+    data = f"{R}/{batch.experiment}/data/{batch.data}.nc"
 
+    def runtime(wildcards, attempt):
+        return pack.batch_resources(config, batch, TRAIN_DEVICE, attempt, data)["runtime"]
 
-def get_train_mem_mb(wildcards, attempt):
-    """Memory (MB, SLURM --mem) for the training job: mfae.plan's estimate x safety, x attempt."""
-    return _train_resources(wildcards, attempt)["mem_mb"]
+    def mem_mb(wildcards, attempt):
+        return pack.batch_resources(config, batch, TRAIN_DEVICE, attempt, data)["mem_mb"]
+
+    return dict(runtime=runtime, mem_mb=mem_mb, **TRAIN_OVERRIDES)

@@ -1,43 +1,56 @@
-# Stage 2: finite-N online SGD (the expensive stage). One job per (experiment, activation, lambda,
-# d, N, seed), threads: 1, so independent runs fill all cores locally and spread over a cluster.
-# On SLURM, profiles/slurm gives this rule a GPU; `--device auto` then trains on CUDA. Its time
-# limit and memory come from the cost model (mfae.plan, as `mfae plan` prints them).
+# Stage 2: finite-N online SGD (the expensive stage). One job per *batch*: runs of one (experiment,
+# activation, lambda, data file) that `mfae train` trains in one process (all seeds of an N as one
+# stacked tensor program), packed by estimated work (train.pack_seconds; src/mfae/pack.py says what a
+# config change then reruns). Each batch is its own rule (train_<exp>_<act>_lam<lam>_<data>_N<a>_<b>),
+# with its runs' files as outputs, so every run keeps its own output file and path.
+# threads: 1, so independent batches fill all cores locally and spread over a cluster. On SLURM,
+# profiles/slurm gives every training job a GPU (set-resources under the name `train` applies to all
+# batch rules); `--device auto` then trains on CUDA. Time limit and memory: the cost model (mfae.plan).
 
 
-rule train:
-    input:
-        data=f"{R}/{{exp}}/data/{{dkey}}.nc",
-    output:
-        f"{R}/{{exp}}/train/{{act}}_lam{{lam}}/{{dkey}}/N{{N}}_seed{{seed}}.nc",
-    log:
-        f"{R}/logs/train/{{exp}}/{{act}}_lam{{lam}}_{{dkey}}_N{{N}}_seed{{seed}}.log",
-    benchmark:
-        f"{R}/benchmarks/train/{{exp}}/{{act}}_lam{{lam}}_{{dkey}}_N{{N}}_seed{{seed}}.tsv"
-    conda:
-        "../../envs/train.yaml"
-    threads: 1
-    resources:
-        runtime=get_train_runtime,
-        mem_mb=get_train_mem_mb,
-    params:
-        mfae=MFAE,
-        r0=get_r0,
-        lr=get_lr,
-        t_max=get_t_max,
-        batch=config["train"]["batch"],
-        n_times=config["train"]["n_times"],
-        n_test=config["train"]["n_test"],
-        dtype=config["train"]["dtype"],
-        device=config["train"]["device"],
-        checkpoint_seconds=config["train"]["checkpoint_seconds"],
-    shell:
-        # A preempted/killed job leaves {output}.ckpt.pt (outside `output:`, so Snakemake keeps it
-        # across `retries`); rerunning the same command resumes from it.
-        "{params.mfae} train --data {input.data} --N {wildcards.N} --seed {wildcards.seed}"
-        " --activation {wildcards.act} --lam {wildcards.lam} --r0 {params.r0} --lr {params.lr}"
-        " --batch {params.batch} --t-max {params.t_max} --n-times {params.n_times} --n-test {params.n_test}"
-        " --dtype {params.dtype} --device {params.device} --threads {threads}"
-        " --checkpoint-seconds {params.checkpoint_seconds} --out {output} > {log} 2>&1"
+for batch in TRAIN_BATCHES:
+
+    rule:
+        name:
+            batch.name
+        input:
+            data=f"{R}/{batch.experiment}/data/{batch.data}.nc",
+        output:
+            batch.paths,
+        log:
+            f"{R}/logs/train/{batch.experiment}/{batch.stem}.log",
+        benchmark:
+            f"{R}/benchmarks/train/{batch.experiment}/{batch.stem}.tsv"
+        conda:
+            "../../envs/train.yaml"
+        threads: 1
+        resources:
+            **train_resources(batch),
+        params:
+            mfae=MFAE,
+            N=csv(batch.Ns),
+            seeds=csv(batch.seeds),
+            activation=batch.activation,
+            lam=batch.lam,
+            r0=EXP[batch.experiment]["r0"],
+            lr=EXP[batch.experiment]["lr"],
+            t_max=EXP[batch.experiment]["t_max"],
+            batch=config["train"]["batch"],
+            n_times=config["train"]["n_times"],
+            n_test=config["train"]["n_test"],
+            dtype=config["train"]["dtype"],
+            device=config["train"]["device"],
+            checkpoint_seconds=config["train"]["checkpoint_seconds"],
+            checkpoint=batch.checkpoint(R),
+        shell:
+            # A preempted/killed job leaves its checkpoint (outside `output:`, so Snakemake keeps it
+            # across `retries`); rerunning the same command resumes from it.
+            "{params.mfae} train --data {input.data} --N {params.N} --seed {params.seeds}"
+            " --activation {params.activation} --lam {params.lam} --r0 {params.r0} --lr {params.lr}"
+            " --batch {params.batch} --t-max {params.t_max} --n-times {params.n_times} --n-test {params.n_test}"
+            " --dtype {params.dtype} --device {params.device} --threads {threads}"
+            " --checkpoint-seconds {params.checkpoint_seconds} --checkpoint {params.checkpoint}"
+            " --out {output} > {log} 2>&1"
 
 
 rule runs_table:
