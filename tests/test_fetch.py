@@ -360,3 +360,92 @@ def test_cli_data_fashion_mnist(mfae_bin, tmp_path):
     with xr.open_dataset(out) as ds:
         assert ds.attrs["name"] == "fashion-mnist" and ds.attrs["d"] == 784
         assert ds.sizes["sample"] == 300 and ds.sizes["test_sample"] == 10000
+
+
+# --- the workflow's `fetch` rule, run by Snakemake -------------------------------------------------------
+# The job is a separate `mfae data fetch` process: its checksum table is replaced for the test by a
+# sitecustomize module on PYTHONPATH (pins of small made-up IDX files), its official location is a
+# closed loopback port and any proxy points there too, so the only source that works is the local mirror.
+
+_SITECUSTOMIZE = '''
+import json, os
+table = os.environ.get("MFAE_TEST_FETCH_TABLE")
+if table:
+    import mfae.fetch as _f
+    for _name, (_urls, _pins) in json.loads(table).items():
+        _f.DATASETS[_name] = (tuple(_urls), {k: _f.Pin(*v) for k, v in _pins.items()})
+'''
+
+
+def _made_up_idx(folder: Path) -> dict[str, bytes]:
+    """Four small Fashion-MNIST-shaped IDX files (30 train and 10 test images of 28x28), gzipped; returns
+    the raw (decompressed) content of each."""
+    import numpy as np
+
+    from test_data import write_idx
+
+    rng = np.random.default_rng(7)
+    arrays = {"train-images-idx3-ubyte.gz": rng.integers(0, 256, (30, 28, 28)),
+              "train-labels-idx1-ubyte.gz": rng.integers(0, 10, 30),
+              "t10k-images-idx3-ubyte.gz": rng.integers(0, 256, (10, 28, 28)),
+              "t10k-labels-idx1-ubyte.gz": rng.integers(0, 10, 10)}
+    folder.mkdir(parents=True)
+    for name, arr in arrays.items():
+        write_idx(folder / name, arr)
+    return {name: gzip.decompress((folder / name).read_bytes()) for name in arrays}
+
+
+def test_fetch_rule_in_snakemake_fills_the_data_folder(server, closed_url, tmp_path):
+    """Snakemake runs the fetch rule for an experiment with data.fetch and a mirror (the local server),
+    then the data rule on the fetched folder: the four files arrive verified (content pins of the made-up
+    files), nothing else is left there, and the data file holds exactly the served images, normalised."""
+    import json
+    import sys
+
+    import numpy as np
+    import yaml
+
+    from mfae.data import samples
+    from mfae.io import read_dataset
+    from test_workflow import ROOT, SNAKEMAKE
+
+    raw = _made_up_idx(tmp_path / "served")
+    for name in raw:
+        server.routes[f"/m/{name}"] = ("file", tmp_path / "served" / name)
+    table = {"fashion-mnist": [[closed_url], {n: ["0" * 32, "0" * 64, hashlib.sha256(c).hexdigest()]
+                                              for n, c in raw.items()}]}
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(_SITECUSTOMIZE)
+    cfg = yaml.safe_load((ROOT / ".test" / "config.yaml").read_text())
+    for e in cfg["experiments"].values():
+        e["enabled"] = False
+    folder = tmp_path / "fm"
+    cfg["experiments"]["fashion_mnist"] = dict(
+        enabled=True, data=dict(source="fashion-mnist", path=str(folder), fetch=True, mirrors=[server.url + "/m"]),
+        activations=["tanh"], lams=[0.05], r0=0.3, lr=0.1, t_max=1, N=[20], seeds=[0])
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    env = {k: v for k, v in os.environ.items() if k.lower() not in ("http_proxy", "https_proxy", "all_proxy",
+                                                                     "no_proxy")}
+    env.update(PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+               PYTHONPATH=f"{tmp_path / 'site'}{os.pathsep}{env.get('PYTHONPATH', '')}",
+               MFAE_TEST_FETCH_TABLE=json.dumps(table), http_proxy=closed_url, https_proxy=closed_url,
+               no_proxy="127.0.0.1,localhost")
+    target = "results/fashion_mnist/data/real.nc"
+    p = subprocess.run([SNAKEMAKE, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
+                        "--configfile", str(tmp_path / "c.yaml"), "--cores", "1", target],
+                       capture_output=True, text=True, env=env, timeout=600)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    assert "rule fetch:" in p.stdout + p.stderr
+    assert _leftovers(folder) == sorted(raw)
+    for name, content in raw.items():
+        assert gzip.decompress((folder / name).read_bytes()) == content, name
+    assert sorted(server.hits) == sorted(f"/m/{n}" for n in raw) and set(server.hits.values()) == {1}
+    xtr, xte = samples(read_dataset(tmp_path / target))
+    img = {k: np.frombuffer(raw[k], np.uint8, offset=16).reshape(-1, 784) / 255.0
+           for k in ("train-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte.gz")}
+    tr, te = img["train-images-idx3-ubyte.gz"], img["t10k-images-idx3-ubyte.gz"]
+    mean = tr.mean(0)
+    scale = np.sqrt(np.mean(np.sum((tr - mean) ** 2, axis=1)))
+    rows = lambda a: a[np.lexsort(a.T[::-1])]  # noqa: E731 (the data stage may reorder rows)
+    np.testing.assert_allclose(rows(xtr), rows((tr - mean) / scale), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(rows(xte), rows((te - mean) / scale), rtol=1e-12, atol=1e-12)

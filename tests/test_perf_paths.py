@@ -12,11 +12,10 @@ import pytest
 import torch
 
 from mfae.cli import build_parser
-from mfae.data import gaussian_data, train_inputs
-from mfae.measure import measure
+from mfae.data import gaussian_data, real_data, train_inputs
 from mfae.reference import TiedAutoencoder, autograd_optimizer, autograd_step
 from mfae.sgd import CudaGraphRunner, Stepper
-from mfae.train import TrainConfig, prepare_run, train
+from mfae.train import TrainConfig, train
 
 ACTS = ["tanh", "relu", "linear", "erf"]
 TOL = {torch.float64: dict(rtol=1e-12, atol=1e-12), torch.float32: dict(rtol=1e-5, atol=1e-6)}
@@ -91,41 +90,87 @@ def test_stepper_equals_legacy_step_and_run_equals_step(activation, dtype):
     torch.testing.assert_close(a, c, **TOL[dtype])
 
 
-def plain_records(cfg: TrainConfig, data: dict) -> dict:
-    """train()'s run redone plainly: the same initial weights and sample chunks, one autograd+SGD step per
-    batch, the same measurements."""
-    run = prepare_run(cfg, data, torch.device("cpu"))
-    eps, total, ksteps, V, sampler, x_test, theta0 = (run.eps, run.total, run.ksteps, run.V, run.sampler,
-                                                      run.x_test, run.theta0)
-    model = TiedAutoencoder(theta0, cfg.activation)
+# --- the reference run: written from docs/theory.md §2, §4 and the documented seed streams, sharing no
+# set-up code with the trainer (no prepare_run, sampler class, measurer or derived_seed) -------------
+
+TEST_SEED = 20210216  # TrainConfig.test_seed: the Gaussian test set's seed, the same for every run
+
+
+def stream_seed(seed: int, stream: int) -> int:
+    """The documented seed of random stream `stream` (0: initial weights, 1: training samples, 2: the
+    Gaussian test set) of user seed `seed`: numpy's SeedSequence([seed, stream]), one 64-bit word, >> 1."""
+    return int(np.random.SeedSequence([seed, stream]).generate_state(1, np.uint64)[0]) >> 1
+
+
+def reference_run(cfg: TrainConfig, data: dict) -> dict:
+    """A run redone from the definitions: theta_i ~ N(0, r0^2 I) from stream 0 (drawn in float64); samples
+    x = V (sqrt(s/d) z) with z from stream 1 (real data: rows drawn with replacement by torch.randint on
+    stream 1), drawn a chunk of steps at a time (chunks end at multiples of block_steps and at measurement
+    steps); the Gaussian test set the same way from stream 2 of the test seed; eps = lr/d, steps =
+    ceil(t_max d / lr), grid time t measured at step min(round(t/eps), steps) (the last at the last step);
+    one autograd + torch.optim.SGD step per mini-batch (mfae.reference); risk and c measured in numpy."""
+    d = data["eigenvector"].shape[0]
+    V = torch.as_tensor(data["eigenvector"], dtype=torch.float64)
+    s = torch.as_tensor(data["eigenvalue"], dtype=torch.float64)
+    eps = cfg.lr / d
+    total = math.ceil(round(cfg.t_max * d / cfg.lr, 9))
+    times = np.linspace(0.0, cfg.t_max, cfg.n_times)
+    ksteps = [min(int(round(t / eps)), total) for t in times[:-1]] + [total]
+    g0 = torch.Generator().manual_seed(stream_seed(cfg.seed, 0))
+    theta0 = cfg.r0 * torch.randn(cfg.N, d, generator=g0, dtype=torch.float64)
+    g1 = torch.Generator().manual_seed(stream_seed(cfg.seed, 1))
+    if "x_train" in data:
+        x_train = torch.as_tensor(data["x_train"], dtype=torch.float64)
+        x_test = np.asarray(data["x_test"], np.float64)
+
+        def draw(n):
+            return x_train[torch.randint(x_train.shape[0], (n,), generator=g1)]
+    else:
+        g2 = torch.Generator().manual_seed(stream_seed(TEST_SEED, 2))
+        z = torch.randn(cfg.n_test, V.shape[1], generator=g2, dtype=torch.float64)
+        x_test = ((z * torch.sqrt(s / d)) @ V.T).numpy()
+
+        def draw(n):
+            return (torch.randn(n, V.shape[1], generator=g1, dtype=torch.float64) * torch.sqrt(s / d)) @ V.T
+    model = TiedAutoencoder(theta0.clone(), cfg.activation)
     opt = autograd_optimizer(model, eps, cfg.lam)
+    Vn, group = V.numpy(), np.asarray(data["group"])
+    act = {"tanh": np.tanh, "relu": lambda v: np.maximum(v, 0), "linear": lambda v: v,
+           "erf": np.vectorize(math.erf)}[cfg.activation]
     risk, c = [], []
-    step, nxt = 0, 0
-    while True:
-        while nxt < cfg.n_times and ksteps[nxt] == step:
-            m = measure(cfg.activation, model.theta.detach(), x_test, V, data["group"], data["group_eigenvalue"],
-                        data["group_fraction"])
-            risk.append(m["risk"])
-            c.append(m["c"])
-            nxt += 1
-        if step >= total:
-            break
-        end = min((step // cfg.block_steps + 1) * cfg.block_steps, int(ksteps[nxt]), total)
-        x = sampler.draw((end - step) * cfg.batch)
-        for j in range(end - step):
-            autograd_step(model, opt, x[j * cfg.batch:(j + 1) * cfg.batch])
-        step = end
-    return dict(risk=np.array(risk), c=np.array(c))
+    step = 0
+    for k in ksteps:
+        while step < k:  # the chunks up to the next measurement
+            end = min((step // cfg.block_steps + 1) * cfg.block_steps, k)
+            x = draw((end - step) * cfg.batch)
+            for j in range(end - step):
+                autograd_step(model, opt, x[j * cfg.batch:(j + 1) * cfg.batch])
+            step = end
+        th = model.theta.detach().numpy()
+        xhat = act(x_test @ th.T) @ th / cfg.N
+        risk.append(0.5 * np.mean(np.sum((x_test - xhat) ** 2, axis=1)))
+        c_j = np.mean((th @ Vn) ** 2, axis=0)
+        c.append(np.bincount(group, weights=c_j) / np.bincount(group))
+    return dict(risk=np.array(risk), c=np.array(c), ksteps=np.array(ksteps))
 
 
-@pytest.mark.parametrize("activation", ACTS)
-def test_train_equals_plain_autograd_loop(activation):
-    """The whole optimised train() (chunked samples, Stepper.run, reused buffers) == a plain loop, float64."""
-    data = data_dict(gaussian_data([3.0, 1.0, 0.3], [1, 1, 1], 12, rotate=True, seed=3))
+def _real_toy():
+    rng = np.random.default_rng(4)
+    return real_data(rng.standard_normal((300, 10)) * np.linspace(2.5, 0.2, 10), "toy", test_fraction=0.2, seed=1)
+
+
+@pytest.mark.parametrize("activation, kind", [(a, "gaussian") for a in ACTS] + [("tanh", "real")])
+def test_train_equals_an_independent_reference_run(activation, kind):
+    """The whole optimised train() (its set-up, samplers, test set, chunked Stepper.run, Measurer) against
+    reference_run, float64: the same curves to 1e-10. A wrong seed stream, sample scaling, test set,
+    initialisation, chunking or measurement step shows here."""
+    ds = gaussian_data([3.0, 1.0, 0.3], [1, 1, 1], 12, rotate=True, seed=3) if kind == "gaussian" else _real_toy()
+    data = data_dict(ds)
     cfg = TrainConfig(N=70, seed=2, activation=activation, lr=0.2, t_max=1.0, n_times=4, dtype="float64",
                       block_steps=13, n_test=256)
     res = train(cfg, data, torch.device("cpu"), progress=False)
-    ref = plain_records(cfg, data)
+    ref = reference_run(cfg, data)
+    np.testing.assert_array_equal(res["steps"], ref["ksteps"])
     np.testing.assert_allclose(res["records"]["risk"], ref["risk"], rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(res["records"]["c"], ref["c"], rtol=1e-10, atol=1e-12)
 

@@ -129,6 +129,40 @@ def test_checkpoint_with_other_parameters_is_refused(tmp_path: Path):
         train(other, data_dict(SMALL), torch.device("cpu"), checkpoint=ck, progress=False)
 
 
+def _edited(data: dict, key: str, index: tuple) -> dict:
+    """A copy of train inputs with one entry of one array nudged (the rest untouched)."""
+    out = {k: np.array(v, copy=True) for k, v in data.items()}
+    out[key][index] += 1e-3
+    return out
+
+
+@pytest.mark.parametrize("kind, key, index", [
+    ("gaussian", "eigenvector", (5, 9)),   # one entry of a late eigenvector column (not the first)
+    ("gaussian", "eigenvalue", (7,)),      # one eigenvalue of a small group
+    ("real", "x_train", (17, 3)),          # one training row
+    ("real", "x_test", (2, 1)),            # one test sample
+])
+def test_checkpoint_of_other_data_is_refused(tmp_path: Path, kind, key, index):
+    """A checkpoint is resumed only on the data it was made with: the same parameters on data that differ
+    in a single entry of any array the run reads must not silently continue the old run."""
+    if kind == "gaussian":
+        data = data_dict(gaussian_data([4.0, 1.0, 0.25], [1, 1, 1], 12, rotate=True, seed=1))
+    else:
+        from mfae.data import real_data
+
+        x = np.random.default_rng(0).standard_normal((120, 12)) @ np.diag(np.linspace(3, 0.2, 12))
+        data = data_dict(real_data(x, "toy", seed=1))
+    cfg = TrainConfig(N=40, seed=1, lr=0.2, t_max=2.0, n_times=5, block_steps=16)
+    ck = tmp_path / "run.ckpt.pt"
+    with pytest.raises(Interrupted):
+        train(cfg, data, torch.device("cpu"), checkpoint=ck, progress=False, stop_after_steps=20)
+    with pytest.raises(MfaeError, match="checkpoint"):
+        train(cfg, _edited(data, key, index), torch.device("cpu"), checkpoint=ck, progress=False)
+    # the original data still resume it
+    res = train(cfg, data, torch.device("cpu"), checkpoint=ck, progress=False)
+    assert res["steps_done"] == res["total_steps"]
+
+
 @pytest.mark.parametrize("bad, match", [(dict(N=0), "N"), (dict(lam=-1.0), "lam"), (dict(activation="gelu"), "activation"),
                                         (dict(lr=float("nan")), "lr"), (dict(n_times=1), "n-times")])
 def test_bad_config(bad, match):
