@@ -161,3 +161,30 @@ def test_cli_batch_writes_the_files_of_separate_runs(tmp_path, mfae_bin):
     bad = subprocess.run([mfae_bin, "train", *common, "--N", "16,24", "--seed", "0,1,2", "--out", "x.nc"],
                          capture_output=True, text=True)
     assert bad.returncode != 0 and "--N has 2 values and --seed 3" in bad.stderr
+
+
+def test_cli_meanfield_models_in_one_process_equal_separate_commands(tmp_path, mfae_bin):
+    """`mfae meanfield --activation tanh,relu --lam 0.1,0.3` writes four files, activation-major, each
+    equal to its one-model command."""
+    data = tmp_path / "d.nc"
+    subprocess.run([mfae_bin, "data", "gaussian", "--eigenvalues", "4,1", "--fractions", "1,1", "--d", "8",
+                    "--out", str(data)], check=True, capture_output=True)
+    common = ["meanfield", "--data", str(data), "--t-max", "2", "--n-times", "11"]
+    outs = [tmp_path / f"{a}_{lam}.nc" for a in ("tanh", "relu") for lam in ("0.1", "0.3")]
+    p = subprocess.run([mfae_bin, *common, "--activation", "tanh,relu", "--lam", "0.1,0.3",
+                        "--out", *map(str, outs)], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    for o in outs:
+        act, lam = o.stem.split("_")
+        one = tmp_path / f"one_{o.name}"
+        subprocess.run([mfae_bin, *common, "--activation", act, "--lam", lam, "--out", str(one)], check=True,
+                       capture_output=True)
+        with xr.open_dataset(o) as a, xr.open_dataset(one) as b:
+            assert a.attrs["param_activation"] == act and float(a.attrs["param_lam"]) == float(lam)
+            np.testing.assert_array_equal(a.c.values, b.c.values)
+    bad = subprocess.run([mfae_bin, *common, "--activation", "tanh,relu", "--out", "x.nc"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "2 model(s)" in bad.stderr and "1 --out" in bad.stderr
+    bad = subprocess.run([mfae_bin, *common, "--activation", "tanh,sigmoid", "--out", "x.nc", "y.nc"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "unknown activation 'sigmoid'" in bad.stderr

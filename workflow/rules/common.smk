@@ -110,7 +110,9 @@ def _gets_gpu(resources):
     )
 
 
-TRAIN_OVERRIDES = dict(workflow.resource_settings.overwrite_resources.get("train") or {})
+TRAIN_OVERRIDES = dict(
+    workflow.resource_settings.overwrite_resources.get("train") or {}
+)
 TRAIN_DEVICE = plan.plan_device(config, gpu=_gets_gpu(TRAIN_OVERRIDES))
 
 
@@ -125,9 +127,13 @@ def train_resources(batch):
     data = f"{R}/{batch.experiment}/data/{batch.data}.nc"
 
     def runtime(wildcards, attempt):
-        return pack.batch_resources(config, batch, TRAIN_DEVICE, attempt, data)["runtime"]
+        return pack.batch_resources(config, batch, TRAIN_DEVICE, attempt, data)[
+            "runtime"
+        ]
 
     def mem_mb(wildcards, attempt):
-        return pack.batch_resources(config, batch, TRAIN_DEVICE, attempt, data)["mem_mb"]
+        return pack.batch_resources(config, batch, TRAIN_DEVICE, attempt, data)[
+            "mem_mb"
+        ]
 
     return dict(runtime=runtime, mem_mb=mem_mb, **TRAIN_OVERRIDES)

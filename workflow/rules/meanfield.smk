@@ -1,22 +1,34 @@
-# Stage 3: the reduced mean-field ODE for each data file's spectrum (seconds, CPU).
+# Stage 3: the reduced mean-field ODE for each data file's spectrum (seconds, CPU). One job per
+# (experiment, data file) integrates every (activation, lambda) model of the experiment in one
+# process: one rule per experiment, so a change to one experiment reruns only its curves.
 
 
-rule meanfield:
-    input:
-        data=f"{R}/{{exp}}/data/{{dkey}}.nc",
-    output:
-        f"{R}/{{exp}}/meanfield/{{act}}_lam{{lam}}/{{dkey}}.nc",
-    log:
-        f"{R}/logs/meanfield/{{exp}}/{{act}}_lam{{lam}}_{{dkey}}.log",
-    benchmark:
-        f"{R}/benchmarks/meanfield/{{exp}}/{{act}}_lam{{lam}}_{{dkey}}.tsv"
-    conda:
-        "../../envs/mfae.yaml"
-    params:
-        mfae=MFAE,
-        r0=get_r0,
-        t_max=get_t_max,
-        n_times=config["meanfield"]["n_times"],
-    shell:
-        "{params.mfae} meanfield --data {input.data} --activation {wildcards.act} --lam {wildcards.lam}"
-        " --r0 {params.r0} --t-max {params.t_max} --n-times {params.n_times} --out {output} > {log} 2>&1"
+for exp, e in EXP.items():
+
+    rule:
+        name:
+            f"meanfield_{exp}"
+        input:
+            data=f"{R}/{exp}/data/{{dkey}}.nc",
+        output:
+            [
+                f"{R}/{exp}/meanfield/{act}_lam{csv([lam])}/{{dkey}}.nc"
+                for act in e["activations"]
+                for lam in e["lams"]
+            ],
+        log:
+            f"{R}/logs/meanfield/{exp}/{{dkey}}.log",
+        benchmark:
+            f"{R}/benchmarks/meanfield/{exp}/{{dkey}}.tsv"
+        conda:
+            "../../envs/mfae.yaml"
+        params:
+            mfae=MFAE,
+            activations=csv(e["activations"]),
+            lams=csv(e["lams"]),
+            r0=e["r0"],
+            t_max=e["t_max"],
+            n_times=config["meanfield"]["n_times"],
+        shell:
+            "{params.mfae} meanfield --data {input.data} --activation {params.activations} --lam {params.lams}"
+            " --r0 {params.r0} --t-max {params.t_max} --n-times {params.n_times} --out {output} > {log} 2>&1"

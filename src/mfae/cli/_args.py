@@ -112,14 +112,26 @@ def add_out(p: argparse.ArgumentParser, what: str = "output netCDF file") -> Non
     p.add_argument("--out", required=True, type=Path, help=f"{what} (written atomically)")
 
 
-def add_model(p: argparse.ArgumentParser) -> None:
-    """The model flags shared by `meanfield` and `train`."""
+def add_model(p: argparse.ArgumentParser, many: bool = False) -> None:
+    """The model flags shared by `meanfield` and `train` (`many`: --activation and --lam take
+    comma-separated lists)."""
     p.add_argument("--data", required=True, type=Path, help="data file from `mfae data`")
-    p.add_argument("--activation", default="tanh", help="tanh (default), relu, linear or erf")
-    p.add_argument("--lam", type=nonnegative, default=0.1, help="l2-regularisation lambda >= 0 (default 0.1)")
+    lists = " (comma-separated list: one model each)" if many else ""
+    p.add_argument("--activation", default=["tanh"] if many else "tanh", type=activations if many else str,
+                   help=f"tanh (default), relu, linear or erf{lists}")
+    p.add_argument("--lam", type=(lambda t: floats(t, nonneg=True)) if many else nonnegative,
+                   default=[0.1] if many else 0.1, help=f"l2-regularisation lambda >= 0 (default 0.1){lists}")
     p.add_argument("--r0", type=positive, default=0.3,
                    help="initial weight std: theta_i ~ N(0, r0^2 I), > 0 (default 0.3)")
     p.add_argument("--t-max", type=positive, default=6.0, help="final mean-field time t = k*eps > 0 (default 6)")
+
+
+def activations(text: str) -> list[str]:
+    """A comma-separated list of activation names (checked where they are used)."""
+    vals = [v.strip() for v in text.split(",") if v.strip()]
+    if not vals:
+        raise argparse.ArgumentTypeError("expected at least one activation")
+    return vals
 
 
 def params_of(args: argparse.Namespace, **paths: object) -> dict:
