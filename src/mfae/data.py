@@ -103,8 +103,14 @@ def train_inputs(ds: xr.Dataset, train_dtype: str = "float64") -> dict[str, np.n
 # in 0..255 (digits: 0..16 with denominator 1; MNIST: k/255). Such data files store the raw codes as
 # uint8 (`x_train_code`, `x_test_code`) beside the training `mean` and the attr `scale`, and `samples`
 # rebuilds x = (code / code_denominator - mean) / scale with the very operations `real_data` applied:
-# the float64 samples are bit-identical to storing them, at 1/8 of the size. Other data keep float64
-# `x_train`, `x_test`.
+# the float64 samples are bit-identical to storing them, at 1/8 of the size. Data that come in a
+# narrower type than float64 (a float32 or int16 array) store their raw values in that type
+# (`x_train_raw`, `x_test_raw`) and are normalised on read the same way (float64 of a float32 value is
+# exact, so the samples are again bit-identical). Only float64 data keep float64 `x_train`, `x_test`.
+# Stored samples are zlib-compressed with byte shuffling (images: many zeros and repeated values).
+
+RAW_DTYPES = ("float32", "float16", "int8", "int16", "int32", "uint8", "uint16", "uint32")
+SAMPLE_ENCODING = dict(zlib=True, complevel=1, shuffle=True)  # level 1: most of the gain, fast to write
 
 CODE_DENOMINATORS = (1.0, 255.0)
 
@@ -124,13 +130,17 @@ def normalise(raw: np.ndarray, mean: np.ndarray, scale: float) -> np.ndarray:
 
 
 def has_samples(ds: xr.Dataset) -> bool:
-    return "x_train" in ds or "x_train_code" in ds
+    return "x_train" in ds or "x_train_code" in ds or "x_train_raw" in ds
 
 
 def samples(ds: xr.Dataset, train_dtype: str = "float64") -> tuple[np.ndarray, np.ndarray]:
     """The normalised (x_train, x_test) of a real-data file, whichever way they are stored: x_test in
     float64, x_train in `train_dtype` (float32: each value is the float64 sample rounded once, exactly
     what casting the float64 array would give)."""
+    if "x_train_raw" in ds:  # raw values in their own type: float64 of them is exact, then normalised
+        mean, scale = ds["mean"].values, float(ds.attrs["scale"])
+        return (_decode(ds["x_train_raw"].values, 1.0, mean, scale, train_dtype),
+                _decode(ds["x_test_raw"].values, 1.0, mean, scale, "float64"))
     if "x_train_code" not in ds:
         return ds["x_train"].values.astype(train_dtype, copy=False), ds["x_test"].values
     den, mean, scale = float(ds.attrs["code_denominator"]), ds["mean"].values, float(ds.attrs["scale"])
@@ -144,7 +154,8 @@ def _decode(codes: np.ndarray, den: float, mean: np.ndarray, scale: float, dtype
     in blocks of rows that stay in cache, cast to `dtype`."""
     out = np.empty(codes.shape, dtype=dtype)
     for lo in range(0, codes.shape[0], rows):
-        out[lo:lo + rows] = normalise(codes[lo:lo + rows] / den, mean, scale)
+        block = codes[lo:lo + rows].astype(np.float64)  # exact for 8-bit codes and narrower raw types
+        out[lo:lo + rows] = normalise(block / den if den != 1.0 else block, mean, scale)
     return out
 
 
@@ -176,6 +187,7 @@ def real_data(x: np.ndarray, name: str, test_fraction: float = 0.2, seed: int = 
     `max_test` > 0 keeps a seeded random subset of at most that many test rows: every measurement
     reconstructs the whole test set, so its size sets the measurement cost (MNIST's t10k: 10000).
     """
+    raw_dtype = np.asarray(x).dtype
     x = validate_matrix(x, name)
     n0 = x.shape[0]
     x = np.unique(x, axis=0)  # sorted unique rows; the seeded permutation below re-randomises order
@@ -213,6 +225,7 @@ def real_data(x: np.ndarray, name: str, test_fraction: float = 0.2, seed: int = 
     if pre == 0:
         raise MfaeError(f"{name}: all training rows are identical; there is no variance to learn")
     scale = pre * float(np.sqrt(np.mean(np.sum((centred / pre) ** 2, axis=1))))
+    raw_train, raw_test = xtr, xte  # float64 copies of the input's values (exact for narrower types)
     xtr, xte = normalise(xtr, mean, scale), normalise(xte, mean, scale)
     cov = xtr.T @ xtr / xtr.shape[0]
     s, V = principal_axes(d * cov)
@@ -229,10 +242,19 @@ def real_data(x: np.ndarray, name: str, test_fraction: float = 0.2, seed: int = 
                               dict(long_name="raw 8-bit training samples", description=how))
         ds["x_test_code"] = (("test_sample", "feature"), codes[1][0],
                              dict(long_name="raw 8-bit test samples", description=how))
+    elif raw_dtype.name in RAW_DTYPES:  # the user's own narrower type: raw values, exact, normalised on read
+        how = "normalised sample = (float64(raw) - mean) / scale (mfae.data.samples)"
+        ds["x_train_raw"] = (("sample", "feature"), raw_train.astype(raw_dtype),
+                             dict(long_name=f"raw training samples ({raw_dtype.name})", description=how))
+        ds["x_test_raw"] = (("test_sample", "feature"), raw_test.astype(raw_dtype),
+                            dict(long_name=f"raw test samples ({raw_dtype.name})", description=how))
     else:
         ds["x_train"] = (("sample", "feature"), xtr, dict(long_name="normalised training samples", units="1"))
         ds["x_test"] = (("test_sample", "feature"), xte, dict(long_name="normalised test samples", units="1"))
     ds["mean"] = ("feature", mean, dict(long_name="training mean subtracted before scaling"))
+    for v in ("x_train", "x_test", "x_train_code", "x_test_code", "x_train_raw", "x_test_raw"):
+        if v in ds:
+            ds[v].encoding.update(SAMPLE_ENCODING)
     return ds
 
 
