@@ -320,3 +320,38 @@ def test_userdata_array_experiment_builds(tmp_path):
     cfg["experiments"]["userdata"]["data"]["path"] = str(tmp_path / "missing.npy")
     p = smk(tmp_path, dump(cfg, tmp_path / "c2.yaml"), "-n", check=False)
     assert p.returncode != 0 and "experiments.userdata.data.path" in p.stdout + p.stderr
+
+
+# --- what runs where, and which files are inputs --------------------------------------------------
+
+LOCAL_RULES = """
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+from snakemake.api import SnakemakeApi
+from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings, StorageSettings
+from snakemake.workflow import Workflow
+
+with SnakemakeApi(OutputSettings(quiet={"all"})) as api:
+    wf = api.workflow(resource_settings=ResourceSettings(cores=1), storage_settings=StorageSettings(),
+                      config_settings=ConfigSettings(configfiles=[Path(sys.argv[2])]), snakefile=Path(sys.argv[1]),
+                      workdir=Path.cwd())._workflow
+    # Snakemake's own decision under a cluster executor (a dry run does not print it)
+    remote = SimpleNamespace(local_exec=False, _localrules=wf._localrules)
+    print(" ".join(sorted(r.name for r in wf.rules if Workflow.is_local(remote, r))))
+"""
+
+
+def test_download_runs_table_and_figures_are_local_rules(tmp_path):
+    """On a cluster, the fetch rule (compute nodes often have no internet), the runs table and the
+    figures run in the Snakemake process on the login node; data, mean-field, training and
+    convergence jobs are submitted."""
+    p = subprocess.run([sys.executable, "-c", LOCAL_RULES, str(ROOT / "Snakefile"), str(ROOT / "config/paper.yaml")],
+                       cwd=tmp_path, capture_output=True, text=True, env=ENV, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    local = set(p.stdout.split())
+    assert {"all", "fetch", "runs_table"} <= local
+    assert {r for r in local if r.startswith("figure_")} == {
+        "figure_phases", "figure_projections", "figure_shrinkage", "figure_activations", "figure_convergence",
+        "figure_realdata", "figure_rank"}
+    assert not {r for r in local if r.startswith(("train", "meanfield", "data", "convergence"))}
