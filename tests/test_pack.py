@@ -94,3 +94,29 @@ def test_batch_resources_cover_its_runs():
 
     alone = plan.train_resources(config, "phases", "d48", max(b.Ns), "cpu")
     assert one["runtime"] >= alone["runtime"] and one["mem_mb"] >= alone["mem_mb"]
+
+
+def test_group_components_hand_cases():
+    # mean batch 60 s: 30 min -> 30 batches per submission; never below 1
+    assert pack.group_components([30.0, 90.0], 30) == 30
+    assert pack.group_components([7200.0], 30) == 1
+    assert pack.group_components([], 30) == 1
+
+
+def test_paper_study_under_the_slurm_profile_fits_in_few_submissions():
+    """config/paper.yaml on GPUs: with the K that `mfae plan` suggests (and profiles/slurm sets), the
+    training is a handful of submissions, and all jobs together stay well under 120 submissions."""
+    import math
+
+    import yaml
+
+    config = load_config(ROOT / "config.yaml", ROOT / "config/paper.yaml", check_paths=False)
+    batches = pack.train_batches(config)
+    secs = [pack.batch_resources(config, b, "cuda")["est_seconds"] for b in batches]
+    k = pack.group_components(secs, 30)
+    profile = yaml.safe_load((ROOT / "profiles/slurm/config.yaml").read_text())
+    (set_k,) = [int(g.split("=")[1]) for g in profile["group-components"] if g.startswith("train=")]
+    assert abs(set_k - k) <= 0.25 * k  # the profile's K is the plan's suggestion for the paper study
+    n_train = math.ceil(len(batches) / set_k)
+    assert n_train <= 4
+    assert len(study.train_jobs(config)) == 492 and len(batches) < 100

@@ -136,3 +136,13 @@ def batch_resources(config: dict, b: Batch, device: str, attempt: int = 1,
     seconds = startup + work
     return dict(runtime=plan.runtime_minutes(seconds, attempt), mem_mb=plan.memory_resource_mb(mem, attempt),
                 est_seconds=round(seconds, 2), est_mem_mb=round(mem, 1))
+
+
+def group_components(batch_seconds: list[float], minutes: float) -> int:
+    """K for `--group-components train=K`: batches per cluster submission so that one submission holds
+    about `minutes` of estimated work (Snakemake runs a group's batches one after the other when the
+    profile makes `gpu` a per-submission limit of 1). At least 1."""
+    if not batch_seconds:
+        return 1
+    mean = sum(batch_seconds) / len(batch_seconds)
+    return max(1, int(minutes * 60 // max(mean, 1e-9)))

@@ -110,9 +110,11 @@ def _gets_gpu(resources):
     )
 
 
-TRAIN_OVERRIDES = dict(
-    workflow.resource_settings.overwrite_resources.get("train") or {}
-)
+# set-resources under `train` (Snakemake keeps them as Resource objects; the rules take plain values)
+TRAIN_OVERRIDES = {
+    k: getattr(v, "raw", v)
+    for k, v in (workflow.resource_settings.overwrite_resources.get("train") or {}).items()
+}
 TRAIN_DEVICE = plan.plan_device(config, gpu=_gets_gpu(TRAIN_OVERRIDES))
 
 

@@ -21,6 +21,10 @@ for batch in TRAIN_BATCHES:
             f"{R}/logs/train/{batch.experiment}/{batch.stem}.log",
         benchmark:
             f"{R}/benchmarks/train/{batch.experiment}/{batch.stem}.tsv"
+        group:
+            # only on a cluster: `--group-components train=K` submits K batches as one job
+            # (profiles/slurm; `mfae plan` suggests K); ignored when running locally
+            "train"
         conda:
             "../../envs/train.yaml"
         threads: 1
