@@ -1,0 +1,82 @@
+#!/usr/bin/env python
+"""GPU check: batched training (mfae.train.train_batch) against one run at a time, at the paper's shapes.
+
+For each shape (d, N, R seeds; B = 32 and float32 as config/paper.yaml), trains the R seeds as one batch
+and the same R runs one after the other, in this process (start-up excluded: both pay it once here),
+and prints run-steps per second of each, their ratio, the largest difference of the final risks
+(the batch must equal the runs alone within float32 rounding) and the peak device memory of each.
+Also runs one CUDA-graph vs eager step check. Meant for a machine with a GPU:
+
+    .venv/bin/python bench/gpu_check.py                      # CUDA, the paper's shapes (~3 min on an H100)
+    .venv/bin/python bench/gpu_check.py --device cpu --quick  # the same code path on CPU, small shapes
+
+Nothing is asserted on time; exit status 1 only if a batch's run differs from the run alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import numpy as np
+import torch
+
+from mfae.data import gaussian_data, train_inputs
+from mfae.train import TrainConfig, train, train_batch
+
+PAPER = [(256, 256, 5), (256, 4096, 5), (512, 2048, 5), (1024, 1024, 5), (1024, 16384, 5)]
+QUICK = [(48, 96, 3), (48, 1500, 3)]
+
+
+def peak(device: torch.device) -> float:
+    return torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else float("nan")
+
+
+def reset(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def check(d: int, N: int, R: int, device: torch.device, t_max: float) -> bool:
+    data = train_inputs(gaussian_data([4.0, 1.0, 0.25], [1, 1, 2], d))
+    cfgs = [TrainConfig(N=N, seed=s, batch=32, lr=0.12, t_max=t_max, n_times=5) for s in range(R)]
+    reset(device)
+    t = time.perf_counter()
+    batch = train_batch(cfgs, data, device, progress=False)
+    reset_b = peak(device)
+    tb = time.perf_counter() - t
+    reset(device)
+    t = time.perf_counter()
+    alone = [train(c, data, device, progress=False) for c in cfgs]
+    to = time.perf_counter() - t
+    mem_o = peak(device)
+    steps = batch[0]["total_steps"] * R
+    worst = max(abs(a["records"]["risk"][-1] - b["records"]["risk"][-1]) / abs(b["records"]["risk"][-1])
+                for a, b in zip(batch, alone))
+    print(f"  d={d:5d} N={N:6d} R={R}: batch {steps / tb:9.0f} run-steps/s, alone {steps / to:9.0f} "
+          f"({to / tb:5.2f}x); peak MB batch {reset_b:8.0f} alone {mem_o:8.0f}; final risk diff {worst:.1e}",
+          flush=True)
+    return worst < 1e-3
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
+    ap.add_argument("--quick", action="store_true", help="small shapes (a smoke test of this script)")
+    ap.add_argument("--t-max", type=float, default=0.5, help="mean-field time of each run (default 0.5)")
+    a = ap.parse_args(argv)
+    if a.device == "cuda" and not torch.cuda.is_available():
+        print("no CUDA device: run with --device cpu, or on a machine with a GPU", file=sys.stderr)
+        return 2
+    device = torch.device(a.device)
+    print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}), "
+          f"torch {torch.__version__}, float32, B = 32")
+    ok = all([check(d, N, R, device, a.t_max) for d, N, R in (QUICK if a.quick else PAPER)])
+    print("every batched run equals its run alone (final risk within 1e-3)" if ok else "BATCH != ALONE")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
