@@ -113,7 +113,9 @@ def _gets_gpu(resources):
 # set-resources under `train` (Snakemake keeps them as Resource objects; the rules take plain values)
 TRAIN_OVERRIDES = {
     k: getattr(v, "raw", v)
-    for k, v in (workflow.resource_settings.overwrite_resources.get("train") or {}).items()
+    for k, v in (
+        workflow.resource_settings.overwrite_resources.get("train") or {}
+    ).items()
 }
 TRAIN_DEVICE = plan.plan_device(config, gpu=_gets_gpu(TRAIN_OVERRIDES))
 
