@@ -125,7 +125,7 @@ def batch_resources(config: dict, b: Batch, device: str, attempt: int = 1,
     not): one start-up plus every run's work; the memory of its largest stack (the runs of one N are
     held together, the stacks follow each other). Each retry (attempt k) gets k times both."""
     r = plan.rates(device)
-    startup, work, mem = 0.0, 0.0, 0.0
+    startup, work, mem, kept = 0.0, 0.0, 0.0, 0.0
     for N in sorted(set(b.Ns)):
         s = plan.job_shape(config, b.experiment, b.data, N, data_file) or plan.job_shape_fallback(
             config, b.experiment, N)
@@ -133,7 +133,9 @@ def batch_resources(config: dict, b: Batch, device: str, attempt: int = 1,
         startup = max(startup, plan.startup_seconds(s, r))
         work += R * (plan.est_seconds(s, r) - plan.startup_seconds(s, r))
         mem = max(mem, plan.memory_mb(s, r, runs=R))
+        kept += R * N * s.d * (4 if s.dtype == "float32" else 8) / 2**20  # finished stacks' weights (host)
     seconds = startup + work
+    mem += kept  # an upper bound: the largest stack's weights are counted twice
     return dict(runtime=plan.runtime_minutes(seconds, attempt), mem_mb=plan.memory_resource_mb(mem, attempt),
                 est_seconds=round(seconds, 2), est_mem_mb=round(mem, 1))
 

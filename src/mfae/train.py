@@ -222,8 +222,9 @@ def train_batch(cfgs: Sequence[TrainConfig], data: Mapping[str, np.ndarray], dev
                     runs[i].sample_gen.set_state(rng)
             _train_stack(cfgs[idx[0]], [runs[i] for i in idx], states[si], device, measurer, cuda_graph, bar,
                          ctl, first.total * sum(len(j) for j in stacks[:si]), log)
-            if si + 1 < len(stacks):  # done with this stack: keep its state (small), free its buffers
-                states[si].sample_rng = [runs[i].sample_gen.get_state() for i in idx]
+            if si + 1 < len(stacks):  # done with this stack: its state waits on the host (device memory
+                states[si].sample_rng = [runs[i].sample_gen.get_state() for i in idx]  # holds one stack)
+                states[si].theta = states[si].theta.cpu()
     finally:
         bar.close()
         for s, h in old.items():

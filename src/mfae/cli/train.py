@@ -26,6 +26,8 @@ def check_memory(cfgs, data: dict, device) -> None:
     est, N, R = max((train_memory_mb(N, d, cfg.batch, n_test=n_test, n_train=n_train, block_steps=cfg.block_steps,
                                      dtype=cfg.dtype, n_projections=cfg.n_projections, n_times=cfg.n_times,
                                      runs=R), N, R) for N, R in stacks.items())
+    if device.type == "cpu":  # finished stacks' weights wait in host memory until the outputs are written
+        est += sum(r * n * d for n, r in stacks.items()) * (4 if cfg.dtype == "float32" else 8) / 2**20
     if device.type == "cuda":
         avail, where = device_memory_mb(device), f"free on {device}"
     else:
