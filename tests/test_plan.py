@@ -3,6 +3,7 @@
 import copy
 import csv
 import math
+import os
 import re
 import subprocess
 import sys
@@ -302,3 +303,61 @@ def test_plan_sizes_the_job_the_train_rule_runs():
     defaults = TrainConfig(N=1)
     assert (plan.BLOCK_STEPS, plan.N_PROJECTIONS) == (defaults.block_steps, defaults.n_projections)
     assert cost.MEASURE_CHUNK == measure.CHUNK
+
+
+# --- this machine's rates: mfae plan --calibrate (mfae.calibrate) ----------------------------------------
+
+def test_a_rates_file_sets_the_plan_and_the_workflows_limits(tmp_path, monkeypatch):
+    """A calibration file (here written by hand: a 1000 s start-up, 10x slower steps) is what `mfae plan`
+    and the train jobs' SLURM limits use when $MFAE_RATES names it; MFAE_RATES=none: the built-in rates."""
+    ref = {k: getattr(plan.CPU_RATES, k) for k in ("step_flops", "step_overhead", "step_act", "measure_flops",
+                                                   "measure_act", "bandwidth", "host_flops")}
+    slow = {k: (v / 10 if "flops" in k else v if k == "bandwidth" else v * 10) for k, v in ref.items()}
+    rates_file = tmp_path / "rates.yaml"
+    rates_file.write_text(yaml.safe_dump({"cpu": {"rates": {"startup": 1000.0, **slow},
+                                                   "measured_on": {"host": "testhost"}}}))
+    monkeypatch.setenv("MFAE_RATES", str(rates_file))
+    rows = plan.plan(cfg(), "cpu")
+    assert all(r["est_seconds"] >= 1000 and r["runtime_min"] >= 3 * 1000 / 60 + 3 for r in rows)
+    assert plan.rates("cuda") == plan.GPU_RATES  # no cuda section: the reference
+    monkeypatch.setenv("MFAE_RATES", "none")
+    assert max(r["est_seconds"] for r in plan.plan(cfg(), "cpu")) < 1000
+    # the workflow: a dry run's training jobs get limits of at least 3 x 1000 s + 3 min
+    p = subprocess.run([str(Path(sys.executable).with_name("snakemake")), "--snakefile", str(ROOT / "Snakefile"),
+                        "--directory", str(tmp_path), "--configfile", str(ROOT / ".test/config.yaml"), "--cores", "1",
+                        "-n"], capture_output=True, text=True, timeout=600,
+                       env={**os.environ, "MFAE_RATES": str(rates_file)})
+    assert p.returncode == 0, p.stderr[-3000:]
+    limits = [int(m) for m in re.findall(r"rule train_\w+:.*?resources: [^\n]*runtime=(\d+)", p.stdout, re.S)]
+    assert limits and min(limits) >= 53, limits
+    monkeypatch.setenv("MFAE_RATES", str(tmp_path / "missing.yaml"))
+    with pytest.raises(Exception, match="no such calibration file"):
+        plan.rates("cpu")
+
+
+@pytest.mark.slow
+def test_calibrate_writes_the_file_the_plan_then_reads(tmp_path):
+    """`mfae plan --calibrate` times real jobs here and writes the rates; `mfae plan` then says it uses
+    them and its estimates change (no timing is asserted: the machine may be busy)."""
+    rates_file = tmp_path / "cal" / "rates.yaml"
+    env = {**os.environ, "MFAE_RATES": str(rates_file)}
+    mfae = [sys.executable, "-m", "mfae"]
+    p = subprocess.run([*mfae, "plan", "--calibrate", "--quick", "--repeats", "1"], capture_output=True, text=True,
+                       env=env, cwd=ROOT, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert f"wrote {rates_file}" in p.stdout
+    cal = yaml.safe_load(rates_file.read_text())["cpu"]
+    assert set(cal["rates"]) >= {"startup", "step_flops", "step_overhead", "measure_flops", "host_flops"}
+    assert [pr["name"] for pr in cal["probes"]] == ["start-up", "overhead", "flops"]
+    assert all(pr["seconds"] > 0 for pr in cal["probes"])
+    out = {}
+    for name, value in (("calibrated", str(rates_file)), ("reference", "none")):
+        q = subprocess.run([*mfae, "plan", "--configfile", ".test/config.yaml", "--out", str(tmp_path / f"{name}.csv"),
+                            "--device", "cpu"], capture_output=True, text=True, env={**env, "MFAE_RATES": value},
+                           cwd=ROOT, timeout=300)
+        assert q.returncode == 0, q.stderr
+        with open(tmp_path / f"{name}.csv") as f:
+            out[name] = [float(r["est_seconds"]) for r in csv.DictReader(f)]
+        assert ("rates for cpu: calibrated on" in q.stdout) == (name == "calibrated"), q.stdout
+    assert out["calibrated"] != out["reference"]
+    assert min(out["calibrated"]) >= cal["rates"]["startup"]  # every job pays the measured start-up

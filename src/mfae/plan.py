@@ -17,6 +17,8 @@ A step costs `overhead + flops/rate + B*N*t_act` on the CPU (t_act: one float32 
 `max(floor, flops/rate, bytes/bandwidth)` on a GPU (floor: the per-step launch cost with CUDA graphs;
 bytes: five passes over Theta). The CPU constants were calibrated on the development machine with
 bench/bench_plan.py; the GPU constants are documented assumptions (see GPU_RATES), not measurements.
+`mfae plan --calibrate` (mfae.calibrate) measures another machine's start-up and step rates once and
+stores them; `rates()` then returns those instead of the built-in ones.
 """
 
 from __future__ import annotations
@@ -84,10 +86,17 @@ GPU_RATES = Rates(name="cuda", step_flops=25e12, step_overhead=15e-6, step_act=0
 STEP_F64_FACTOR = 2.0      # float64 SGD weights: half the float32 matmul rate (CPU AVX-512 and H100 alike)
 
 
-def rates(device: str) -> Rates:
+def rates(device: str, calibrated: bool = True) -> Rates:
+    """The rates of `device`: this machine's, when `mfae plan --calibrate` stored them (mfae.calibrate:
+    $MFAE_RATES, else ~/.config/mfae/rates.yaml), else the built-in reference (CPU_RATES, GPU_RATES)."""
     if device not in DEVICES:
         raise MfaeError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
-    return CPU_RATES if device == "cpu" else GPU_RATES
+    ref = CPU_RATES if device == "cpu" else GPU_RATES
+    if not calibrated:
+        return ref
+    from .calibrate import apply
+
+    return apply(ref, device)
 
 
 # --- the operation count -----------------------------------------------------------------------
