@@ -15,7 +15,7 @@ import torch
 import yaml
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from mfae import config as config_mod, plan, study
+from mfae import config as config_mod, pack, plan, study
 from mfae.constants import REAL_SOURCES
 from mfae.cli import main
 from mfae.data import gaussian_data, real_data, train_inputs
@@ -231,8 +231,9 @@ def test_cli_writes_the_csv(tmp_path, capsys, monkeypatch):
 
 @pytest.mark.parametrize("gpu", [True, False])
 def test_dry_run_gives_train_jobs_their_own_limits(tmp_path, gpu):
-    """Paper config (real data off): each train job's runtime and mem_mb are the cost model's numbers
-    for cuda when the rule is given a GPU as profiles/slurm does, else for cpu; they differ between jobs."""
+    """Paper config (real data off): each training batch's runtime and mem_mb are the cost model's
+    numbers (mfae.pack.batch_resources) for cuda when the rule is given a GPU as profiles/slurm does,
+    else for cpu; they differ between jobs."""
     c = yaml.safe_load((ROOT / "config/paper.yaml").read_text())
     for name, e in c["experiments"].items():
         if "N" in e and e["data"]["source"] in REAL_SOURCES:
@@ -244,20 +245,20 @@ def test_dry_run_gives_train_jobs_their_own_limits(tmp_path, gpu):
                         str(f), "--cores", "1", "-n", *(["--set-resources", "train:gpu=1"] if gpu else [])],
                        capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
-    jobs = re.findall(r"rule train:.*?wildcards: ([^\n]*)\n\s*resources: ([^\n]*)", p.stdout + p.stderr, re.S)
+    jobs = re.findall(r"rule (train_\w+):.*?resources: ([^\n]*)", p.stdout + p.stderr, re.S)
     config = config_mod.load_config(f, check_paths=False)  # no config.yaml in tmp_path: the Snakefile loads none
-    assert len(jobs) == len(study.train_jobs(config)) > 300
+    batches = {b.name: b for b in pack.train_batches(config)}
+    assert len(jobs) == len(batches) and sum(len(b.runs) for b in batches.values()) == len(study.train_jobs(config))
     seen = set()
-    for wc, res in jobs:
-        w = dict(kv.split("=") for kv in wc.split(", "))
+    for name, res in jobs:
         r = dict(kv.split("=") for kv in res.split(", "))
-        want = plan.train_resources(config, w["exp"], w["dkey"], int(w["N"]), "cuda" if gpu else "cpu")
+        want = pack.batch_resources(config, batches[name], "cuda" if gpu else "cpu")
         assert (int(r["runtime"]), int(r["mem_mb"]), r.get("gpu")) == (want["runtime"], want["mem_mb"],
-                                                                        "1" if gpu else None), wc
+                                                                        "1" if gpu else None), name
         seen.add((want["runtime"], want["mem_mb"]))
     assert len({m for _, m in seen}) >= 3
-    if not gpu:  # on the GPU most paper jobs take under a minute: the 5-minute minimum
-        # the largest CPU jobs (d = 768, N = 49152: ~1 h estimated) get limits of hours, small ones 5 minutes
+    if not gpu:  # on the GPU most paper batches take minutes: the 5-minute minimum
+        # the largest CPU batches (d = 768, N = 49152: hours estimated) get limits of hours, small ones minutes
         assert len({rt for rt, _ in seen}) >= 10 and max(rt for rt, _ in seen) > 120
 
 
