@@ -51,20 +51,37 @@ def test_summary_rows_hold_each_runs_values(tmp_path, capsys):
         assert tuple(reader.fieldnames) == RUNS_COLUMNS
         rows = list(reader)
     want = [
-        dict(experiment="phases", activation="tanh", lam="0.1", d="12", N="20", seed="0", final_risk="0.125",
+        dict(experiment="phases", activation="tanh", lam="0.1", d="12", rank="12", N="20", seed="0", final_risk="0.125",
              diverged="0", diverged_step="-1", steps="120", wall_seconds="3.142", measure_seconds="0.272",
              device="cpu", file=str(files[0])),
-        dict(experiment="shrinkage", activation="relu", lam="0.2", d="40", N="300", seed="1", final_risk="0.0625",
+        dict(experiment="shrinkage", activation="relu", lam="0.2", d="40", rank="40", N="300", seed="1", final_risk="0.0625",
              diverged="0", diverged_step="-1", steps="2000", wall_seconds="12.346", measure_seconds="1.0",
              device="cuda", file=str(files[1])),
-        dict(experiment="phases", activation="tanh", lam="0.1", d="12", N="60", seed="2", final_risk="nan",
+        dict(experiment="phases", activation="tanh", lam="0.1", d="12", rank="12", N="60", seed="2", final_risk="nan",
              diverged="1", diverged_step="37", steps="120", wall_seconds="3.142", measure_seconds="0.272",
              device="cpu", file=str(files[2])),
-        dict(experiment="", activation="tanh", lam="0.1", d="12", N="7", seed="4294967295", final_risk="0.375",
+        dict(experiment="", activation="tanh", lam="0.1", d="12", rank="12", N="7", seed="4294967295", final_risk="0.375",
              diverged="0", diverged_step="-1", steps="120", wall_seconds="3.142", measure_seconds="0.272",
              device="cpu", file=str(files[3])),
     ]
     assert rows == want
+
+
+def test_summary_rank_counts_directions_with_variance(tmp_path):
+    """Low-rank data: groups s = (4, 0) with fractions (1/4, 3/4) of d = 12 -> rank 3; a file whose
+    fractions leave out directions (dropped zero-variance ones) counts only the recorded positive ones;
+    fractions that are not whole groups of d give no rank."""
+    from mfae.runs import run_rank
+
+    t = np.linspace(0.0, 1.0, 2)
+    z = np.zeros((2, 2))
+
+    def ds(eig, frac, d):
+        return curves_dataset(t, z, z, t, t, t, np.array(eig), np.array(frac), dict(d=d))
+
+    assert run_rank(ds([4.0, 0.0], [0.25, 0.75], 12)) == 3
+    assert run_rank(ds([4.0, 1.0], [0.25, 0.25], 12)) == 6
+    assert run_rank(ds([4.0, 1.0], [0.3, 0.3], 12)) == ""
 
 
 def test_summary_refuses_a_file_that_is_not_a_run(tmp_path, capsys):

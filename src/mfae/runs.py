@@ -16,6 +16,7 @@ import xarray as xr
 
 from . import MfaeError
 from .io import attr
+from .spectrum import data_rank, whole_groups
 
 LAM_RTOL, LAM_ATOL = 1e-9, 1e-12  # lambda and r0 are user numbers: equal up to float formatting
 SPECTRUM_RTOL = 1e-6              # group eigenvalues are recomputed from the data file
@@ -78,7 +79,7 @@ def match_meanfield(train: xr.Dataset, meanfields: Sequence[tuple[str, xr.Datase
     return hits[0]
 
 
-RUNS_COLUMNS = ("experiment", "activation", "lam", "d", "N", "seed", "final_risk", "diverged", "diverged_step",
+RUNS_COLUMNS = ("experiment", "activation", "lam", "d", "rank", "N", "seed", "final_risk", "diverged", "diverged_step",
                 "steps", "wall_seconds", "measure_seconds", "device", "file")
 
 
@@ -87,6 +88,16 @@ def experiment_of(path: str | os.PathLike) -> str:
     "" for a file anywhere else (not the name of whatever folder lies four levels up)."""
     parts = Path(path).parts
     return parts[-5] if len(parts) >= 5 and parts[-4] == "train" else ""
+
+
+def run_rank(ds: xr.Dataset) -> int | str:
+    """The rank of a run's data (directions with non-zero variance, mfae.spectrum.data_rank); "" when
+    the file does not record whole spectrum groups of its d directions."""
+    d = attr(ds, "d")
+    if d is None or "group_eigenvalue" not in ds.variables or "group_fraction" not in ds.variables:
+        return ""
+    groups = whole_groups(ds["group_eigenvalue"].values, ds["group_fraction"].values, int(d))
+    return data_rank(*groups) if groups is not None else ""
 
 
 def runs_table(paths: Iterable[str | os.PathLike]) -> list[dict[str, Any]]:
@@ -100,7 +111,7 @@ def runs_table(paths: Iterable[str | os.PathLike]) -> list[dict[str, Any]]:
     for path in paths:
         ds = read_dataset(path, "train", require=("risk",))
         rows.append(dict(experiment=experiment_of(path), activation=attr(ds, "param_activation"),
-                         lam=attr(ds, "param_lam"), d=attr(ds, "d"), N=attr(ds, "param_N"),
+                         lam=attr(ds, "param_lam"), d=attr(ds, "d"), rank=run_rank(ds), N=attr(ds, "param_N"),
                          seed=attr(ds, "param_seed"), final_risk=float(ds.risk.values[-1]),
                          diverged=int(attr(ds, "diverged", 0)), diverged_step=attr(ds, "diverged_step", -1),
                          steps=attr(ds, "steps"),

@@ -65,3 +65,22 @@ def group_sizes(fractions: Sequence[float], d: int) -> np.ndarray:
 def spectrum_of(ds: "xr.Dataset") -> Spectrum:
     """The ODE's spectrum groups from a data file."""
     return Spectrum(ds["group_eigenvalue"].values, ds["group_fraction"].values)
+
+
+def whole_groups(eigenvalue: np.ndarray, fraction: np.ndarray, d: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Group eigenvalues s_k and the number of directions in each group (w_k d), with the zero-variance
+    directions that `mfae data` drops as one more group of eigenvalue 0; None when the fractions do not
+    make whole groups of the d directions."""
+    s = np.asarray(eigenvalue, np.float64)
+    w = np.asarray(fraction, np.float64) * d
+    sizes = np.rint(w).astype(np.int64)
+    if sizes.sum() > d or not np.allclose(w, sizes, atol=1e-6):
+        return None
+    if sizes.sum() < d:
+        s, sizes = np.append(s, 0.0), np.append(sizes, d - sizes.sum())
+    return s, sizes
+
+
+def data_rank(eigenvalues: np.ndarray, sizes: np.ndarray) -> int:
+    """Intrinsic dimension of the data: the number of directions with non-zero variance."""
+    return int(np.sum(np.asarray(sizes)[np.asarray(eigenvalues) > 0]))

@@ -17,6 +17,7 @@ from .. import MfaeError
 from ..io import attr
 from ..runs import match_meanfield, model_mismatch
 from .fit import rank_n_risk_bound
+from ..spectrum import data_rank, whole_groups  # noqa: F401  (convergence.data_rank)
 
 METRICS: tuple[str, ...] = ("excess_risk", "gain_error")
 
@@ -25,24 +26,11 @@ AXES = {"d": ("d", "d", "alpha"), "rank": ("rank", "r", "beta")}
 
 
 def spectrum_sizes(ds: xr.Dataset, d: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """Group eigenvalues s_k and the number of directions in each group (w_k d) of a run, with the
-    zero-variance directions that `mfae data` drops as one more group of eigenvalue 0; None when the
-    run does not record whole groups of its d directions."""
+    """Group eigenvalues s_k and the number of directions in each group (w_k d) of a run
+    (mfae.spectrum.whole_groups), or None when the run records no spectrum groups."""
     if "group_eigenvalue" not in ds.variables or "group_fraction" not in ds.variables:
         return None
-    s = np.asarray(ds["group_eigenvalue"].values, np.float64)
-    w = np.asarray(ds["group_fraction"].values, np.float64) * d
-    sizes = np.rint(w).astype(np.int64)
-    if sizes.sum() > d or not np.allclose(w, sizes, atol=1e-6):
-        return None
-    if sizes.sum() < d:
-        s, sizes = np.append(s, 0.0), np.append(sizes, d - sizes.sum())
-    return s, sizes
-
-
-def data_rank(eigenvalues: np.ndarray, sizes: np.ndarray) -> int:
-    """Intrinsic dimension of the data: the number of directions with non-zero variance."""
-    return int(np.sum(np.asarray(sizes)[np.asarray(eigenvalues) > 0]))
+    return whole_groups(ds["group_eigenvalue"].values, ds["group_fraction"].values, d)
 
 
 def run_errors(train_ds: xr.Dataset, meanfield_ds: xr.Dataset) -> dict[str, float]:
