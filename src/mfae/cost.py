@@ -42,8 +42,10 @@ def train_memory_mb(N: int, d: int, batch: int, *, n_test: int, n_train: int = 0
       test set       TEST_SET_BUFFERS * n_test*d float64 (test set, its projections, product copy)
       measurement    the min(n_test, 256) x N activation buffer (dtype: the CPU product precision)
       eigenbasis     V and its float64 copy, d*d each, and the second-moment matrix
-      training rows  n_train*d float64 as read + a dtype copy for sampling (float32 only); 8-bit image
-                     files hold uint8 codes decoded straight into the dtype, so this is an upper bound there
+      training rows  2 n_train*d float64: the float64 rows as read and the transient second copy that
+                     reading a compressed variable makes (more than the float32 copy for sampling made after
+                     it; measured by tests/test_cost.py); 8-bit image files hold uint8 codes decoded straight
+                     into the dtype, so this is an upper bound there
       records        n_times * (min(N, n_projections) + 2d + 3) float64, held ~3 times (run, dataset, write)
       checkpoint     a CPU copy of theta and its serialisation, 2 N*d (dtype)
     With `runs` = R > 1, a stack of R runs of this N trained together (`mfae.train.train_batch`):
@@ -64,7 +66,7 @@ def train_memory_mb(N: int, d: int, batch: int, *, n_test: int, n_train: int = 0
     test_set = TEST_SET_BUFFERS * n_test * d * f64
     measurement = min(n_test, MEASURE_CHUNK) * N * s
     eigenbasis = 3 * d * d * f64
-    rows = n_train * d * (f64 + (s if s != f64 else 0))
+    rows = n_train * d * max(2 * f64, f64 + s)  # the read's peak (2 float64), or float64 + the dtype copy
     records = 3 * n_times * (min(N, n_projections) + 2 * d + 3) * f64
     checkpoint = 2 * N * d * s
     if int(runs) < 1:
