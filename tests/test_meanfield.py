@@ -9,7 +9,7 @@ from scipy import integrate
 
 from mfae import MfaeError
 from mfae.activations import c1, c3, sigma, sigma_and_derivative
-from mfae.meanfield import Spectrum, fixed_point_gain, integrate_reduced_ode, risk
+from mfae.meanfield import Spectrum, closed_form_gain, growth_rate, integrate_reduced_ode, risk
 
 
 def gauss_expect(f, q):
@@ -54,7 +54,7 @@ SPECTRUM = Spectrum(np.array([4.0, 1.0, 0.25, 0.04]), np.full(4, 0.25))
 @pytest.mark.parametrize("lam", [0.0, 0.1, 0.3])
 def test_fixed_points_match_closed_form(activation, lam):
     sol = integrate_reduced_ode(activation, SPECTRUM, lam, 0.3, np.linspace(0, 600, 7))
-    np.testing.assert_allclose(sol["gain"][-1], fixed_point_gain(activation, SPECTRUM, lam), atol=1e-4)
+    np.testing.assert_allclose(sol["gain"][-1], closed_form_gain(activation, SPECTRUM.eigenvalue, lam), atol=1e-4)
 
 
 def test_tanh_shrinks_more_than_linear():
@@ -65,7 +65,7 @@ def test_tanh_shrinks_more_than_linear():
     assert np.all(th < lin - 1e-3)
     # lambda > 0: the converged tanh gains lie below the linear closed form on learned directions
     th_inf = integrate_reduced_ode("tanh", SPECTRUM, 0.1, 0.3, np.linspace(0, 600, 4))["gain"][-1]
-    lin_inf = fixed_point_gain("linear", SPECTRUM, 0.1)
+    lin_inf = closed_form_gain("linear", SPECTRUM.eigenvalue, 0.1)
     assert np.all(th_inf[:3] < lin_inf[:3] - 0.01)
 
 
@@ -96,6 +96,28 @@ def test_outputs_are_the_order_parameters_of_docs_theory():
         assert sol["p"][i] == pytest.approx(float(np.sum(w * s * (1 - a) * c)), rel=1e-9)
         assert sol["risk"][i] == pytest.approx(0.5 * float(np.sum(w * s * (1 - a) ** 2)), rel=1e-9)
         np.testing.assert_allclose(risk(SPECTRUM, a), 0.5 * np.sum(w * s * (1 - a) ** 2), rtol=1e-12)
+
+
+@pytest.mark.parametrize("activation", ["tanh", "erf", "relu", "linear"])
+def test_growth_rate_is_docs_theory_rate(activation):
+    """d log c_k/dt = 2 [2 c1(q)(1 - a_k) s_k + c3(q) p s_k - lambda], written out here with c1, c3 from
+    adaptive quadrature of the derivatives of sigma (relu: 1/2, 0; linear: 1, 0), for a batch of states
+    and for one state."""
+    d1 = {"tanh": lambda z: 1 - np.tanh(z) ** 2, "erf": lambda z: 2 / np.sqrt(np.pi) * np.exp(-z * z)}
+    d3 = {"tanh": lambda z: (1 - np.tanh(z) ** 2) * (6 * np.tanh(z) ** 2 - 2),
+          "erf": lambda z: 2 / np.sqrt(np.pi) * (4 * z * z - 2) * np.exp(-z * z)}
+    w, s, lam = np.full(4, 0.25), np.array([4.0, 1.0, 0.25, 0.04]), 0.1
+    c = np.random.default_rng(0).uniform(0.05, 1.5, (3, 4))
+    want = []
+    for ck in c:
+        q = float(np.sum(w * s * ck))
+        k1 = {"relu": 0.5, "linear": 1.0}.get(activation) or gauss_expect(d1[activation], q)
+        k3 = 0.0 if activation in ("relu", "linear") else gauss_expect(d3[activation], q)
+        a = k1 * ck
+        p = float(np.sum(w * s * (1 - a) * ck))
+        want.append(2 * (2 * k1 * (1 - a) * s + k3 * p * s - lam))
+    np.testing.assert_allclose(growth_rate(activation, SPECTRUM, lam, c), want, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(growth_rate(activation, SPECTRUM, lam, c[1]), want[1], rtol=1e-9, atol=1e-12)
 
 
 def test_bad_parameters():

@@ -35,10 +35,25 @@ def order_parameters(activation: str, spec: Spectrum, c: np.ndarray) -> dict[str
 
 
 def growth_rate(activation: str, spec: Spectrum, lam: float, c: np.ndarray) -> np.ndarray:
-    """d log c_k / dt = 2 [2 c1(q)(1 - a_k) s_k + c3(q) p s_k - lambda]  (docs/theory.md §3)."""
-    o = order_parameters(activation, spec, c)
+    """d log c_k / dt = 2 [2 c1(q)(1 - a_k) s_k + c3(q) p s_k - lambda]  (docs/theory.md §3), for variances
+    c (..., group); the ODE solver's right-hand side."""
     s = spec.eigenvalue
-    return 2.0 * (2.0 * o["c1"][..., None] * (1.0 - o["gain"]) * s + o["c3"][..., None] * o["p"][..., None] * s - lam)
+    return _log_rate(activation, s, spec.fraction * s, lam, np.asarray(c, dtype=np.float64))
+
+
+def _log_rate(activation: str, s: np.ndarray, ws: np.ndarray, lam: float, c: np.ndarray) -> np.ndarray:
+    """`growth_rate` with w_k s_k precomputed, in place on one result array (the solver calls it ~10^4
+    times per integration, so temporaries count)."""
+    k1, k3 = moments(activation, c @ ws)              # c1(q), c3(q) with q = sum_k w_k s_k c_k
+    k1, k3 = np.asarray(k1)[..., None], np.asarray(k3)[..., None]
+    one_minus_a = 1.0 - k1 * c                         # 1 - a_k, a_k = c1(q) c_k
+    p = ((one_minus_a * c) @ ws)[..., None]            # p = sum_k w_k s_k (1 - a_k) c_k
+    r = (2.0 * k1) * one_minus_a
+    r += k3 * p
+    r *= s
+    r -= lam
+    r *= 2.0
+    return r
 
 
 def risk(spec: Spectrum, gain: np.ndarray) -> np.ndarray:
@@ -58,11 +73,6 @@ def closed_form_gain(activation: str, s: np.ndarray, lam: float) -> np.ndarray:
     raise MfaeError(f"no closed-form fixed point for activation {activation!r}")
 
 
-def fixed_point_gain(activation: str, spec: Spectrum, lam: float) -> np.ndarray:
-    """The closed-form fixed point on every group of a spectrum (see `closed_form_gain`)."""
-    return closed_form_gain(activation, spec.eigenvalue, lam)
-
-
 def integrate_reduced_ode(activation: str, spec: Spectrum, lam: float, r0: float,
                           times: np.ndarray, rtol: float = 1e-10, atol: float = 1e-12) -> dict[str, np.ndarray]:
     """Integrate the reduced ODE from c_k(0) = r0^2 and return c, gain, risk, q, p on `times`."""
@@ -79,17 +89,8 @@ def integrate_reduced_ode(activation: str, spec: Spectrum, lam: float, r0: float
     s = spec.eigenvalue
     ws = spec.fraction * s
 
-    def rhs(_t, y):  # growth_rate() for one state, with fewer temporaries (it is called ~10^4 times)
-        c = np.exp(y)
-        k1, k3 = moments(activation, ws @ c)
-        one_minus_a = 1.0 - k1 * c
-        p = ws @ (one_minus_a * c)
-        r = (2.0 * k1) * one_minus_a
-        r += k3 * p
-        r *= s
-        r -= lam
-        r *= 2.0
-        return r
+    def rhs(_t, y):
+        return _log_rate(activation, s, ws, lam, np.exp(y))
 
     if times[-1] == 0:
         y = y0[None, :]

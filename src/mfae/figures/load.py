@@ -102,7 +102,8 @@ def mf_key(mf: xr.Dataset) -> tuple[str, float]:
 
 
 def same_lam(a: float, b: float) -> bool:
-    return bool(np.isclose(a, b, rtol=1e-9, atol=1e-12))
+    """Two lambdas are the same model's (the tolerance of `mfae.runs.same_number`)."""
+    return bool(np.isclose(a, b, rtol=_runs.LAM_RTOL, atol=_runs.LAM_ATOL))
 
 
 def check_match(run: Run, mf: xr.Dataset) -> None:
