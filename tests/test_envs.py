@@ -211,8 +211,8 @@ def planned_jobs(workdir: Path, configfile: Path) -> list[tuple[str, list[str], 
                        env=dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"))
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     jobs = []
-    for block in re.split(r"^\[\w{3} \w{3} .*\]$", p.stdout, flags=re.M)[1:]:
-        rule, shell = re.search(r"^(?:local)?rule (\w+):", block, re.M), re.search(r"^Shell command: (.*)$", block, re.M)
+    for block in re.split(r"^\s*\[\w{3} \w{3} [^\]]*\].*$", p.stdout, flags=re.M)[1:]:
+        rule, shell = re.search(r"^\s*(?:local)?rule (\w+):", block, re.M), re.search(r"^Shell command: (.*)$", block, re.M)
         inputs, outputs = (re.search(rf"^\s+{k}: (.*)$", block, re.M) for k in ("input", "output"))
         if shell and outputs:  # not the target rule `all` (no output, no command)
             jobs.append((rule.group(1), inputs.group(1).split(", ") if inputs else [], outputs.group(1).split(", "),

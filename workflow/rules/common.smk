@@ -141,3 +141,20 @@ def train_resources(batch):
         ]
 
     return dict(runtime=runtime, mem_mb=mem_mb, **TRAIN_OVERRIDES)
+
+
+def stage_resources(stage, **fixed):
+    """`mem_mb` (--mem) and `runtime` (minutes, -t) of a non-training job from the cost model
+    (mfae.plan.stage_resources: its inputs' sizes; 3x the time plus a margin, 1.5x the memory;
+    each retry doubles, triples, ... them). `fixed`: arguments the rule knows (a figure's stem, in
+    which {exp} is the job's wildcard)."""
+
+    def get(key):
+        def resource(wildcards, attempt):
+            where = {k: v for k, v in wildcards.items() if k in ("exp", "dkey")}
+            where.update({k: v.format(**wildcards) for k, v in fixed.items()})
+            return plan.stage_resources(config, stage, attempt, **where)[key]
+
+        return resource
+
+    return dict(mem_mb=get("mem_mb"), runtime=get("runtime"))

@@ -21,6 +21,8 @@ rule convergence:
         f"{R}/benchmarks/convergence/{{exp}}.tsv"
     conda:
         "../../envs/mfae.yaml"
+    resources:
+        **stage_resources("convergence"),
     params:
         mfae=MFAE,
         tol=get_tol,

@@ -20,6 +20,8 @@ rule fetch:
         folder="|".join(re.escape(f) for f in FETCH) or "(?!)",
     conda:
         "../../envs/mfae.yaml"
+    resources:
+        **stage_resources("fetch"),
     params:
         mfae=MFAE,
         args=get_fetch_args,
@@ -38,6 +40,8 @@ rule data:
         f"{R}/benchmarks/data/{{exp}}_{{dkey}}.tsv"
     conda:
         "../../envs/mfae.yaml"
+    resources:
+        **stage_resources("data"),
     params:
         mfae=MFAE,
         args=get_data_args,

@@ -17,6 +17,8 @@ rule figure_phases:
         f"{R}/benchmarks/figures/F1_phases.tsv"
     conda:
         "../../envs/figures.yaml"
+    resources:
+        **stage_resources("figure", stem="F1_phases"),
     params:
         mfae=MFAE,
     shell:
@@ -39,6 +41,8 @@ rule figure_projections:
         f"{R}/benchmarks/figures/F6_projections.tsv"
     conda:
         "../../envs/figures.yaml"
+    resources:
+        **stage_resources("figure", stem="F6_projections"),
     params:
         mfae=MFAE,
         times=csv(config["figures"]["projection_times"]),
@@ -63,6 +67,8 @@ rule figure_shrinkage:
         f"{R}/benchmarks/figures/F2_shrinkage.tsv"
     conda:
         "../../envs/figures.yaml"
+    resources:
+        **stage_resources("figure", stem="F2_shrinkage"),
     params:
         mfae=MFAE,
         times=csv(config["figures"]["shrinkage_times"]),
@@ -88,6 +94,8 @@ rule figure_activations:
         f"{R}/benchmarks/figures/F3_activations.tsv"
     conda:
         "../../envs/figures.yaml"
+    resources:
+        **stage_resources("figure", stem="F3_activations"),
     params:
         mfae=MFAE,
     shell:
@@ -110,6 +118,8 @@ rule figure_convergence:
         f"{R}/benchmarks/figures/F4_convergence.tsv"
     conda:
         "../../envs/figures.yaml"
+    resources:
+        **stage_resources("figure", stem="F4_convergence"),
     params:
         mfae=MFAE,
     shell:
@@ -139,6 +149,8 @@ rule figure_realdata:
         f"{R}/benchmarks/figures/F5_{{exp}}.tsv"
     conda:
         "../../envs/figures.yaml"
+    resources:
+        **stage_resources("figure", stem="F5_{exp}"),
     params:
         mfae=MFAE,
         times=csv(config["figures"]["realdata_times"]),
@@ -165,6 +177,8 @@ rule figure_rank:
         f"{R}/benchmarks/figures/F7_rank.tsv"
     conda:
         "../../envs/figures.yaml"
+    resources:
+        **stage_resources("figure", stem="F7_rank"),
     params:
         mfae=MFAE,
     shell:

@@ -22,6 +22,8 @@ for exp, e in EXP.items():
             f"{R}/benchmarks/meanfield/{exp}/{{dkey}}.tsv"
         conda:
             "../../envs/mfae.yaml"
+        resources:
+            **stage_resources("meanfield", exp=exp),
         params:
             mfae=MFAE,
             activations=csv(e["activations"]),

@@ -68,6 +68,8 @@ rule runs_table:
         f"{R}/benchmarks/runs_table.tsv"
     conda:
         "../../envs/mfae.yaml"
+    resources:
+        **stage_resources("runs_table"),
     params:
         mfae=MFAE,
     shell:
