@@ -355,3 +355,47 @@ def test_download_runs_table_and_figures_are_local_rules(tmp_path):
         "figure_phases", "figure_projections", "figure_shrinkage", "figure_activations", "figure_convergence",
         "figure_realdata", "figure_rank"}
     assert not {r for r in local if r.startswith(("train", "meanfield", "data", "convergence"))}
+
+
+@pytest.mark.slow
+def test_replacing_user_data_files_reruns_their_data_job_and_what_follows(tmp_path):
+    """A user array (experiments.userdata) and IDX files placed by hand (mnist, fetch: false) are inputs
+    of their data jobs: a new .npy or a new t10k images file reruns that data job and everything built
+    on it, and nothing of the other experiment."""
+    from test_data import write_idx
+
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "X.npy", rng.standard_normal((60, 6)))
+    mnist = tmp_path / "mnist"
+    mnist.mkdir()
+    write_idx(mnist / "train-images-idx3-ubyte.gz", rng.integers(0, 255, (40, 4, 4)))
+    write_idx(mnist / "t10k-images-idx3-ubyte", rng.integers(0, 255, (10, 4, 4)))  # raw, not gzipped
+    cfg = load(ROOT / ".test" / "config.yaml")
+    for e in cfg["experiments"].values():
+        e["enabled"] = False
+    cfg["experiments"]["userdata"] = dict(data=dict(source="array", path=str(tmp_path / "X.npy")), N=[10],
+                                          seeds=[0], t_max=1)
+    cfg["experiments"]["mnist"].update(enabled=True, N=[10], t_max=0.2, lr=0.2,
+                                       data=dict(source="mnist", path=str(mnist), fetch=False))
+    cfg["figures"]["realdata_times"] = [0.1, 0.2]
+    cfgfile = dump(cfg, tmp_path / "c.yaml")
+    smk(tmp_path, cfgfile)
+    assert job_counts(smk(tmp_path, cfgfile, "-n")) == {}
+
+    def rules_to_run() -> dict[str, int]:
+        out = smk(tmp_path, cfgfile, "-n").stdout
+        table = re.search(r"Job stats:\njob\s+count\n-+\s+-+\n(.*?)\ntotal", out, re.S)
+        return {ln.split()[0]: int(ln.split()[1]) for ln in table.group(1).splitlines()} if table else {}
+
+    np.save(tmp_path / "X.npy", rng.standard_normal((60, 6)))  # new data in the same file
+    counts = rules_to_run()
+    trains = [r for r in counts if r.startswith("train_")]
+    assert counts.get("data") == 1 and counts.get("meanfield_userdata") == 1 and counts.get("figure_realdata") == 1
+    assert trains and all(r.startswith("train_userdata") for r in trains) and "meanfield_mnist" not in counts
+    smk(tmp_path, cfgfile)
+
+    write_idx(mnist / "t10k-images-idx3-ubyte", rng.integers(0, 255, (10, 4, 4)))  # replaced by hand
+    counts = rules_to_run()
+    trains = [r for r in counts if r.startswith("train_")]
+    assert counts.get("data") == 1 and counts.get("meanfield_mnist") == 1 and counts.get("figure_realdata") == 1
+    assert trains and all(r.startswith("train_mnist") for r in trains) and "meanfield_userdata" not in counts

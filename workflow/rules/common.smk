@@ -44,9 +44,38 @@ csv = study.csv
 FETCH = study.fetches(config)  # data folders the fetch rule fills, by folder
 
 
+IDX_STEMS = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+
+
+def user_data_files(exp):
+    """The user's own files a data file is made from, so that editing or replacing one reruns
+    its data job and everything after it: a user array (data.path); the IDX files of a folder
+    that is not fetched (as `mfae data` finds them: gz or raw; labels where present)."""
+    from mfae.data import _find_idx
+
+    d = EXP[exp]["data"]
+    if d["source"] == "array":
+        return [d["path"]]
+    if d["source"] not in study.IDX_SOURCES or d["fetch"]:
+        return []
+    out = []
+    for stem in IDX_STEMS:
+        try:
+            out.append(str(_find_idx(Path(d["path"]), stem, d["source"])))
+        except Exception:  # missing: the images are needed (Snakemake says so)
+            if "images" in stem:
+                out.append(f"{d['path']}/{stem}.gz")
+    return out
+
+
 def get_data_inputs(wildcards):
-    """The fetched IDX files a data file is made from ([] unless its experiment has data.fetch)."""
-    return study.fetch_files(config, wildcards.exp)
+    """The files a data file is made from: the fetched IDX files (data.fetch), or the user's own."""
+    return study.fetch_files(config, wildcards.exp) or user_data_files(wildcards.exp)
 
 
 def get_fetch_args(wildcards):
