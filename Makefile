@@ -7,8 +7,8 @@ CORES  ?= 2
 .PHONY: all install test test-fast test-cluster test-data lint report bench paper-smoke images images-offline clean
 
 all: install
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --profile profiles/default --cores $(CORES)
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --profile profiles/default --cores $(CORES) --report results/report.html
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --profile profiles/local --cores $(CORES)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --profile profiles/local --cores $(CORES) --report results/report.html
 
 # The venv is rebuilt only when the project's dependency files change.
 install: $(VENV)/.installed
@@ -32,20 +32,20 @@ test-fast: install
 # Prints the wall time and the sum of the jobs' times (from results/paper-smoke/benchmarks).
 paper-smoke: install
 	@start=$$(date +%s); \
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --profile profiles/default --cores $(CORES) \
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --profile profiles/local --cores $(CORES) \
 	  --configfile config/paper.yaml config/paper-smoke.yaml && \
 	echo "paper-smoke: $$(( $$(date +%s) - start )) s wall on $(CORES) cores;" \
 	  "sum of job times $$(cat $$(find results/paper-smoke/benchmarks -name '*.tsv') | awk '$$1 != "s" {t += $$1} END {printf "%.0f", t}') s"
 
 # The image study (MNIST and Fashion-MNIST at d = 784; config/images.yaml); downloads the data on first use.
 images: install
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --profile profiles/default --cores $(CORES) --configfile config/images.yaml
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --profile profiles/local --cores $(CORES) --configfile config/images.yaml
 
 # The same study without internet: Fashion-MNIST from Debian's package for both experiments
 # (config/images-offline.yaml says why); prints the wall time.
 images-offline: install
 	@start=$$(date +%s); \
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --profile profiles/default --cores $(CORES) \
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --profile profiles/local --cores $(CORES) \
 	  --configfile config/images.yaml config/images-offline.yaml && \
 	echo "images-offline: $$(( $$(date +%s) - start )) s wall on $(CORES) cores"
 
@@ -68,7 +68,7 @@ lint: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --lint --cores 1
 
 report: install
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --profile profiles/default --report results/report.html
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --profile profiles/local --report results/report.html
 
 bench: install
 	$(BIN)/python bench/bench_train.py

@@ -399,3 +399,28 @@ def test_replacing_user_data_files_reruns_their_data_job_and_what_follows(tmp_pa
     trains = [r for r in counts if r.startswith("train_")]
     assert counts.get("data") == 1 and counts.get("meanfield_mnist") == 1 and counts.get("figure_realdata") == 1
     assert trains and all(r.startswith("train_mnist") for r in trains) and "meanfield_userdata" not in counts
+
+
+def test_directory_holds_everything_and_no_profile_is_loaded_by_itself(tmp_path):
+    """`snakemake --directory DIR` from anywhere: relative paths of the config (a user array) and every
+    output, log and Snakemake's state are under DIR, nothing in the current directory; no profile is
+    loaded unless asked for (the local one is profiles/local, not the auto-loaded profiles/default)."""
+    wd, elsewhere = tmp_path / "wd", tmp_path / "elsewhere"
+    wd.mkdir()
+    elsewhere.mkdir()
+    np.save(wd / "X.npy", np.random.default_rng(0).standard_normal((50, 6)))
+    cfg = load(ROOT / ".test" / "config.yaml")
+    for e in cfg["experiments"].values():
+        e["enabled"] = False
+    cfg["experiments"]["userdata"] = dict(data=dict(source="array", path="X.npy"), N=[10], seeds=[0], t_max=1)
+    cfgfile = dump(cfg, tmp_path / "c.yaml")
+    p = subprocess.run([SNAKEMAKE, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(wd), "--configfile",
+                        str(cfgfile), "--cores", "1", "results/userdata/meanfield/tanh_lam0.1/real.nc"],
+                       cwd=elsewhere, capture_output=True, text=True, env=ENV, timeout=600)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    assert "profile" not in (p.stdout + p.stderr).lower()
+    assert not (ROOT / "profiles" / "default").exists() and (ROOT / "profiles" / "local" / "config.yaml").is_file()
+    for f in ("results/userdata/data/real.nc", "results/userdata/meanfield/tanh_lam0.1/real.nc",
+              "results/logs/data/userdata_real.log"):
+        assert (wd / f).is_file(), f
+    assert (wd / ".snakemake").is_dir() and list(elsewhere.iterdir()) == []

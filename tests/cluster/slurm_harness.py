@@ -19,12 +19,11 @@ STATE = Path(os.environ.get("MFAE_SLURM_STATE", "/tmp/mfae-slurm"))
 PARTITION = os.environ.get("MFAE_SLURM_PARTITION", "debug")
 
 # Profiles: the user's SLURM profile, then the test overlay (squeue status command, short
-# first poll, kept logs, partition). `--workflow-profile none` keeps profiles/default (the
-# local-run profile, which Snakemake would otherwise load implicitly) out of the run.
+# first poll, kept logs, partition). No other profile is loaded: the local one is profiles/local,
+# which Snakemake does not pick up by itself.
 PROFILE_ARGS = [
     "--profile", str(REPO / "profiles" / "slurm"),
     "--profile", str(HERE / "profile"),
-    "--workflow-profile", "none",
 ]
 
 

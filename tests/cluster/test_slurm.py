@@ -123,8 +123,7 @@ def test_real_workflow(slurm_cluster, tmp_path):
     config/ (and data/ if present), so that results/ and .snakemake/ stay out of the repo:
       snakemake --snakefile <repo>/Snakefile \\
         --configfile .test/config.yaml subset.yaml \\
-        --profile <repo>/profiles/slurm --profile <repo>/tests/cluster/profile \\
-        --workflow-profile none
+        --profile <repo>/profiles/slurm --profile <repo>/tests/cluster/profile
     """
     snakefile = REPO / "Snakefile"
     test_config = REPO / ".test" / "config.yaml"
