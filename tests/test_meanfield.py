@@ -12,6 +12,78 @@ from mfae.activations import c1, c3, sigma, sigma_and_derivative
 from mfae.meanfield import Spectrum, closed_form_gain, growth_rate, integrate_reduced_ode, risk
 
 
+SPECTRUM = Spectrum(np.array([4.0, 1.0, 0.25, 0.04]), np.full(4, 0.25))
+
+
+# --- the ODE solver (mfae.ode) first: exact solutions, its cost, and scipy's DOP853 at a much tighter
+# tolerance (a broken solver fails here in seconds, before the tests below lean on it) -------------------
+
+def _scipy_reference(rhs, y0, times):
+    sol = integrate.solve_ivp(rhs, (times[0], times[-1]), y0, method="DOP853", t_eval=times,
+                              rtol=1e-13, atol=1e-15)
+    assert sol.success
+    return sol.y.T
+
+
+def test_dormand_prince_takes_the_steps_of_a_fifth_order_method():
+    """y' = -2y to t = 5 at rtol 1e-10: a 5th-order pair with a working step-size controller needs ~190 steps
+    (local error ~ h^5: (1e-10)^(1/5) = 0.01 per unit of 2t); counted right-hand-side evaluations below 2000
+    (6 per step), and max_steps stops a method that degraded to low order."""
+    from mfae.ode import dormand_prince
+
+    calls = []
+
+    def f(_t, y):
+        calls.append(1)
+        return -2 * y
+
+    y = dormand_prince(f, np.array([1.0]), np.array([0.0, 5.0]), max_steps=400)
+    assert y[-1, 0] == pytest.approx(np.exp(-10.0), rel=1e-8)
+    assert 300 < len(calls) < 2000, len(calls)
+
+
+def test_dormand_prince_exact_solutions():
+    from mfae.ode import dormand_prince
+
+    t = np.linspace(0, 5, 37)
+    # y' = -2 y and a rotation: closed forms, on output times inside steps (the continuous extension)
+    y = dormand_prince(lambda _t, y: -2 * y, np.array([1.0, 3.0]), t)
+    np.testing.assert_allclose(y, np.exp(-2 * t)[:, None] * [1.0, 3.0], rtol=1e-8)  # global error
+    rot = dormand_prince(lambda _t, y: np.array([-y[1], y[0]]), np.array([1.0, 0.0]), t)
+    np.testing.assert_allclose(rot, np.c_[np.cos(t), np.sin(t)], atol=1e-9)
+    # a time-dependent right-hand side, a 2-D state and a single output interval
+    y = dormand_prince(lambda s, y: np.cos(s) * np.ones_like(y), np.zeros((2, 2)), np.array([0.0, 2.0]))
+    np.testing.assert_allclose(y[-1], np.full((2, 2), np.sin(2.0)), rtol=1e-10)
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu", "linear", "erf"])
+@pytest.mark.parametrize("spec", [SPECTRUM, Spectrum(np.array([64.0]), np.array([6 / 384])),
+                                  Spectrum(108 / np.arange(1, 97) / (108 / np.arange(1, 97)).mean(),
+                                           np.full(96, 1 / 96))], ids=["4groups", "rank6", "decaying96"])
+def test_reduced_ode_matches_scipy_dop853(activation, spec):
+    """integrate_reduced_ode (rtol 1e-10) within 5e-8 relative of scipy's DOP853 at rtol 1e-13 (at the stiff
+    ReLU fixed point of the 96-group spectrum the reference itself wobbles by ~3e-8; elsewhere <= 2e-9)."""
+    from mfae.activations import moments
+
+    s, ws, lam = spec.eigenvalue, spec.fraction * spec.eigenvalue, 0.1
+
+    def rhs(_t, y):
+        c = np.exp(y)
+        k1, k3 = moments(activation, ws @ c)
+        return 2 * (2 * k1 * (1 - k1 * c) * s + k3 * (ws @ ((1 - k1 * c) * c)) * s - lam)
+
+    t = np.linspace(0, 8, 200)
+    ref = np.exp(_scipy_reference(rhs, np.full(s.shape, 2 * np.log(0.3)), t))
+    c = integrate_reduced_ode(activation, spec, lam, 0.3, t)["c"]
+    np.testing.assert_allclose(c, ref, rtol=5e-8)
+
+
+def test_dormand_prince_reports_blow_up_in_one_line():
+    from mfae.ode import dormand_prince
+
+    with pytest.raises(MfaeError, match="not finite|more than"):  # y' = y^2, y(0) = 1 blows up at t = 1
+        with np.errstate(all="ignore"):
+            dormand_prince(lambda _t, y: y * y, np.array([1.0]), np.array([0.0, 2.0]), max_steps=10_000)
 def gauss_expect(f, q):
     return integrate.quad(lambda g: f(np.sqrt(q) * g) * np.exp(-g * g / 2) / np.sqrt(2 * np.pi), -np.inf, np.inf,
                           epsabs=1e-13, epsrel=1e-13)[0]
@@ -45,9 +117,6 @@ def test_trainer_sigma_is_the_odes_sigma(activation, f):
     h = 1e-6
     fd = [(f(v + h) - f(v - h)) / (2 * h) for v in z.tolist()]
     np.testing.assert_allclose(ds.numpy(), fd, rtol=1e-7, atol=1e-8)
-
-
-SPECTRUM = Spectrum(np.array([4.0, 1.0, 0.25, 0.04]), np.full(4, 0.25))
 
 
 @pytest.mark.parametrize("activation", ["linear", "relu"])
@@ -129,54 +198,3 @@ def test_bad_parameters():
         Spectrum(np.array([1.0, -1.0]), np.array([0.5, 0.5]))
 
 
-# --- the ODE solver (mfae.ode) against scipy's DOP853 at a much tighter tolerance ---------------------
-
-def _scipy_reference(rhs, y0, times):
-    sol = integrate.solve_ivp(rhs, (times[0], times[-1]), y0, method="DOP853", t_eval=times,
-                              rtol=1e-13, atol=1e-15)
-    assert sol.success
-    return sol.y.T
-
-
-def test_dormand_prince_exact_solutions():
-    from mfae.ode import dormand_prince
-
-    t = np.linspace(0, 5, 37)
-    # y' = -2 y and a rotation: closed forms, on output times inside steps (the continuous extension)
-    y = dormand_prince(lambda _t, y: -2 * y, np.array([1.0, 3.0]), t)
-    np.testing.assert_allclose(y, np.exp(-2 * t)[:, None] * [1.0, 3.0], rtol=1e-8)  # global error
-    rot = dormand_prince(lambda _t, y: np.array([-y[1], y[0]]), np.array([1.0, 0.0]), t)
-    np.testing.assert_allclose(rot, np.c_[np.cos(t), np.sin(t)], atol=1e-9)
-    # a time-dependent right-hand side, a 2-D state and a single output interval
-    y = dormand_prince(lambda s, y: np.cos(s) * np.ones_like(y), np.zeros((2, 2)), np.array([0.0, 2.0]))
-    np.testing.assert_allclose(y[-1], np.full((2, 2), np.sin(2.0)), rtol=1e-10)
-
-
-@pytest.mark.parametrize("activation", ["tanh", "relu", "linear", "erf"])
-@pytest.mark.parametrize("spec", [SPECTRUM, Spectrum(np.array([64.0]), np.array([6 / 384])),
-                                  Spectrum(108 / np.arange(1, 97) / (108 / np.arange(1, 97)).mean(),
-                                           np.full(96, 1 / 96))], ids=["4groups", "rank6", "decaying96"])
-def test_reduced_ode_matches_scipy_dop853(activation, spec):
-    """integrate_reduced_ode (rtol 1e-10) within 5e-8 relative of scipy's DOP853 at rtol 1e-13 (at the stiff
-    ReLU fixed point of the 96-group spectrum the reference itself wobbles by ~3e-8; elsewhere <= 2e-9)."""
-    from mfae.activations import moments
-
-    s, ws, lam = spec.eigenvalue, spec.fraction * spec.eigenvalue, 0.1
-
-    def rhs(_t, y):
-        c = np.exp(y)
-        k1, k3 = moments(activation, ws @ c)
-        return 2 * (2 * k1 * (1 - k1 * c) * s + k3 * (ws @ ((1 - k1 * c) * c)) * s - lam)
-
-    t = np.linspace(0, 8, 200)
-    ref = np.exp(_scipy_reference(rhs, np.full(s.shape, 2 * np.log(0.3)), t))
-    c = integrate_reduced_ode(activation, spec, lam, 0.3, t)["c"]
-    np.testing.assert_allclose(c, ref, rtol=5e-8)
-
-
-def test_dormand_prince_reports_blow_up_in_one_line():
-    from mfae.ode import dormand_prince
-
-    with pytest.raises(MfaeError, match="not finite|more than"):  # y' = y^2, y(0) = 1 blows up at t = 1
-        with np.errstate(all="ignore"):
-            dormand_prince(lambda _t, y: y * y, np.array([1.0]), np.array([0.0, 2.0]), max_steps=10_000)

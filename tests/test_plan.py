@@ -264,42 +264,47 @@ def test_dry_run_gives_train_jobs_their_own_limits(tmp_path, gpu):
 
 # --- the plan's constants against what the trainer really does ----------------------------------
 
-def _train_rule_argv(job: dict, config: dict) -> list[str]:
-    """The `mfae train` arguments the workflow's train rule gives one job (workflow/rules/train.smk's
-    shell command with the job's wildcards and params filled in)."""
+def _train_rule_argv(batch, config: dict) -> list[str]:
+    """The `mfae train` arguments the workflow's train rule gives one batch of runs (the shell command of
+    workflow/rules/train.smk's batch rule with the batch's params filled in)."""
     text = (ROOT / "workflow/rules/train.smk").read_text()
-    rule = text[text.index("rule train:"):text.index("rule runs_table")]
+    rule = text[text.index("for batch in TRAIN_BATCHES:"):text.index("rule runs_table")]
     shell = "".join(re.findall(r'"([^"]*)"', rule[rule.index("shell:"):]))
     t = study.section(config, "train")  # the schema's defaults filled in, as Snakemake's validate does
-    values = {"input.data": "d.nc", "output": "o.nc", "log": "o.log", "threads": "1", "params.mfae": "mfae",
-              "wildcards.N": job["N"], "wildcards.seed": job["seed"], "wildcards.act": job["activation"],
-              "wildcards.lam": job["lam"], "params.r0": job["r0"], "params.lr": job["lr"],
-              "params.t_max": job["t_max"], **{f"params.{k}": v for k, v in t.items()}}
+    e = study.experiment(config, batch.experiment)
+    values = {"input.data": "d.nc", "output": " ".join(batch.paths), "log": "o.log", "threads": "1",
+              "params.mfae": "mfae", "params.N": ",".join(map(str, batch.Ns)),
+              "params.seeds": ",".join(map(str, batch.seeds)), "params.activation": batch.activation,
+              "params.lam": batch.lam, "params.r0": e["r0"], "params.lr": e["lr"], "params.t_max": e["t_max"],
+              "params.checkpoint": batch.checkpoint(study.results(config)),
+              **{f"params.{k}": v for k, v in t.items()}}
     argv = re.sub(r"\{([A-Za-z0-9_.]+)\}", lambda m: str(values[m.group(1)]), shell).split(">")[0].split()
     assert argv[:2] == ["mfae", "train"], argv
     return argv[2:]
 
 
-def test_plan_sizes_the_job_the_train_rule_runs():
-    """For every job of the test study: the shape the plan costs (steps, batch, measurements, test set,
-    dtype) is the run `mfae train` makes of the rule's arguments, and the trainer settings the rule leaves
-    at their defaults (samples drawn per block, projections kept, the measurement chunk) are the
+def test_plan_sizes_the_runs_the_train_rule_runs():
+    """For batches of the test study: every run the batch rule's `mfae train` arguments make has the shape
+    the plan costs (N, steps, mini-batch, measurements, test set, dtype), and the trainer settings the rule
+    leaves at their defaults (samples drawn per block, projections kept, the measurement chunk) are the
     constants the plan and the memory model assume."""
-    from mfae import cost, measure
+    from mfae import cost, measure, pack
     from mfae.cli import build_parser
     from mfae.runconfig import TrainConfig
 
     c = cfg()
     parser = build_parser()
-    for job in study.train_jobs(c)[::7]:
-        args = parser.parse_args(["train", *_train_rule_argv(job, c)])
-        one = lambda v: v[0] if isinstance(v, list) else v  # noqa: E731 (a flag may take one value per run)
-        shape = plan.job_shape(c, job["experiment"], job["data"], job["N"])
-        assert (shape.N, shape.batch, shape.n_times, shape.dtype) == (one(args.N), args.batch, args.n_times,
-                                                                     args.dtype)
-        if not study.is_real(study.experiment(c, job["experiment"])):
-            assert shape.n_test == args.n_test
-        assert shape.steps == plan.n_steps(args.t_max, shape.d, args.lr)
+    batches = pack.train_batches(c)
+    assert sum(len(b.runs) for b in batches) == len(study.train_jobs(c))
+    for b in batches[::3]:
+        args = parser.parse_args(["train", *_train_rule_argv(b, c)])
+        assert list(zip(args.N, args.seed)) == list(b.runs)
+        for N in args.N:
+            shape = plan.job_shape(c, b.experiment, b.data, N)
+            assert (shape.N, shape.batch, shape.n_times, shape.dtype) == (N, args.batch, args.n_times, args.dtype)
+            if not study.is_real(study.experiment(c, b.experiment)):
+                assert shape.n_test == args.n_test
+            assert shape.steps == plan.n_steps(args.t_max, shape.d, args.lr)
         assert args.block_steps == plan.BLOCK_STEPS
     defaults = TrainConfig(N=1)
     assert (plan.BLOCK_STEPS, plan.N_PROJECTIONS) == (defaults.block_steps, defaults.n_projections)

@@ -69,7 +69,7 @@ def dormand_prince(f: Callable[[float, np.ndarray], np.ndarray], y0: np.ndarray,
         scale = atol + rtol * np.maximum(np.abs(y), np.abs(y_new))
         e = float(np.sqrt(np.mean((err / scale) ** 2)))
         if not np.isfinite(e):
-            if h_try < 1e-300:
+            if not h_try > 1e-300:  # also a NaN step, which would never recover
                 raise MfaeError(f"ODE integration failed: the solution is not finite at t = {t:g}")
             h = 0.1 * h_try
             continue
