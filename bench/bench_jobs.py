@@ -21,13 +21,13 @@ imports (interpreter start to the command's modules loaded), data load (`read_da
 `train_inputs`), steps (`Stepper.run`, incl. sampling in `other`), measurements (the measure call of
 each grid time), writing (`train_dataset` + `write_dataset`), other (setup, sampling, modes, ...).
 
-With `--baseline REV` (e.g. dd01a14, the code before the whole-job work) every mfae job also runs with
+With `--baseline [REV]` (default bench/common.DEFAULT_BASELINE, the code before the whole-job work) every mfae job also runs with
 that revision's src (exported with `git archive` to a temp folder, run as `python -m mfae` with
 PYTHONPATH pointing there), interleaved run by run with the current code so that machine load hits
 both alike, and the ratios baseline/current are printed.
 
     .venv/bin/python bench/bench_jobs.py                       # current code, ~2-4 minutes
-    .venv/bin/python bench/bench_jobs.py --baseline dd01a14    # before/after, ~5-8 minutes
+    .venv/bin/python bench/bench_jobs.py --baseline            # before/after (dd01a14), ~5-8 minutes
     .venv/bin/python bench/bench_jobs.py --quick               # smoke run (tests)
     .venv/bin/python bench/bench_jobs.py --study-share results # measurements' share of a finished study's jobs
 """
@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -45,7 +44,7 @@ import textwrap
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from common import DEFAULT_BASELINE, export_tree, median_seconds, read_benchmark
 
 # The default study's (config.yaml) main job shapes: (label, data key, model args)
 TRAIN_SHAPES = [
@@ -73,8 +72,10 @@ BATCH, N_TIMES = 8, 25
 
 PLAIN = textwrap.dedent('''
     """The same SGD run written plainly: nn.Parameter + autograd + torch.optim.SGD, the test risk logged."""
-    import argparse, math, time
+    import argparse, math, sys, time
     import numpy as np, torch, netCDF4
+    sys.path.insert(0, BENCH_DIR)
+    from common import autograd_sgd, torch_activation  # the plain step, without mfae
 
     p = argparse.ArgumentParser()
     for k, t in (("data", str), ("N", int), ("seed", int), ("activation", str), ("lam", float), ("r0", float),
@@ -105,9 +106,9 @@ PLAIN = textwrap.dedent('''
         draw = lambda: x_train[torch.randint(x_train.shape[0], (a.batch,), generator=g)]
         x_test = torch.tensor(xte)
     x_test = x_test.to(rdt)
-    act = dict(tanh=torch.tanh, relu=torch.relu, linear=lambda u: u, erf=torch.erf)[a.activation]
+    act = torch_activation(a.activation)
     theta = torch.nn.Parameter(a.r0 * torch.randn(a.N, d, generator=g))
-    opt = torch.optim.SGD([theta], lr=eps, weight_decay=a.lam)
+    step = autograd_sgd(theta, act, eps, a.lam)  # nn.Parameter + autograd + torch.optim.SGD
     times = np.linspace(0, a.t_max, a.n_times)
     ksteps = np.minimum(np.rint(times / eps).astype(int), total)
     ksteps[-1] = total
@@ -122,11 +123,7 @@ PLAIN = textwrap.dedent('''
             j += 1
         if k == total:
             break
-        x = draw()
-        loss = 0.5 * d * a.N * ((x - act(x @ theta.T) @ theta / a.N) ** 2).sum(1).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        step(draw())
     np.save(a.out, np.array(risks))
     print(f"{total} steps in {time.perf_counter() - t0:.2f} s")
 ''')
@@ -216,15 +213,6 @@ class Variant:
         return p
 
 
-def median_runs(fns: dict, repeats: int) -> dict[str, float]:
-    """Run each callable `repeats` times, interleaved, and return the median wall times."""
-    times = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, f in fns.items():
-            times[k].append(f())
-    return {k: statistics.median(v) for k, v in times.items()}
-
-
 def budget(v: Variant, args: list, threads: int) -> dict:
     script = v.work / "budget.py"
     script.write_text(BUDGET)
@@ -259,7 +247,7 @@ def study_share(results: Path) -> int:
             run = Path(row["file"])  # results/{exp}/train/{model}/{dkey}/N{N}_seed{seed}.nc
             exp, model, dkey = run.parts[-5], run.parts[-3], run.parts[-2]
             bench = results / "benchmarks" / "train" / exp / f"{model}_{dkey}_{run.stem}.tsv"
-            job = float(bench.read_text().splitlines()[1].split("\t")[0])
+            job = read_benchmark(bench)["s"]
             m = per.setdefault(exp, [0, 0.0, 0.0, 0.0])
             m[0] += 1
             m[1] += float(row["measure_seconds"])
@@ -279,8 +267,9 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="tiny shapes, one repeat (smoke test)")
     ap.add_argument("--repeats", type=int, default=3, help="runs per job, median reported (default 3)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads of train jobs and plain scripts (default 1)")
-    ap.add_argument("--baseline", default=None, metavar="REV",
-                    help="also run every mfae job with this git revision's src, side by side (e.g. dd01a14)")
+    ap.add_argument("--baseline", nargs="?", const=DEFAULT_BASELINE, default=None, metavar="REV",
+                    help="also run every mfae job with this git revision's src, side by side (without REV: "
+                         f"{DEFAULT_BASELINE}, the code before the whole-job work)")
     ap.add_argument("--json", type=Path, default=None, help="write all numbers to this JSON file")
     ap.add_argument("--study-share", type=Path, default=None, metavar="RESULTS",
                     help="instead: the measurements' share of the finished train jobs of a study (RESULTS/runs.csv "
@@ -301,18 +290,15 @@ def main(argv=None) -> int:
         tmp = Path(tmp)
         variants = [Variant("current", None, tmp / "current")]
         if a.baseline:
-            base = tmp / "baseline_src"
-            base.mkdir()
-            arch = subprocess.run(["git", "archive", a.baseline, "src"], cwd=ROOT, capture_output=True, check=True)
-            subprocess.run(["tar", "-x", "-C", str(base)], input=arch.stdout, check=True)
+            base = export_tree(tmp / "baseline_src", a.baseline, ("src",))
             variants.append(Variant(f"baseline {a.baseline}", base / "src", tmp / "baseline"))
         plain = tmp / "plain_train.py"
-        plain.write_text(PLAIN)
+        plain.write_text(PLAIN.replace("BENCH_DIR", repr(str(Path(__file__).resolve().parent))))
         print(f"mfae whole-job benchmark: {repeats} run(s) per job, median wall seconds, process start to exit; "
               f"train/plain with {a.threads} thread(s); variants: {', '.join(v.name for v in variants)}")
 
         def report(kind: str, label: str, fns: dict) -> None:
-            med = median_runs(fns, repeats)
+            med = median_seconds(fns, repeats)
             results["jobs"][f"{kind}: {label}"] = med
             cur = med["current"]
             extra = "  ".join(f"{k} {fmt(t)} s" for k, t in med.items() if k != "current")
@@ -417,16 +403,11 @@ def data_files(tmp: Path, quick: bool, repeats: int) -> dict:
         f64 = ds.drop_vars(["x_train_code", "x_test_code"])
         f64["x_train"], f64["x_test"] = (("sample", "feature"), xtr), (("test_sample", "feature"), xte)
         pc, pf = write_dataset(ds, tmp / "codes.nc"), write_dataset(f64, tmp / "f64.nc")
-        reads = {}
-        for _ in range(repeats):
-            for k, path in (("codes", pc), ("float64", pf)):
-                t = time.perf_counter()
-                r = train_inputs(read_dataset(path), "float32")
-                reads.setdefault(k, []).append(time.perf_counter() - t)
+        reads = median_seconds({k: (lambda path=path: train_inputs(read_dataset(path), "float32"))
+                                for k, path in (("codes", pc), ("float64", pf))}, repeats)
         same = all(np.array_equal(train_inputs(read_dataset(pc))[v], train_inputs(read_dataset(pf))[v])
                    for v in ("x_train", "x_test"))
-        del r
-        rc, rf = statistics.median(reads["codes"]), statistics.median(reads["float64"])
+        rc, rf = reads["codes"], reads["float64"]
         out[name] = dict(bytes_codes=pc.stat().st_size, bytes_float64=pf.stat().st_size, read_codes=rc,
                          read_float64=rf, bit_identical=same)
         print(f"  {name:24s} size {pc.stat().st_size / 1e6:8.2f} MB vs {pf.stat().st_size / 1e6:8.2f} MB "

@@ -13,13 +13,12 @@ Target: < 1 s for tanh.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 
 import numpy as np
 
 import mfae.meanfield as mf
+from common import median_seconds
 from mfae.activations import c1, c3
 
 
@@ -47,12 +46,8 @@ def count_rhs(activation, spec, lam, r0, times) -> int:
 
 
 def timed(f, repeats: int) -> float:
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        f()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
+    """Median seconds of one call over `repeats` calls."""
+    return median_seconds({"f": f}, repeats)["f"]
 
 
 def main(argv=None) -> int:

@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from common import median_seconds, read_benchmark
 from mfae import plan
 from mfae.data import gaussian_data, train_inputs
 from mfae.measure import Measurer
@@ -54,19 +55,8 @@ QUICK_MEASURE = [(300, 48, 1024), (1000, 24, 1024)]
 
 
 def timed(fn, min_time: float, repeats: int) -> float:
-    """Median seconds per call over `repeats` repeats of >= min_time each (after one warm-up call)."""
-    fn()
-    out = []
-    for _ in range(repeats):
-        n, t0 = 0, time.perf_counter()
-        while True:
-            fn()
-            n += 1
-            el = time.perf_counter() - t0
-            if el >= min_time:
-                break
-        out.append(el / n)
-    return statistics.median(out)
+    """Median seconds per call over `repeats` repeats of >= min_time each (after a warm-up call)."""
+    return median_seconds({"f": fn}, repeats, min_time, warm_seconds=1e-9)["f"]
 
 
 def data_of(d: int) -> dict:
@@ -144,8 +134,6 @@ def nnls_fit(A: np.ndarray, y: np.ndarray) -> np.ndarray:
 def compare(configfiles: list[Path]) -> int:
     """est/measured ratios of the finished training runs of a study (see the module docstring): the
     config files merged in order on top of config.yaml, as `snakemake --configfile` does."""
-    import csv
-
     from mfae import study
     from mfae.config import load_config
     from mfae.runs import runs_table
@@ -168,10 +156,7 @@ def compare(configfiles: list[Path]) -> int:
         wall = float(runs[j["path"]]["wall_seconds"])
         bench = Path(r) / "benchmarks" / "train" / j["experiment"] / (
             f"{j['activation']}_lam{study.fmt(j['lam'])}_{j['data']}_N{j['N']}_seed{j['seed']}.tsv")
-        job_s = float("nan")
-        if bench.exists():
-            with open(bench) as f:
-                job_s = float(next(csv.DictReader(f, delimiter="\t"))["s"])
+        job_s = read_benchmark(bench)["s"] if bench.exists() else float("nan")
         ratios_train.append(train_est / wall)
         ratios_job.append(est / job_s)
         rows.append((j["experiment"], j["d"], j["N"], j["seed"], train_est, wall, est, job_s))

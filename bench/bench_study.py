@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Benchmark: the whole default study (Snakemake, config.yaml), the current code against a baseline.
 
-Exports the baseline revision (default dd01a14, the state before the whole-job work) with `git archive`
+Exports the baseline revision (--baseline; default bench/common.DEFAULT_BASELINE, the state before the
+whole-job work) with `git archive`
 and the current working tree (tracked and untracked-but-not-ignored files) into two temp folders, and
 runs the study (`snakemake --cores C` with the folder's own Snakefile and profile, and by default the
 baseline's config.yaml in both, so that both do the same jobs) in each, one
@@ -24,7 +25,6 @@ samples decoded with `mfae.data.samples` and compared bit for bit).
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import shutil
@@ -38,25 +38,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+from common import DEFAULT_BASELINE, export_tree, read_benchmark
 RTOL = 1e-6
-
-
-def export_tree(dest: Path, rev: str | None) -> Path:
-    """The files of `rev` (git archive), or of the working tree when rev is None, copied to dest."""
-    dest.mkdir(parents=True)
-    if rev is not None:
-        arch = subprocess.run(["git", "archive", rev], cwd=ROOT, capture_output=True, check=True)
-        subprocess.run(["tar", "-x", "-C", str(dest)], input=arch.stdout, check=True)
-        return dest
-    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                           capture_output=True, check=True).stdout.decode().split("\0")
-    for f in filter(None, files):
-        src = ROOT / f
-        if src.is_file():
-            (dest / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / f)
-    return dest
 
 
 def quick_config(tree: Path) -> Path:
@@ -105,10 +88,8 @@ def job_seconds(results: Path) -> dict[str, tuple[int, float]]:
     for f in (results / "benchmarks").rglob("*.tsv"):
         rule = f.relative_to(results / "benchmarks").parts[0]
         rule = rule if f.parent != results / "benchmarks" else f.stem
-        with open(f) as fh:
-            row = next(csv.DictReader(fh, delimiter="\t"))
         out[rule][0] += 1
-        out[rule][1] += float(row["s"])
+        out[rule][1] += read_benchmark(f)["s"]
     return {k: (n, s) for k, (n, s) in out.items()}
 
 
@@ -168,7 +149,8 @@ def compare_outputs(a_res: Path, b_res: Path, b_src: Path) -> tuple[int, list[st
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--baseline", default="dd01a14", help="git revision of the baseline (default dd01a14)")
+    ap.add_argument("--baseline", default=DEFAULT_BASELINE,
+                    help=f"git revision of the baseline (default {DEFAULT_BASELINE}, the code before the whole-job work)")
     ap.add_argument("--cores", type=int, default=2, help="snakemake --cores (default 2, as `make all`)")
     ap.add_argument("--quick", action="store_true", help="a toy one-experiment study (smoke test)")
     ap.add_argument("--order", choices=("baseline-first", "current-first"), default="baseline-first",

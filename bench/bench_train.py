@@ -3,11 +3,11 @@
 
 For each shape (B, N, d) it measures, in one run:
   mfae-step   `Stepper.run` on a preallocated chunk of samples (the trainer's inner loop)
-  autograd    `mfae.reference`: TiedAutoencoder + autograd_step + torch.optim.SGD, one batch per step
+  autograd    the plain step (bench/common.autograd_sgd): nn.Parameter + autograd + torch.optim.SGD, one batch per step
   matmul      the four torch.mm of a step alone: (B x d)(d x N) twice, (B x N)(N x d), (N x 2B)(2B x d);
               their summed time is the "matmul-bound" step, i.e. the device's matmul rate at these shapes
   train()     the full `mfae.train.train` (sampling, measurements on the time grid, setup) against a
-              plain loop (sampler.draw(B) + autograd_step per step, the same measurements)
+              plain loop (sampler.draw(B) + the plain step per step, the same measurements)
 and the peak memory of each (CPU: VmHWM of a fresh subprocess per case, after resetting the high-water
 mark post-import; CUDA: torch.cuda.max_memory_allocated). A step counts 10*B*N*d flops (5 matmuls of
 2*B*N*d each). Timing: warm-up, then >= --min-time seconds per repeat, median of --repeats repeats,
@@ -25,7 +25,6 @@ import argparse
 import json
 import math
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -33,10 +32,11 @@ import time
 import numpy as np
 import torch
 
+from common import autograd_sgd, median_seconds, seconds_per_call, torch_activation
 from mfae.data import gaussian_data, train_inputs
 from mfae.measure import measure
-from mfae.reference import TiedAutoencoder, autograd_optimizer, autograd_step
 from mfae.sgd import CudaGraphRunner, Stepper
+from mfae.runconfig import n_steps
 from mfae.train import TrainConfig, prepare_run, train
 
 LR, LAM, R0, ACT = 0.12, 0.1, 0.3, "tanh"
@@ -83,12 +83,11 @@ class Case:
         return lambda: runner.run(self.xe)
 
     def autograd(self):
-        model = TiedAutoencoder(self.theta0, ACT)
-        opt = autograd_optimizer(model, self.eps, LAM)
+        step = autograd_sgd(torch.nn.Parameter(self.theta0.clone()), torch_activation(ACT), self.eps, LAM)
 
         def run():
             for x in self.X:
-                autograd_step(model, opt, x)
+                step(x)
         return run
 
     def compiled(self):
@@ -139,45 +138,16 @@ def peak_matmul_gflops(device, dtype, sync, min_time) -> float:
     n = 4096 if device.type == "cuda" else 1024
     a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
     c = torch.empty(n, n, dtype=dtype, device=device)
-    t = time_calls(lambda: torch.mm(a, b, out=c), 1, sync, min_time)
+    t = seconds_per_call(lambda: torch.mm(a, b, out=c), min_time, sync)
     return 2.0 * n**3 / t / 1e9
-
-
-def time_calls(run, steps_per_call: int, sync, min_time: float) -> float:
-    """Seconds per step of one repeat: call `run` until >= min_time has passed."""
-    sync()
-    n, t0 = 0, time.perf_counter()
-    while True:
-        run()
-        n += 1
-        sync()
-        el = time.perf_counter() - t0
-        if el >= min_time:
-            return el / (n * steps_per_call)
 
 
 WARM_SECONDS = [0.1]
 
 
-def warm(run, sync, seconds: float | None = None) -> None:
-    seconds = WARM_SECONDS[0] if seconds is None else seconds
-    t0 = time.perf_counter()
-    run()
-    sync()
-    while time.perf_counter() - t0 < seconds:
-        run()
-        sync()
-
-
 def time_interleaved(runs: dict, steps_per_call: dict, sync, min_time: float, repeats: int) -> dict:
     """Median seconds per step of each run, repeats interleaved across runs (fair under drift)."""
-    for r in runs.values():
-        warm(r, sync)
-    res = {k: [] for k in runs}
-    for _ in range(repeats):
-        for k, r in runs.items():
-            res[k].append(time_calls(r, steps_per_call[k], sync, min_time))
-    return {k: statistics.median(v) for k, v in res.items()}
+    return median_seconds(runs, repeats, min_time, sync, steps_per_call, warm_seconds=WARM_SECONDS[0])
 
 
 # --- full runs: train() and a plain loop -------------------------------------------------------
@@ -198,38 +168,28 @@ def plain_train(cfg: TrainConfig, data: dict, device: torch.device) -> int:
     the same initialisation, test set and measurements on the same grid as mfae.train.train."""
     run = prepare_run(cfg, data, device)
     eps, total, ksteps, V, sampler, x_test = run.eps, run.total, run.ksteps, run.V, run.sampler, run.x_test
-    theta0 = run.theta0
-    model = TiedAutoencoder(theta0, cfg.activation)
-    opt = autograd_optimizer(model, eps, cfg.lam)
+    theta = torch.nn.Parameter(run.theta0.clone())
+    step = autograd_sgd(theta, torch_activation(cfg.activation), eps, cfg.lam)
     nxt = 0
     for k in range(total + 1):
         while nxt < cfg.n_times and ksteps[nxt] == k:
-            measure(cfg.activation, model.theta.detach(), x_test, V, data["group"], data["group_eigenvalue"],
+            measure(cfg.activation, theta.detach(), x_test, V, data["group"], data["group_eigenvalue"],
                     data["group_fraction"])
             nxt += 1
         if k == total:
             break
-        autograd_step(model, opt, sampler.draw(cfg.batch))
+        step(sampler.draw(cfg.batch))
     return total
 
 
 def time_full_runs(B, N, d, steps, device, dtype_name, sync, repeats) -> dict:
+    """Seconds per step of a whole train() run and of the plain loop, the two interleaved (median)."""
     data = data_dict(d)
     cfg = run_config(B, N, d, steps, dtype_name)
-    out = {"train": [], "plain": []}
-    total = None
-    for _ in range(repeats):
-        sync()
-        t0 = time.perf_counter()
-        res = train(cfg, data, device, progress=False)
-        sync()
-        out["train"].append(time.perf_counter() - t0)
-        total = res["total_steps"]
-        t0 = time.perf_counter()
-        plain_train(cfg, data, device)
-        sync()
-        out["plain"].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) / total for k, v in out.items()} | {"steps": total, "n_times": cfg.n_times}
+    total = n_steps(cfg.t_max, d, cfg.lr)
+    med = median_seconds({"train": lambda: train(cfg, data, device, progress=False),
+                          "plain": lambda: plain_train(cfg, data, device)}, repeats, sync=sync)
+    return {k: v / total for k, v in med.items()} | {"steps": total, "n_times": cfg.n_times}
 
 
 # --- peak memory ---------------------------------------------------------------------------------

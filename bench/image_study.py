@@ -10,7 +10,6 @@ the benchmark files' wall seconds and CPU seconds of the experiment's training j
 
 from __future__ import annotations
 
-import csv
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -18,17 +17,19 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from common import read_benchmark
 from mfae.figures.load import mf_at
 
 TOP, TIMES = 10, (0.5, 1.0)
 
 
 def bench_seconds(root: Path, exp: str) -> tuple[float, float]:
+    """Sums of wall and CPU seconds of an experiment's jobs (Snakemake's benchmark files)."""
     wall = cpu = 0.0
     for f in (root / "benchmarks").rglob("*.tsv"):
         if f"/{exp}/" in str(f) or f.name.startswith(f"{exp}_"):
-            row = list(csv.DictReader(f.open(), delimiter="\t"))[-1]
-            wall, cpu = wall + float(row["s"]), cpu + float(row["cpu_time"])
+            row = read_benchmark(f)
+            wall, cpu = wall + row["s"], cpu + row["cpu_time"]
     return wall, cpu
 
 
