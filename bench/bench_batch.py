@@ -31,7 +31,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_study import export_tree  # noqa: E402  (the git-archive / working-tree exporter)
+from common import export_tree  # noqa: E402  (the git-archive / working-tree exporter)
 
 ROOT = Path(__file__).resolve().parents[1]
 MFAE = [sys.executable, "-m", "mfae"]

@@ -67,7 +67,8 @@ def start_study(tree: Path, config: Path, cores: int, log: Path):
     env = dict(os.environ, PYTHONPATH=str(tree / "src"),
                PATH=os.pathsep.join([str(bindir), str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(tree / "Snakefile"), "--directory", str(tree),
-           "--configfile", str(config), "--cores", str(cores), "--profile", str(tree / "profiles" / "default")]
+           "--configfile", str(config), "--cores", str(cores),
+           "--profile", str(next(p for p in (tree / "profiles" / "local", tree / "profiles" / "default") if p.is_dir()))]
     t = time.perf_counter()
     fh = open(log, "w")
     p = subprocess.Popen(cmd, cwd=tree, env=env, stdout=fh, stderr=subprocess.STDOUT)
