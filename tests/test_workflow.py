@@ -44,7 +44,7 @@ def job_counts(p: subprocess.CompletedProcess) -> dict[str, int]:
 
 def train_commands(p: subprocess.CompletedProcess) -> list[str]:
     """The `mfae train` command lines a dry run (with -p) prints, one per batch job."""
-    return re.findall(r"^mfae train .*$", p.stdout + p.stderr, re.M)
+    return re.findall(r"^(?:Shell command: )?(mfae train .*)$", p.stdout + p.stderr, re.M)
 
 
 def load(path: Path) -> dict:
@@ -86,7 +86,12 @@ def test_paper_config_validates_and_builds(tmp_path):
     cfg = load(ROOT / "config" / "paper.yaml")
     cfg["experiments"]["mnist"]["data"]["path"] = str(mnist)
     counts = job_counts(smk(tmp_path, dump(cfg, tmp_path / "paper.yaml"), "-n"))
-    assert counts["train"] > 300 and counts["figure_realdata"] == 3
+    from mfae import pack
+    from mfae.config import load_config
+
+    batches = pack.train_batches(load_config(ROOT / "config.yaml", tmp_path / "paper.yaml", check_paths=False))
+    assert counts["train"] == len(batches) and sum(len(b.runs) for b in batches) > 300
+    assert counts["figure_realdata"] == 3
     assert counts["fetch"] == 2  # mnist lacks its labels files here; fashion_mnist has no folder
 
 
