@@ -32,6 +32,8 @@ def slurm_cluster():
         )
         if up.returncode != 0:
             pytest.fail(f"slurm_up.sh failed (exit {up.returncode}):\n{up.stdout}\n{up.stderr}")
-        yield {"host": os.uname().nodename.split(".")[0], "partition": PARTITION, "state": STATE}
+        enforced = STATE / "memory_enforced"
+        yield {"host": os.uname().nodename.split(".")[0], "partition": PARTITION, "state": STATE,
+               "memory_enforced": enforced.read_text().strip() if enforced.exists() else "no: not probed"}
     finally:
         subprocess.run([str(HERE / "slurm_down.sh")], env=env, timeout=180)

@@ -74,6 +74,9 @@ if [[ -f $STATE/manifest ]]; then
             restore) cp -a "$STATE/backup/$what" "$ETC/$what" && log "restored $ETC/$what" ;;
             remove) rm -f "$ETC/$what" && log "removed $ETC/$what" ;;
             rmdir) rmdir "$what" 2>/dev/null && log "removed $what" ;;
+            cgroups) for tree in /sys/fs/cgroup/*/"$what"; do  # empty job cgroups, deepest first
+                         [[ -d $tree ]] && find "$tree" -depth -type d -exec rmdir {} \; 2>/dev/null
+                     done ;;
         esac
     done
 fi

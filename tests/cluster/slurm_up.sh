@@ -8,11 +8,14 @@
 #   1. installs Debian's slurmctld, slurmd, slurm-client and munge if missing (apt-get);
 #   2. creates /etc/munge/munge.key if missing;
 #   3. starts munged as user `munge` with its socket in $STATE/munge (mode 711);
-#   4. writes /etc/slurm/slurm.conf and /etc/slurm/gres.conf from the templates next to
+#   4. writes /etc/slurm/slurm.conf, gres.conf and cgroup.conf from the templates next to
 #      this script, backing up any existing files into $STATE/backup (slurm_down.sh
-#      restores them, or removes the files it created);
+#      restores them, or removes the files it created); with a writable cgroup v1 memory
+#      controller, jobs run in cgroups limited to their --mem (memory enforced);
 #   5. starts slurmctld and slurmd (their PID files are in $STATE) and waits until
-#      `sinfo` shows the node idle.
+#      `sinfo` shows the node idle;
+#   6. with cgroups, proves the limit: a job that asks for 100 MB and allocates 400 MB must be
+#      killed. $STATE/memory_enforced then says "yes", or "no: <why>".
 #
 # Environment (all optional):
 #   MFAE_SLURM_STATE      state dir (PIDs, spool, logs, backups)    [/tmp/mfae-slurm]
@@ -21,6 +24,7 @@
 #   MFAE_SLURM_MEM_MB     RealMemory of the node                    [90% of MemTotal]
 #   MFAE_SLURM_CTLD_PORT / MFAE_SLURM_SLURMD_PORT                   [6817 / 6818]
 #   MFAE_SLURM_TIMEOUT    seconds to wait for the node to be idle   [60]
+#   MFAE_SLURM_CGROUP     auto (cgroups when possible), yes, no     [auto]
 #   MFAE_SLURM_KEEP_ON_FAIL=1  leave everything in place if startup fails (debugging)
 set -euo pipefail
 
@@ -134,6 +138,33 @@ for _ in $(seq 50); do [[ -S $MUNGE_SOCKET ]] && break; sleep 0.1; done
 munge -n -S "$MUNGE_SOCKET" | unmunge -S "$MUNGE_SOCKET" >/dev/null || die "munge does not work"
 log "munged up (socket $MUNGE_SOCKET)"
 
+# --- memory enforcement possible? -----------------------------------------------------------
+# SLURM 22.05 confines jobs with cgroup v1 here (no systemd): the memory controller must be mounted
+# at /sys/fs/cgroup/memory and writable (a test group with a limit is created and removed).
+CGROUP_MODE=${MFAE_SLURM_CGROUP:-auto}
+cgroup_why=""
+cgroup_ok() {
+    local probe=/sys/fs/cgroup/memory/mfae-slurm-probe.$$
+    [[ -f /sys/fs/cgroup/memory/memory.limit_in_bytes ]] || { cgroup_why="no cgroup v1 memory controller at /sys/fs/cgroup/memory"; return 1; }
+    mkdir "$probe" 2>/dev/null || { cgroup_why="cannot create a memory cgroup (read-only /sys/fs/cgroup?)"; return 1; }
+    if ! echo 104857600 >"$probe/memory.limit_in_bytes" 2>/dev/null; then
+        rmdir "$probe"; cgroup_why="cannot set a memory limit"; return 1
+    fi
+    rmdir "$probe"
+}
+case $CGROUP_MODE in
+    yes) cgroup_ok || die "MFAE_SLURM_CGROUP=yes but $cgroup_why"; USE_CGROUP=1 ;;
+    no) USE_CGROUP=0; cgroup_why="MFAE_SLURM_CGROUP=no" ;;
+    *) if cgroup_ok; then USE_CGROUP=1; else USE_CGROUP=0; fi ;;
+esac
+if [[ $USE_CGROUP -eq 1 ]]; then
+    PROCTRACK=proctrack/cgroup; TASKPLUGIN=task/cgroup
+    echo "cgroups slurm" >>"$STATE/manifest"  # slurm_down.sh removes the slurm cgroup trees slurmd made
+else
+    PROCTRACK=proctrack/linuxproc; TASKPLUGIN=task/none
+    log "memory NOT enforced: $cgroup_why"
+fi
+
 # --- 4. /etc/slurm ----------------------------------------------------------------------
 if [[ ! -d $ETC ]]; then
     mkdir -p "$ETC"
@@ -151,9 +182,10 @@ render() {
         -e "s|@STATE_DIR@|$STATE|g" -e "s|@LOG_DIR@|$STATE/log|g" -e "s|@GPU_DIR@|$STATE/gpus|g" \
         -e "s|@MUNGE_SOCKET@|$MUNGE_SOCKET|g" -e "s|@CPUS@|$CPUS|g" -e "s|@REAL_MEMORY@|$REAL_MEMORY|g" \
         -e "s|@PARTITION@|$PARTITION|g" -e "s|@CTLD_PORT@|$CTLD_PORT|g" -e "s|@SLURMD_PORT@|$SLURMD_PORT|g" \
+        -e "s|@PROCTRACK@|$PROCTRACK|g" -e "s|@TASKPLUGIN@|$TASKPLUGIN|g" \
         "$1"
 }
-for f in slurm.conf gres.conf; do
+for f in slurm.conf gres.conf cgroup.conf; do
     if [[ -e $ETC/$f || -L $ETC/$f ]]; then
         cp -a "$ETC/$f" "$STATE/backup/$f"
         echo "restore $f" >>"$STATE/manifest"
@@ -164,7 +196,7 @@ for f in slurm.conf gres.conf; do
     chmod 644 "$ETC/$f.mfae-tmp"
     mv -f "$ETC/$f.mfae-tmp" "$ETC/$f"
 done
-grep -q @ <(grep -v '^#' "$ETC/slurm.conf" "$ETC/gres.conf") && die "unfilled placeholder in $ETC"
+grep -q @ <(grep -v '^#' "$ETC/slurm.conf" "$ETC/gres.conf" "$ETC/cgroup.conf") && die "unfilled placeholder in $ETC"
 
 # --- 5. slurmctld, slurmd ---------------------------------------------------------------
 slurmctld -c </dev/null >>"$STATE/log/slurmctld.out" 2>&1 || die "slurmctld did not start"
@@ -187,6 +219,24 @@ while :; do
     sleep 0.5
 done
 alive "$STATE/slurmd.pid" slurmd || die "slurmd is not running"
+
+# --- 6. memory enforcement, proven ------------------------------------------------------
+if [[ $USE_CGROUP -eq 1 ]]; then
+    # 100 MB asked, 400 MB touched: an enforced limit kills the step (exit status != 0)
+    if timeout 120 srun -N1 -n1 --mem=100 -t 2 python3 -c \
+        "b = bytearray(400 * 2**20); b[::4096] = b'x' * len(b[::4096]); print('not killed')" \
+        >"$STATE/log/memprobe.out" 2>&1; then
+        echo "no: a job that asked for 100 MB used 400 MB and was not killed (cgroup limits ignored)" \
+            >"$STATE/memory_enforced"
+    elif grep -qi "oom" "$STATE/log/memprobe.out"; then
+        echo "yes" >"$STATE/memory_enforced"
+    else
+        echo "no: the probe job failed without an out-of-memory kill: $(head -c 300 "$STATE/log/memprobe.out")" \
+            >"$STATE/memory_enforced"
+    fi
+else
+    echo "no: $cgroup_why" >"$STATE/memory_enforced"
+fi
 touch "$STATE/up"
 trap - EXIT
-log "SLURM up: node $HOST idle, partition $PARTITION, ${CPUS} CPUs, ${REAL_MEMORY} MB, 2 fake GPUs (state in $STATE)"
+log "SLURM up: node $HOST idle, partition $PARTITION, ${CPUS} CPUs, ${REAL_MEMORY} MB, 2 fake GPUs (state in $STATE); memory enforced: $(<"$STATE/memory_enforced")"

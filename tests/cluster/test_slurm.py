@@ -2,25 +2,30 @@
 single-node SLURM with 2 fake GPUs (see conftest.py, slurm_up.sh). Run with
 `make test-cluster` (root only; deselected from `make test` by the `slurm` marker).
 
-Both tests run with the user's profile profiles/slurm plus the test overlay
+The workflows run with the user's profile profiles/slurm plus the test overlay
 tests/cluster/profile, then ask slurmctld (`scontrol show job`, jobs stay visible for
 MinJobAge=600 s) what was submitted: every non-local job went through SLURM and completed,
-jobs of rule `train` asked for a GPU (TresPerJob=gres:gpu:1, from --gpus=1), no other job did.
+training jobs asked for a GPU (TresPerJob=gres:gpu:1, from --gpus=1), no other job did, and each
+asked for its rule's memory. test_readme_cluster_steps_on_a_paper_slice follows README.md's "Run it
+on your cluster" step by step; with cgroups (slurm_up.sh), SLURM enforces the memory requests.
 """
 
 from __future__ import annotations
 
-import os
+import http.server
 import re
 import shutil
+import socket
 import subprocess
+import sys
+import threading
 from collections import Counter
 from pathlib import Path
 
 import pytest
 import yaml
 
-from slurm_harness import REPO, SlurmJob, diagnostics, run_snakemake, slurm_jobs
+from slurm_harness import HERE, REPO, SlurmJob, diagnostics, job_env, run_snakemake, slurm_jobs, snakemake_exe
 
 pytestmark = pytest.mark.slurm
 
@@ -92,74 +97,167 @@ def test_mini_workflow(slurm_cluster, tmp_path):
     assert seen_gpus, "no train job saw a GPU"
 
 
-def subset_config(test_config: Path, keep: str) -> dict:
-    """Config overlay: only experiment `keep` of the test config, with 2 training runs.
+# --- the README's "Run it on your cluster", step by step, on a slice of config/paper.yaml -------------
 
-    Every SLURM job of the real workflow costs ~15 s here (a Snakemake plus an mfae process
-    on 2 shared CPUs), so the whole .test config (~50 jobs) takes ~6 min; this subset (data,
-    2 x train, meanfield, runs_table, its figures) takes ~2 min. MFAE_SLURM_FULL=1 runs all.
-    """
-    experiments = yaml.safe_load(test_config.read_text())["experiments"]
-    if keep not in experiments:
-        keep = next(iter(experiments))
-    overlay = {name: {"enabled": False} for name in experiments if name != keep}
-    kept = {}
-    if "N" in experiments[keep]:
-        kept["N"] = experiments[keep]["N"][:1]
-    if "N_over_d" in experiments[keep]:
-        kept["N_over_d"] = experiments[keep]["N_over_d"][:1]
-    if "d" in experiments[keep]:
-        kept["d"] = experiments[keep]["d"][:1]
-    kept["seeds"] = experiments[keep]["seeds"][:2]
-    overlay[keep] = kept
-    return {"experiments": overlay}
+# What the test adds to the README's commands: a slice of the paper study (two experiments, every job
+# cut short by smoke.enabled; Fashion-MNIST fetched from a mirror on 127.0.0.1) and, as a second
+# profile, tests/cluster/profile (fast polling, kept SLURM logs, the test partition, no retries).
+SLICE = {
+    "smoke": {"enabled": True, "steps": 32, "n_times": 3, "n_test": 256, "meanfield_n_times": 20, "n_boot": 20},
+    "experiments": {**{x: {"enabled": False} for x in ("shrinkage", "convergence", "convergence_lowrank",
+                                                        "convergence_rank", "digits", "mnist")},
+                    "phases": {"N": [1024], "seeds": [0, 1]},
+                    "fashion_mnist": {"N": [4000], "seeds": [0]}},
+}
+DEBIAN = Path("/usr/share/datasets/fashion-mnist")
+IDX = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
+       "t10k-labels-idx1-ubyte.gz")
 
 
-def test_real_workflow(slurm_cluster, tmp_path):
-    """The repository's workflow (the `phases` part of .test/config.yaml) through SLURM.
+class _Files(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
 
-    Runs, in a scratch directory that holds copies of config.yaml and .test/config.yaml
-    (snapshots: edits in the repo during the run do not reach the jobs) and a symlink to
-    config/ (and data/ if present), so that results/ and .snakemake/ stay out of the repo:
-      snakemake --snakefile <repo>/Snakefile \\
-        --configfile .test/config.yaml subset.yaml \\
-        --profile <repo>/profiles/slurm --profile <repo>/tests/cluster/profile
-    """
-    snakefile = REPO / "Snakefile"
-    test_config = REPO / ".test" / "config.yaml"
-    if not snakefile.exists():
-        pytest.skip(f"{snakefile} does not exist yet")
-    if not test_config.exists():
-        pytest.skip(f"{test_config} does not exist yet")
-    if (REPO / "config.yaml").exists():  # the Snakefile's `configfile:` (relative to the workdir)
-        shutil.copy2(REPO / "config.yaml", tmp_path / "config.yaml")
-    (tmp_path / ".test").mkdir()
-    shutil.copy2(test_config, tmp_path / ".test" / "config.yaml")
-    for name in ("config", "data"):  # paths in configs are relative to the working dir
-        if (REPO / name).exists():
-            (tmp_path / name).symlink_to(REPO / name)
-    configs = [".test/config.yaml"]
-    full = os.environ.get("MFAE_SLURM_FULL") == "1"
-    if not full:
-        (tmp_path / "subset.yaml").write_text(yaml.safe_dump(subset_config(test_config, "phases")))
-        configs.append("subset.yaml")
-    args = ["--snakefile", str(snakefile), "--configfile", *configs]
 
-    proc = run_snakemake(tmp_path, args, timeout=900 if full else 240)
-    output = proc.stdout + proc.stderr
-    assert proc.returncode == 0, diagnostics(tmp_path, output)
-    assert re.search(r"(\d+) of \1 steps \(100%\) done", output), output[-3000:]
-    jobs = check_slurm_jobs(tmp_path, output)
-    if not full:
-        assert sum(j.rule == "train" for j in jobs) == 2, diagnostics(tmp_path, output)
-    # train jobs get the cost model's limits (mfae.plan): these tiny CPU runs, the minimum of each
-    for job in (j for j in jobs if j.rule == "train"):
-        assert job.fields["TimeLimit"] == "00:05:00"  # plan.MIN_RUNTIME_MIN
-        assert job.fields["MinMemoryNode"] == "1000M"  # plan.MIN_MEM_MB
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
-    # All targets exist and are up to date: a dry run has nothing left to do.
-    dry = run_snakemake(tmp_path, [*args, "--dry-run"], timeout=120)
-    dry_out = dry.stdout + dry.stderr
-    assert dry.returncode == 0, dry_out[-3000:]
-    assert "Nothing to be done" in dry_out, dry_out[-3000:]
-    assert (tmp_path / "results").is_dir()
+
+def serve(folder: Path, port: int) -> http.server.ThreadingHTTPServer:
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", port), lambda *a, **k: _Files(*a, directory=str(folder), **k))
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
+
+
+def edit_profile(src: Path, dest: Path) -> Path:
+    """README step 2 on a cluster without accounting (this one): a copy of profiles/slurm whose
+    `slurm-status-command: squeue` line is uncommented."""
+    shutil.copytree(src, dest)
+    cfg = dest / "config.yaml"
+    text = cfg.read_text()
+    assert "# slurm-status-command: squeue" in text
+    cfg.write_text(text.replace("# slurm-status-command: squeue", "slurm-status-command: squeue"))
+    return dest
+
+
+def planned_memory(dry_run: str) -> dict[str, int]:
+    """mem_mb of every job of a dry run by its SLURM comment (rule_<rule>[_wildcards_<values>])."""
+    out = {}
+    for block in re.split(r"^\s*\[\w{3} \w{3} [^\]]*\].*$", dry_run, flags=re.M)[1:]:
+        rule = re.search(r"^\s*rule (\w+):", block, re.M)
+        res = re.search(r"^\s+resources: (.*)$", block, re.M)
+        if rule and res:
+            wc = re.search(r"^\s+wildcards: (.*)$", block, re.M)
+            key = f"rule_{rule.group(1)}" + (
+                "_wildcards_" + "_".join(kv.split("=", 1)[1] for kv in wc.group(1).split(", ")) if wc else "")
+            out[key] = int(re.search(r"mem_mb=(\d+)", res.group(1)).group(1))
+    return out
+
+
+def test_memory_is_enforced(slurm_cluster):
+    """A job using more memory than it asked for is killed (cgroup limits), where this machine allows."""
+    if slurm_cluster["memory_enforced"] != "yes":
+        pytest.skip(f"memory is not enforced in the test cluster: {slurm_cluster['memory_enforced']}")
+    p = subprocess.run(["srun", "-N1", "-n1", "--mem=100", "-t", "2", sys.executable, "-c",
+                        "b = bytearray(400 * 2**20); b[::4096] = b'x' * len(b[::4096])"],
+                       capture_output=True, text=True, timeout=180)
+    assert p.returncode != 0 and "oom" in (p.stdout + p.stderr).lower(), p.stdout + p.stderr
+
+
+def test_readme_cluster_steps_on_a_paper_slice(slurm_cluster, tmp_path):
+    """README "Run it on your cluster", followed to the letter (steps 2-6) on a slice of config/paper.yaml:
+    the profile edited for a cluster without accounting, `mfae plan --calibrate` on a compute node (its
+    CPU, quick: the GPUs are fake) and `mfae plan`, the dry run, a submission whose
+    download fails (the mirror is down; keep-going finishes the rest), and the same command again once
+    the mirror is up (the training batches form one group job, which waits for the download). Checks: every submitted job completed in SLURM, the download, runs table and
+    figures ran locally (never submitted), only training asked for a GPU, and every submitted job
+    asked for the memory its rule's resource says (a group of batches: at least its largest batch)."""
+    if not all((DEBIAN / f).is_file() for f in IDX):
+        pytest.skip(f"needs Debian's Fashion-MNIST in {DEBIAN} for the download from 127.0.0.1 (`make test-data`)")
+    print(f"memory enforced in the test cluster: {slurm_cluster['memory_enforced']}")
+    # a clone's layout: the Snakefile's config.yaml and config/ beside the results (snapshots)
+    shutil.copy2(REPO / "config.yaml", tmp_path / "config.yaml")
+    shutil.copytree(REPO / "config", tmp_path / "config")
+    port = free_port()
+    slice_cfg = yaml.safe_load(yaml.safe_dump(SLICE))
+    slice_cfg["experiments"]["fashion_mnist"]["data"] = {"mirrors": [f"http://127.0.0.1:{port}/"]}
+    (tmp_path / "slice.yaml").write_text(yaml.safe_dump(slice_cfg))
+    profile = edit_profile(REPO / "profiles" / "slurm", tmp_path / "mycluster")
+    configs = ["--configfile", "config/paper.yaml", "slice.yaml"]
+    profiles = ["--profile", str(profile), "--profile", str(HERE / "profile")]
+    smk = [snakemake_exe(), "--snakefile", str(REPO / "Snakefile"), *profiles, *configs]
+
+    # step 3: measure a compute node (its CPU: the test cluster's GPUs are fake; --quick), then plan
+    mfae = str(Path(snakemake_exe()).with_name("mfae"))
+    cal = run(["srun", "-t", "10", mfae, "plan", "--calibrate", "--quick", "--repeats", "1"], tmp_path, 600)
+    assert cal.returncode == 0 and f"wrote {tmp_path / 'rates.yaml'}" in cal.stdout, cal.stdout + cal.stderr
+    plan = run([mfae, "plan", *configs, "--out", "plan.csv", "--device", "cpu"], tmp_path, 300)
+    assert plan.returncode == 0 and "rates for cpu: calibrated on" in plan.stdout, plan.stdout + plan.stderr
+    # step 4: dry run
+    dry = run(smk + ["-n"], tmp_path, 300)
+    assert dry.returncode == 0 and "This was a dry-run" in dry.stdout, dry.stdout[-3000:] + dry.stderr[-3000:]
+    # step 5: submit; the download's mirror is down, so fetch fails; the rest runs (keep-going)
+    first = run(smk, tmp_path, 900)
+    out1 = first.stdout + first.stderr
+    assert first.returncode != 0 and "localrule fetch:" in out1, out1[-4000:]
+    assert "Exiting because a job execution failed" in out1, out1[-4000:]
+    assert (tmp_path / "results/paper/phases/meanfield/tanh_lam0.1/d240.nc").is_file(), out1[-4000:]
+    # step 6: fix the cause (the mirror is up) and run the same command again: only what is missing runs
+    srv = serve(DEBIAN, port)
+    try:
+        second = run(smk, tmp_path, 900)
+    finally:
+        srv.shutdown()
+    out2 = second.stdout + second.stderr
+    assert second.returncode == 0, diagnostics(tmp_path, out2)
+    assert re.search(r"(\d+) of \1 steps \(100%\) done", out2), out2[-3000:]
+    stats = job_stats(out2)
+    assert stats.get("fetch") == 1 and stats.get("data") == 1 and "meanfield_fashion_mnist" in stats, stats
+    assert "meanfield_phases" not in stats, f"a finished job ran again: {stats}"
+    again = run(smk + ["-n"], tmp_path, 300)
+    assert "Nothing to be done" in again.stdout + again.stderr, again.stdout[-2000:]
+
+    # the memory each job's rule asks for, now that every input exists (the training batches are sized
+    # from their data files, as when they were submitted)
+    forced = run(smk + ["-n", "--forceall"], tmp_path, 300)
+    want_mem = planned_memory(forced.stdout)
+    jobs = [j for j in slurm_jobs(tmp_path) if j.fields.get("Comment", "").startswith("rule_")]  # not the srun
+    info = diagnostics(tmp_path, out1 + out2)
+    submitted = set(re.findall(r"has been submitted with SLURM jobid (\d+)", out1 + out2))
+    assert {j.id for j in jobs} == submitted and submitted, info
+    comments = [j.fields.get("Comment", "") for j in jobs]
+    for j in jobs:
+        assert (j.state, j.exit_code) == ("COMPLETED", "0:0"), f"job {j.id}\n{info}"
+        comment = j.fields.get("Comment", "")
+        assert not re.match(r"rule_(fetch|runs_table|figure_|all)", comment), f"local rule submitted: {comment}"
+        is_train = comment.startswith("rule_train_")
+        assert bool(j.gpu_request) == is_train, f"{comment}: gpu request {j.gpu_request!r}"
+        mem = int(j.fields["MinMemoryNode"].rstrip("M"))
+        if is_train:  # a group of batches: at least its largest batch, at most all of them at once
+            members = [m for k, m in want_mem.items() if k.startswith("rule_train_") and k[5:] in comment]
+            assert members and max(members) <= mem <= sum(members), (comment, mem, members)
+        else:
+            assert mem == want_mem[comment], (comment, mem, want_mem.get(comment))
+    assert any(c.startswith("rule_data_wildcards_fashion_mnist") for c in comments), comments
+    assert sum(c.startswith("rule_train_") for c in comments) >= 1
+    image = next(j for j in jobs if j.fields.get("Comment", "").startswith("rule_data_wildcards_fashion_mnist"))
+    assert int(image.fields["MinMemoryNode"].rstrip("M")) >= 1.2 * 2365  # its measured peak (tests/test_resources.py)
+
+
+def job_stats(output: str) -> dict[str, int]:
+    """The first 'Job stats' table of a run: the jobs it set out to run, by rule."""
+    m = re.search(r"Job stats:\njob\s+count\n-+\s+-+\n(.*?)\ntotal", output, re.S)
+    return {ln.split()[0]: int(ln.split()[1]) for ln in m.group(1).splitlines()} if m else {}
+
+
+def run(cmd: list[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess:
+    """A command as a user types it in the clone, whose calibration file is rates.yaml there (no proxy
+    reaches the internet: official download locations fail fast, only the 127.0.0.1 mirror answers)."""
+    env = {**job_env(), "http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9",
+           "no_proxy": "127.0.0.1,localhost", "MFAE_RATES": str(cwd / "rates.yaml")}  # this user's rates file
+    try:
+        return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"timed out after {timeout}s: {' '.join(cmd)}\n" + diagnostics(cwd, str(exc.stdout or "")))
