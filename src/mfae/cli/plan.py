@@ -90,7 +90,8 @@ def _print_submissions(config: dict, device: str, minutes: float) -> None:
     k = pack.group_components(secs, minutes)
     n_sub = math.ceil(len(batches) / k)
     print(f"processes: {len(study.train_jobs(config))} runs in {len(batches)} training processes (batches; "
-          f"train.pack_seconds = {study.section(config, 'train')['pack_seconds']:g}), longest "
+          f"train.pack_seconds = {study.section(config, 'train')['pack_seconds']:g}): {sum(secs) / 3600:.3g} h "
+          f"on {device} with one start-up per batch (the hours above count one per run), longest "
           f"{_duration(max(secs, default=0))}")
     print(f"submissions: --group-components train={k} (profiles/slurm) gives {n_sub} SLURM submission(s) of "
           f"training, each ~{_duration(sum(secs) / n_sub if n_sub else 0)} of estimated work on {device} "
