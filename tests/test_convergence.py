@@ -37,6 +37,31 @@ def synthetic_errors(seed: int = 1, noise: float = 0.05, n_seeds: int = 4):
     return d, N, e
 
 
+# --- small pieces, by hand ---------------------------------------------------------------------
+
+def test_cell_scale_is_the_cells_rms_over_seeds():
+    """sqrt(mean^2 + sd^2) per (d, N) cell, sd with n - 1 (docs/convergence.md), written out by hand:
+    cell (8, 16) holds 1, 3 (mean 2, sd sqrt 2); cell (8, 32) holds 2, 2, 5 (mean 3, sd sqrt 3); a single
+    seed's sd counts as 0."""
+    from mfae.convergence.fit import cell_scale
+
+    d = np.array([8, 8, 8, 8, 8, 16])
+    N = np.array([16, 32, 16, 32, 32, 16])
+    err = np.array([1.0, 2.0, 3.0, 2.0, 5.0, -4.0])
+    want = np.sqrt(np.array([4 + 2, 9 + 3, 4 + 2, 9 + 3, 9 + 3, 16 + 0]))
+    np.testing.assert_allclose(cell_scale(d, N, err), want, rtol=1e-12)
+    # a cell whose errors are all 0 is floored at 1e-6 x the largest scale, not given an infinite weight
+    np.testing.assert_allclose(cell_scale(np.array([8, 8, 16]), np.array([16, 16, 16]), np.array([0.0, 0.0, 2.0])),
+                               [2e-6, 2e-6, 2.0], rtol=1e-12)
+
+
+def test_required_n_and_its_edges():
+    """N* = (C d^a / tol)^(1/b): prefactor 0.36, b = 2, tol 0.01 -> 6; no N* (NaN) for tol or b <= 0."""
+    np.testing.assert_allclose(required_n(np.array([0.36, 0.04]), 2.0, 0.01), [6.0, 2.0], rtol=1e-12)
+    for b, tol in ((2.0, 0.0), (2.0, -0.01), (0.0, 0.01), (-1.0, 0.01), (-1.0, -0.01)):
+        assert np.isnan(required_n(np.array([0.36]), b, tol)).all(), (b, tol)
+
+
 # --- the fitter -------------------------------------------------------------------------------
 
 def test_fit_recovers_exponents_and_floors_within_bootstrap_intervals():
@@ -45,7 +70,7 @@ def test_fit_recovers_exponents_and_floors_within_bootstrap_intervals():
     assert fit["ok"] and fit["warning"] == ""
     assert fit["n_runs"] == d.size and fit["rank"] == fit["n_params"] == 3 + 4
     boot = bootstrap_fit(d, N, e, n_boot=150, seed=0, tol=0.01, point=fit)
-    assert boot["n_ok"] == 150
+    assert boot["n_ok"] == 150 and boot["warning"] == ""  # every refit worked: nothing to warn about
     for k in ("a", "b"):
         lo, hi = boot["ci"][k]
         assert lo <= TRUE[k] <= hi, (k, fit[k], lo, hi)
@@ -103,7 +128,9 @@ def test_impossible_fits_give_nan_and_a_warning(keep):
     m = {"one_N_per_d": N == 64, "two_N": np.isin(N, [64, 256]), "two_m": np.isin(N / d, [2, 8])}[keep]
     fit = fit_floor_power_law(d[m], N[m], e[m])
     assert not fit["ok"] and fit["warning"]
-    assert np.isnan(fit["a"]) and np.isnan(fit["b"]) and np.isnan(fit["alpha"])
+    assert np.isnan(fit["a"]) and np.isnan(fit["b"]) and np.isnan(fit["alpha"]) and np.isnan(fit["C"])
+    assert fit["floor"].shape == fit["prefactor"].shape == fit["d_values"].shape  # the fields a dataset reads
+    assert np.isnan(fit["floor"]).all() and np.isnan(fit["prefactor"]).all()
     boot = bootstrap_fit(d[m], N[m], e[m], n_boot=5, point=fit)
     assert boot["n_ok"] == 0 and np.isnan(boot["ci"]["alpha"][0])
 
@@ -189,6 +216,38 @@ def test_run_errors_match_construction():
     expected = 0.5 / 8 + 0.09 * 8 / 64 * np.exp(0.03 * rng.standard_normal())
     assert e["excess_risk"] == pytest.approx(expected, rel=1e-6)
     assert e["gain_error"] == pytest.approx(0.5 * np.sqrt(8 / 64), rel=1e-6)
+    # the final risks and time of the record: the run's own and the ODE's at t = 1
+    mf_final = 0.5 * np.sum(FRAC * EIG * (1 - (1 - np.exp(-3.0)) * np.array([0.9, 0.7, 0.2])) ** 2)
+    assert e["t_final"] == 1.0 and e["risk_mf_final"] == pytest.approx(mf_final, rel=1e-12)
+    assert e["risk_final"] == pytest.approx(mf_final + expected, rel=1e-6)
+
+
+def test_bootstrap_counts_and_reports_failed_refits(monkeypatch):
+    """Refits that fail are left out of the intervals, counted (n_ok) and named in the warning: here every
+    third refit is made to fail."""
+    import mfae.convergence.fit as fit_mod
+
+    d, N, e = synthetic_errors()
+    point = fit_floor_power_law(d, N, e)
+    real, calls = fit_mod.fit_floor_power_law, []
+
+    def every_third_fails(*a, **k):
+        calls.append(1)
+        return fit_mod._nan_fit("made to fail") if len(calls) % 3 == 0 else real(*a, **k)
+
+    monkeypatch.setattr(fit_mod, "fit_floor_power_law", every_third_fails)
+    boot = bootstrap_fit(d, N, e, n_boot=12, seed=0, point=point)
+    assert boot["n_ok"] == 8 and np.sum(np.isfinite(boot["samples"]["b"])) == 8
+    assert "4 of 12 bootstrap refits failed" in boot["warning"]
+
+
+def test_a_diverged_run_is_a_record_of_nans():
+    """collect_runs keeps a diverged run (it is counted and reported) with NaN in every error and final
+    value, and the same fields as a run that finished."""
+    ok, bad = collect_runs([("ok", _train(8, 64, 0)), ("bad", _train(8, 32, 2, diverged=True))], [("m", _mf(8))])
+    assert bad["diverged"] and not ok["diverged"] and set(bad) == set(ok)
+    for k in ("excess_risk", "gain_error", "risk_final", "risk_mf_final", "t_final"):
+        assert np.isnan(bad[k]) and np.isfinite(ok[k]), k
 
 
 def test_collect_runs_rejects_mixed_settings():

@@ -118,3 +118,61 @@ def test_groups_sorted_by_decreasing_eigenvalue():
     ds = gaussian_data([0.25, 4, 1], [1, 2, 1], 8)
     assert ds.group_eigenvalue.values.tolist() == [4, 1, 0.25]
     assert ds.eigenvalue.values[:4].tolist() == [4] * 4 and ds.group_fraction.values.tolist() == [0.5, 0.25, 0.25]
+
+
+def test_zero_variance_threshold_is_1e9_of_the_largest():
+    """docs/theory.md §7: an eigenvalue below 1e-9 x the largest is a zero-variance direction (dropped and
+    counted), one above it is kept. Columns of a Hadamard matrix give exactly orthogonal, centred data."""
+    from scipy.linalg import hadamard
+
+    H = hadamard(8).astype(np.float64)[:, 1:4]  # 8 distinct rows, zero-mean orthogonal columns
+    for ratio, dropped in ((1.5e-9, 0), (0.5e-9, 1)):
+        x = H * np.sqrt([1.0, 0.5, ratio])
+        ds = real_data(x, "h", x_test=x[:4])
+        assert ds.attrs["n_null_directions"] == dropped, ratio
+        s = np.sort(ds.eigenvalue.values)[::-1]
+        np.testing.assert_allclose(s[:2] / s[0], [1.0, 0.5], rtol=1e-9)
+
+
+def test_principal_axes_order_norm_and_sign():
+    """Eigenpairs by decreasing eigenvalue, unit eigenvectors, each one's largest-magnitude entry positive:
+    [[2, 1], [1, 2]] -> 3 along (1, 1)/sqrt 2, 1 along (1, -1)/sqrt 2 (first entry wins the tie)."""
+    from mfae.spectrum import principal_axes
+
+    w, v = principal_axes(np.array([[2.0, 1.0], [1.0, 2.0]]))
+    np.testing.assert_allclose(w, [3.0, 1.0], rtol=1e-12)
+    np.testing.assert_allclose(v, np.array([[1.0, 1.0], [1.0, -1.0]]) / np.sqrt(2), atol=1e-12)
+    m = np.random.default_rng(0).standard_normal((6, 6))
+    w, v = principal_axes(m @ m.T)
+    np.testing.assert_allclose(v.T @ v, np.eye(6), atol=1e-12)
+    assert np.all(np.diff(w) <= 0) and np.all(v[np.argmax(np.abs(v), axis=0), np.arange(6)] > 0)
+
+
+def test_idx_wider_types_big_endian(tmp_path):
+    """IDX files of 16-bit and float32 items (magic types 0x0B, 0x0D; big-endian), written by hand here."""
+    vals = np.array([[1, -2, 300], [4, 5, -32768]], dtype=">i2")
+    (tmp_path / "a.idx").write_bytes(bytes([0, 0, 0x0B, 2]) + (2).to_bytes(4, "big") + (3).to_bytes(4, "big")
+                                     + vals.tobytes())
+    np.testing.assert_array_equal(read_idx(tmp_path / "a.idx"), vals.astype(np.int16))
+    f = np.array([0.5, -1.25, 3e5], dtype=">f4")
+    (tmp_path / "b.idx").write_bytes(bytes([0, 0, 0x0D, 1]) + (3).to_bytes(4, "big") + f.tobytes())
+    np.testing.assert_array_equal(read_idx(tmp_path / "b.idx"), f.astype(np.float32))
+    (tmp_path / "c.idx").write_bytes(bytes([0, 0, 0x0D, 1]) + (3).to_bytes(4, "big") + f.tobytes()[:-2])
+    with pytest.raises(MfaeError, match="truncated"):
+        read_idx(tmp_path / "c.idx")
+
+
+def test_object_arrays_are_not_unpickled(tmp_path):
+    """A .npy of Python objects would run code when loaded: refused, not unpickled."""
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}, None], dtype=object), allow_pickle=True)
+    with pytest.raises(MfaeError, match="npy"):
+        load_array(tmp_path / "obj.npy")
+
+
+def test_every_variable_of_a_data_file_has_a_long_name():
+    """docs/theory.md §6: variables carry long names (and the file its kind), Gaussian and real data alike."""
+    for ds in (gaussian_data([4, 1], [1, 1], 8, rotate=True, seed=0),
+               real_data(np.random.default_rng(0).integers(0, 256, (60, 6)) / 255.0, "pix"),
+               real_data(np.random.default_rng(1).standard_normal((60, 6)), "floats")):
+        for v in ds.data_vars:
+            assert ds[v].attrs.get("long_name"), (ds.attrs["name"] if "name" in ds.attrs else "", v)

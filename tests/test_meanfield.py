@@ -47,12 +47,14 @@ def test_dormand_prince_exact_solutions():
 
     t = np.linspace(0, 5, 37)
     # y' = -2 y and a rotation: closed forms, on output times inside steps (the continuous extension)
-    y = dormand_prince(lambda _t, y: -2 * y, np.array([1.0, 3.0]), t)
+    # (max_steps: ~200 are needed; a broken controller fails here at once instead of after 10^6 steps)
+    y = dormand_prince(lambda _t, y: -2 * y, np.array([1.0, 3.0]), t, max_steps=2000)
     np.testing.assert_allclose(y, np.exp(-2 * t)[:, None] * [1.0, 3.0], rtol=1e-8)  # global error
-    rot = dormand_prince(lambda _t, y: np.array([-y[1], y[0]]), np.array([1.0, 0.0]), t)
+    rot = dormand_prince(lambda _t, y: np.array([-y[1], y[0]]), np.array([1.0, 0.0]), t, max_steps=2000)
     np.testing.assert_allclose(rot, np.c_[np.cos(t), np.sin(t)], atol=1e-9)
     # a time-dependent right-hand side, a 2-D state and a single output interval
-    y = dormand_prince(lambda s, y: np.cos(s) * np.ones_like(y), np.zeros((2, 2)), np.array([0.0, 2.0]))
+    y = dormand_prince(lambda s, y: np.cos(s) * np.ones_like(y), np.zeros((2, 2)), np.array([0.0, 2.0]),
+                       max_steps=2000)
     np.testing.assert_allclose(y[-1], np.full((2, 2), np.sin(2.0)), rtol=1e-10)
 
 
@@ -196,5 +198,10 @@ def test_bad_parameters():
         integrate_reduced_ode("softplus", SPECTRUM, 0.1, 0.3, np.linspace(0, 1, 3))
     with pytest.raises(MfaeError):
         Spectrum(np.array([1.0, -1.0]), np.array([0.5, 0.5]))
+    with pytest.raises(MfaeError, match="fractions"):  # a group of no directions
+        Spectrum(np.array([1.0, 2.0]), np.array([0.5, 0.0]))
+    with pytest.raises(MfaeError, match="fractions"):  # more than all d directions
+        Spectrum(np.array([1.0, 2.0]), np.array([0.5, 0.5 + 1e-6]))
+    Spectrum(np.array([1.0, 2.0]), np.array([0.5, 0.5]))  # exactly all of them
 
 

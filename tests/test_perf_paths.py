@@ -108,7 +108,8 @@ def reference_run(cfg: TrainConfig, data: dict) -> dict:
     stream 1), drawn a chunk of steps at a time (chunks end at multiples of block_steps and at measurement
     steps); the Gaussian test set the same way from stream 2 of the test seed; eps = lr/d, steps =
     ceil(t_max d / lr), grid time t measured at step min(round(t/eps), steps) (the last at the last step);
-    one autograd + torch.optim.SGD step per mini-batch (mfae.reference); risk and c measured in numpy."""
+    one autograd + torch.optim.SGD step per mini-batch (mfae.reference); risk, c, the least-squares gains,
+    q, p and the projections on v_1 measured in numpy (docs/theory.md §4), the learned modes by numpy's eigh."""
     d = data["eigenvector"].shape[0]
     V = torch.as_tensor(data["eigenvector"], dtype=torch.float64)
     s = torch.as_tensor(data["eigenvalue"], dtype=torch.float64)
@@ -135,9 +136,10 @@ def reference_run(cfg: TrainConfig, data: dict) -> dict:
     model = TiedAutoencoder(theta0.clone(), cfg.activation)
     opt = autograd_optimizer(model, eps, cfg.lam)
     Vn, group = V.numpy(), np.asarray(data["group"])
+    ws = np.asarray(data["group_fraction"]) * np.asarray(data["group_eigenvalue"])  # w_k s_k
     act = {"tanh": np.tanh, "relu": lambda v: np.maximum(v, 0), "linear": lambda v: v,
            "erf": np.vectorize(math.erf)}[cfg.activation]
-    risk, c = [], []
+    risk, c, gain, q, p, proj = [], [], [], [], [], []
     step = 0
     for k in ksteps:
         while step < k:  # the chunks up to the next measurement
@@ -149,9 +151,17 @@ def reference_run(cfg: TrainConfig, data: dict) -> dict:
         th = model.theta.detach().numpy()
         xhat = act(x_test @ th.T) @ th / cfg.N
         risk.append(0.5 * np.mean(np.sum((x_test - xhat) ** 2, axis=1)))
-        c_j = np.mean((th @ Vn) ** 2, axis=0)
-        c.append(np.bincount(group, weights=c_j) / np.bincount(group))
-    return dict(risk=np.array(risk), c=np.array(c), ksteps=np.array(ksteps))
+        per_group = lambda v: np.bincount(group, weights=v) / np.bincount(group)  # noqa: E731
+        c.append(per_group(np.mean((th @ Vn) ** 2, axis=0)))
+        px, ph = x_test @ Vn, xhat @ Vn
+        gain.append(per_group(np.sum(ph * px, axis=0) / np.sum(px * px, axis=0)))  # least-squares gain per v_j
+        q.append(np.sum(ws * c[-1]))
+        p.append(np.sum(ws * (1 - gain[-1]) * c[-1]))
+        proj.append(th[: min(cfg.N, cfg.n_projections)] @ Vn[:, 0])
+    w, v = np.linalg.eigh(th.T @ th / cfg.N)  # the learned second moment's top modes
+    k = min(cfg.n_modes, d)
+    return dict(risk=np.array(risk), c=np.array(c), gain=np.array(gain), q=np.array(q), p=np.array(p),
+                projection=np.array(proj), ksteps=np.array(ksteps), modes=(w[::-1][:k], v[:, ::-1][:, :k]))
 
 
 def _real_toy():
@@ -171,8 +181,11 @@ def test_train_equals_an_independent_reference_run(activation, kind):
     res = train(cfg, data, torch.device("cpu"), progress=False)
     ref = reference_run(cfg, data)
     np.testing.assert_array_equal(res["steps"], ref["ksteps"])
-    np.testing.assert_allclose(res["records"]["risk"], ref["risk"], rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(res["records"]["c"], ref["c"], rtol=1e-10, atol=1e-12)
+    for key in ("risk", "c", "gain", "q", "p", "projection"):
+        np.testing.assert_allclose(res["records"][key], ref[key], rtol=1e-9, atol=1e-12, err_msg=key)
+    w, v = ref["modes"]
+    np.testing.assert_allclose(res["learned_eigenvalue"], w, rtol=1e-9)
+    np.testing.assert_allclose(np.abs(np.sum(res["learned_eigenvector"] * v, axis=0)), 1.0, rtol=1e-6)
 
 
 def test_train_deterministic_and_flags_inert_on_cpu():

@@ -163,6 +163,19 @@ def test_checkpoint_of_other_data_is_refused(tmp_path: Path, kind, key, index):
     assert res["steps_done"] == res["total_steps"]
 
 
+@pytest.mark.parametrize("t_max, d, lr, steps", [(1.0, 12, 0.2, 60), (0.1, 8, 0.2, 4), (0.11, 8, 0.2, 5),
+                                                 (2.0, 6, 0.05, 240), (0.3, 12, 0.07, 52)])
+def test_step_count_and_grid_limit(t_max, d, lr, steps):
+    """steps = ceil(t_max d / lr), hand-computed (60 exactly at t_max d / lr = 60 despite float rounding);
+    a grid of more times than steps + 1 is refused, one of exactly steps + 1 accepted."""
+    from mfae.runconfig import check_grid, n_steps
+
+    assert n_steps(t_max, d, lr) == steps
+    check_grid(TrainConfig(N=4, t_max=t_max, lr=lr, n_times=steps + 1), d)
+    with pytest.raises(MfaeError, match=f"<= {steps + 1}"):
+        check_grid(TrainConfig(N=4, t_max=t_max, lr=lr, n_times=steps + 2), d)
+
+
 @pytest.mark.parametrize("bad, match", [(dict(N=0), "N"), (dict(lam=-1.0), "lam"), (dict(activation="gelu"), "activation"),
                                         (dict(lr=float("nan")), "lr"), (dict(n_times=1), "n-times")])
 def test_bad_config(bad, match):
