@@ -94,7 +94,7 @@ def rates(device: str, calibrated: bool = True) -> Rates:
     ref = CPU_RATES if device == "cpu" else GPU_RATES
     if not calibrated:
         return ref
-    from .calibrate import apply
+    from .ratesfile import apply
 
     return apply(ref, device)
 
