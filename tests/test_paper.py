@@ -159,7 +159,7 @@ def test_fashion_mnist_data_file(tmp_path, mfae_bin):
 # --- the workflow ------------------------------------------------------------------------------------
 
 def test_paper_dag_fetches_the_image_data_first(tmp_path):
-    p = smk(tmp_path, ROOT / "config" / "paper.yaml", "-n", "--forceall",
+    p = smk(tmp_path, ROOT / "config" / "paper.yaml", "-n", "-p", "--forceall",
             f"{'results/paper'}/fashion_mnist/data/real.nc")
     counts = job_counts(p)
     assert counts == {"fetch": 1, "data": 1}
@@ -170,9 +170,13 @@ def test_paper_dag_fetches_the_image_data_first(tmp_path):
 
 
 def test_paper_smoke_dag_runs_every_paper_job(tmp_path):
+    from test_data import write_idx
+
     overlay = load(ROOT / "config" / "paper-smoke.yaml")
-    for x in ("mnist", "fashion_mnist"):  # the overlay's local Fashion-MNIST need not exist for a dry run
+    for x in ("mnist", "fashion_mnist"):  # stand-ins for the overlay's local Fashion-MNIST (inputs of its data jobs)
         overlay["experiments"][x]["data"]["path"] = str(tmp_path)
+    for f in ("train-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte.gz"):
+        write_idx(tmp_path / f, np.zeros((10, 28, 28)))
     counts = job_counts(smk(tmp_path, ROOT / "config" / "paper.yaml", "-n", "--configfile",
                             str(ROOT / "config" / "paper.yaml"), str(dump(overlay, tmp_path / "o.yaml"))))
     assert counts["train"] == len(study.train_jobs(paper())) == 402 + 90  # + the rank sweep, 5 r x 6 N x 3 seeds

@@ -366,4 +366,4 @@ def test_calibrate_writes_the_file_the_plan_then_reads(tmp_path):
             out[name] = [float(r["est_seconds"]) for r in csv.DictReader(f)]
         assert ("rates for cpu: calibrated on" in q.stdout) == (name == "calibrated"), q.stdout
     assert out["calibrated"] != out["reference"]
-    assert min(out["calibrated"]) >= cal["rates"]["startup"]  # every job pays the measured start-up
+    assert min(out["calibrated"]) >= cal["rates"]["startup"] - 0.01  # every job pays the measured start-up (CSV: 0.01 s)
