@@ -179,7 +179,16 @@ def test_paper_smoke_dag_runs_every_paper_job(tmp_path):
         write_idx(tmp_path / f, np.zeros((10, 28, 28)))
     counts = job_counts(smk(tmp_path, ROOT / "config" / "paper.yaml", "-n", "--configfile",
                             str(ROOT / "config" / "paper.yaml"), str(dump(overlay, tmp_path / "o.yaml"))))
-    assert counts["train"] == len(study.train_jobs(paper())) == 402 + 90  # + the rank sweep, 5 r x 6 N x 3 seeds
+    from mfae import pack
+    from mfae.config import load_config
+
+    smoke = study.smoke_config(load_config(ROOT / "config.yaml", ROOT / "config" / "paper.yaml", tmp_path / "o.yaml",
+                                           check_paths=False))
+    batches = pack.train_batches(smoke)  # the training jobs: batches of runs
+    assert counts["train"] == len(batches)
+    runs = sorted(p for b in batches for p in b.paths)
+    assert runs == sorted(j["path"] for j in study.train_jobs(smoke))
+    assert len(runs) == len(study.train_jobs(paper())) == 402 + 90  # + the rank sweep, 5 r x 6 N x 3 seeds
     assert "fetch" not in counts and counts["figure_realdata"] == 3
 
 
