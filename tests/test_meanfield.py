@@ -191,6 +191,17 @@ def test_growth_rate_is_docs_theory_rate(activation):
     np.testing.assert_allclose(growth_rate(activation, SPECTRUM, lam, c[1]), want[1], rtol=1e-9, atol=1e-12)
 
 
+def test_grids_of_one_and_two_times():
+    """A grid [0] is the initial state alone; [0, t] integrates to t (the shortest grid a run can have)."""
+    sol = integrate_reduced_ode("tanh", SPECTRUM, 0.1, 0.3, np.array([0.0]))
+    assert sol["c"].shape == (1, 4) and np.allclose(sol["c"], 0.09)
+    two = integrate_reduced_ode("tanh", SPECTRUM, 0.1, 0.3, np.array([0.0, 2.0]))
+    many = integrate_reduced_ode("tanh", SPECTRUM, 0.1, 0.3, np.linspace(0, 2, 9))
+    assert two["c"].shape == (2, 4) and np.allclose(two["c"][0], 0.09)
+    np.testing.assert_allclose(two["c"][1], many["c"][-1], rtol=1e-8)
+    assert two["c"][1, 0] > 0.5  # the top group has grown
+
+
 def test_bad_parameters():
     with pytest.raises(MfaeError, match="lambda"):
         integrate_reduced_ode("tanh", SPECTRUM, -0.1, 0.3, np.linspace(0, 1, 3))

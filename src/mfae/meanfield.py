@@ -19,7 +19,7 @@ import numpy as np
 import xarray as xr
 
 from . import MfaeError
-from .activations import check_activation, moments
+from .activations import c1, check_activation, moments
 from .ode import dormand_prince
 from .spectrum import Spectrum, spectrum_of
 
@@ -30,13 +30,12 @@ MAX_STEPS = 100_000
 
 
 def order_parameters(activation: str, spec: Spectrum, c: np.ndarray) -> dict[str, np.ndarray]:
-    """q, p, gain a_k and the moments c1(q), c3(q) for variances c (..., group). docs/theory.md §3."""
+    """q, p and the gains a_k = c1(q) c_k for variances c (..., group). docs/theory.md §3."""
     s, w = spec.eigenvalue, spec.fraction
     q = np.sum(w * s * c, axis=-1)
-    k1, k3 = moments(activation, q)
-    a = k1[..., None] * c
+    a = np.asarray(c1(activation, q))[..., None] * c
     p = np.sum(w * s * (1.0 - a) * c, axis=-1)
-    return dict(q=q, p=p, gain=a, c1=k1, c3=k3)
+    return dict(q=q, p=p, gain=a)
 
 
 def growth_rate(activation: str, spec: Spectrum, lam: float, c: np.ndarray) -> np.ndarray:

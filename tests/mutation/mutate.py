@@ -11,8 +11,10 @@ for |k| < 100, else 2k; f -> 2f; True <-> False), slice bounds moved by one, `.T
 a keyword argument dropped (an ignored argument: generator=, dtype=, ...), and a call statement deleted
 (an update that is never made). Docstrings, error messages (`raise ...`) and annotations are left alone.
 
-Each mutant is written into a private copy of src/ (PYTHONPATH points there; the working tree is never
-modified), and the fast suite's test files that use the mutated module run with `-x` and a timeout:
+The checkout is first copied to a snapshot (tracked and untracked-but-not-ignored files), and each worker
+gets its own copy of it: mutants are written there (PYTHONPATH points to its src/; the working tree is
+never modified, and edits made to it during a run change nothing), and the fast suite's test files that
+use the mutated module run there with `-x` and a timeout:
 the files importing it (also inside functions) and those importing a module that imports it at top
 level. Outcomes: killed (a test failed, or the module no longer imports), survived, timeout (the tests
 did not finish: a hang is not a failure a user sees, so it counts against the score), error (pytest itself
@@ -46,8 +48,10 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 ROOT = Path(__file__).resolve().parents[2]
-SRC = ROOT / "src"
 EQUIVALENT = Path(__file__).with_name("equivalent.txt")
+# Where sources and tests are read: the checkout for --list, a snapshot of it during a run (so that edits
+# made to the checkout while mutants run change nothing: every worker copies the snapshot).
+BASE = ROOT
 
 # target file -> the top-level functions/classes mutated (None: the whole module). train.py: its sampler
 # and test set (the step, the measurements and the schedule have their own targets).
@@ -222,7 +226,7 @@ def _node_points(node: ast.AST, scope: str, parents: dict) -> Iterator[tuple[ast
 
 
 def mutants_of(rel: str, scopes: tuple[str, ...] | None) -> list[Mutant]:
-    text = (ROOT / rel).read_text()
+    text = (BASE / rel).read_text()
     lines = text.splitlines()
     out = []
     for i, (node, scope, kind, _apply) in enumerate(_points(ast.parse(text), scopes)):
@@ -233,7 +237,7 @@ def mutants_of(rel: str, scopes: tuple[str, ...] | None) -> list[Mutant]:
 
 def mutated_source(m: Mutant) -> str:
     """The target file with mutant m applied (the module re-parsed, the m.index-th point applied)."""
-    tree = ast.parse((ROOT / m.file).read_text())
+    tree = ast.parse((BASE / m.file).read_text())
     for i, (_node, _scope, kind, apply) in enumerate(_points(tree, TARGETS[m.file])):
         if i == m.index:
             assert kind == m.kind, (m, kind)
@@ -245,7 +249,7 @@ def mutated_source(m: Mutant) -> str:
 # --- which tests run for a module -------------------------------------------------------------------------
 
 def _module_name(path: Path) -> str:
-    parts = path.relative_to(SRC).with_suffix("").parts
+    parts = path.relative_to(BASE / "src").with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
@@ -254,7 +258,7 @@ def _imports(path: Path, top_level_only: bool) -> set[str]:
     relative imports inside the package), at top level or anywhere."""
     tree = ast.parse(path.read_text())
     nodes = tree.body if top_level_only else list(ast.walk(tree))
-    here = _module_name(path).split(".") if path.is_relative_to(SRC) else []
+    here = _module_name(path).split(".") if path.is_relative_to(BASE / "src") else []
     is_pkg = path.name == "__init__.py"
     out = set()
     for n in nodes:
@@ -276,8 +280,8 @@ def tests_for(rel: str, test_files: list[Path]) -> list[Path]:
     """Test files that use module `rel`: those importing it (anywhere in the file), and among the unit-test
     files (FIRST) those importing a module that imports it at top level (transitively; a package counts
     through its __init__). Cheap files first (FIRST's order), so that -x stops early."""
-    modules = {_module_name(p): p for p in SRC.rglob("*.py")}
-    target = _module_name(ROOT / rel)
+    modules = {_module_name(p): p for p in (BASE / "src").rglob("*.py")}
+    target = _module_name(BASE / rel)
     users = {target}
     changed = True
     while changed:
@@ -323,22 +327,44 @@ _RUNNING: set[subprocess.Popen] = set()  # pytest processes in flight (ended on 
 
 
 def _pytest(args: list[str], work: Path, timeout: float) -> tuple[int | None, str]:
-    """Run pytest on `args` with src/ taken from `work`'s copy; (exit status or None on timeout, output)."""
+    """Run pytest on `args` in the copy of the checkout `work` (its tests, and its src/ through PYTHONPATH);
+    (exit status, or None on timeout; output)."""
     env = {**os.environ, "PYTHONPATH": str(work / "src"), "PYTHONDONTWRITEBYTECODE": "1",
            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", MARKERS,
-           "--basetemp", str(work / "pytest"), *args]
-    p = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+           "--basetemp", str(work.parent / (work.name + "-pytest")), *args]
+    p = subprocess.Popen(cmd, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     _RUNNING.add(p)
     try:
         out, _ = p.communicate(timeout=timeout)
         return p.returncode, out
     except subprocess.TimeoutExpired:
-        p.kill()
-        p.communicate()
+        _end(p)
         return None, ""
     finally:
         _RUNNING.discard(p)
+
+
+def _end(p: subprocess.Popen) -> None:
+    """Stop a pytest run: SIGINT first, so that fixtures tear down (a test's tmpfs mount is unmounted),
+    then SIGKILL if it does not exit within 30 s."""
+    p.send_signal(signal.SIGINT)
+    try:
+        p.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.communicate()
+
+
+def _unmount_under(folder: Path) -> None:
+    """Unmount what a killed test left mounted below `folder` (root only: tmpfs tests), so it can be removed."""
+    try:
+        mounts = [ln.split()[1] for ln in Path("/proc/mounts").read_text().splitlines()]
+    except OSError:
+        return
+    for m in sorted(mounts, reverse=True):
+        if m.startswith(str(folder) + "/"):
+            subprocess.run(["umount", "-l", m], capture_output=True)
 
 
 def _failed_ids(output: str) -> list[str]:
@@ -351,12 +377,12 @@ def _failed_ids(output: str) -> list[str]:
 
 
 def run_mutant(m: Mutant, tests: list[Path], work: Path, timeout: float) -> Outcome:
-    target = work / "src" / Path(m.file).relative_to("src")
+    target = work / m.file
     original = target.read_text()
     t0 = time.monotonic()
     try:
         target.write_text(mutated_source(m))
-        rc, out = _pytest(["-x", *map(str, tests)], work, timeout)
+        rc, out = _pytest(["-x", *(str(t.relative_to(BASE)) for t in tests)], work, timeout)
     finally:
         target.write_text(original)
     if rc is None:
@@ -374,10 +400,34 @@ def recheck_killers(outcomes: list[Outcome], work: Path, timeout: float) -> None
     if not ids:
         return
     rc, out = _pytest(ids, work, timeout)
-    broken = set(_failed_ids(out)) if rc is not None else set(ids)
+    suspects = set(_failed_ids(out)) if rc is not None else set(ids)
+    broken = set()
+    for t in sorted(suspects):  # once more on its own: a test failing only beside others is not broken
+        rc, out = _pytest([t], work, timeout)
+        if rc != 0:
+            broken.add(t)
+            print(f"  {t} fails without any mutant:\n    " + "\n    ".join(out.strip().splitlines()[-5:]))
     for o in outcomes:
         if o.status == "killed" and o.detail in broken:
             o.status, o.detail = "error", f"{o.detail} fails without the mutant too"
+
+
+def snapshot(dest: Path) -> Path:
+    """Copy the checkout's files (git: tracked and untracked-but-not-ignored; otherwise all but the venv,
+    results and caches) to `dest`."""
+    try:
+        files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                               capture_output=True, check=True).stdout.decode().split("\0")
+    except (OSError, subprocess.CalledProcessError):
+        shutil.copytree(ROOT, dest, ignore=shutil.ignore_patterns(".venv", "results", ".snakemake", "__pycache__",
+                                                                  "*.egg-info", ".git"))
+        return dest
+    for f in filter(None, files):
+        src = ROOT / f
+        if src.is_file() and not src.is_symlink():
+            (dest / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / f)
+    return dest
 
 
 def sample(mutants: dict[str, list[Mutant]], n: int, seed: int) -> list[Mutant]:
@@ -413,7 +463,13 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [f for f in a.files if f not in TARGETS]
     if unknown:
         ap.error(f"not a target: {', '.join(unknown)} (targets: {', '.join(TARGETS)})")
-    test_files = sorted((ROOT / "tests").glob("test_*.py"))
+    global BASE
+    workdirs: list[Path] = []
+    if not a.list:  # a snapshot of the checkout: mutants, their test files and every worker's copy
+        snap = Path(tempfile.mkdtemp(prefix="mfae-mutate-"))
+        workdirs.append(snap)
+        BASE = snapshot(snap / "base")
+    test_files = sorted((BASE / "tests").glob("test_*.py"))
     by_file = {rel: mutants_of(rel, TARGETS[rel]) for rel in a.files}
     tests = {rel: tests_for(rel, test_files) for rel in a.files}
     equivalent = read_equivalent()
@@ -432,21 +488,19 @@ def main(argv: list[str] | None = None) -> int:
 
     todo = [m for m in chosen if m.key not in equivalent]
     outcomes = [Outcome(m, "equivalent", 0.0, equivalent[m.key]) for m in chosen if m.key in equivalent]
-    workdirs = []
     t_start = time.monotonic()
 
     def stop(signum, _frame):  # end the pytest children and remove the copies (the finally below)
         for p in list(_RUNNING):
-            p.kill()
+            _end(p)
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, stop)
     try:
-        for _ in range(max(1, a.jobs)):
-            w = Path(tempfile.mkdtemp(prefix="mfae-mutate-"))
-            shutil.copytree(SRC, w / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-            workdirs.append(w)
-        free = list(workdirs)
+        free = []
+        for i in range(max(1, a.jobs)):
+            free.append(workdirs[0] / f"worker{i}")
+            shutil.copytree(BASE, free[-1])
 
         def job(m: Mutant) -> Outcome:
             w = free.pop()
@@ -463,11 +517,12 @@ def main(argv: list[str] | None = None) -> int:
                 m = o.mutant
                 print(f"{o.status:9s} {o.seconds:6.1f}s  {m.file}:{m.lineno} [{m.scope}] {m.kind}: {m.line[:60]}"
                       + (f"\n          {o.detail}" if o.detail else ""), flush=True)
-        recheck_killers(outcomes, workdirs[0], 10 * a.timeout)
+        recheck_killers(outcomes, free[0], 10 * a.timeout)
     finally:
         for p in list(_RUNNING):
-            p.kill()
+            _end(p)
         for w in workdirs:
+            _unmount_under(w)
             shutil.rmtree(w, ignore_errors=True)
     counts = {s: sum(o.status == s for o in outcomes) for s in ("killed", "timeout", "survived", "error",
                                                                    "equivalent")}
