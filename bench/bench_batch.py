@@ -73,7 +73,7 @@ def run_study(tree: Path, config: Path, target: str, cores: int) -> float:
 
 def final_risks(runs_csv: Path) -> dict[str, float]:
     with open(runs_csv) as fh:
-        return {Path(r["path"]).as_posix().split("results/", 1)[-1]: float(r["final_risk"])
+        return {Path(r["file"]).as_posix().split("results/", 1)[-1]: float(r["final_risk"])
                 for r in csv.DictReader(fh)}
 
 
@@ -82,7 +82,10 @@ def bench_rank(baseline: str, cores: int) -> bool:
         tmp = Path(tmp)
         trees = {"baseline": export_tree(tmp / "baseline", baseline), "current": export_tree(tmp / "current", None)}
         (trees["current"] / "config.yaml").write_text((trees["baseline"] / "config.yaml").read_text())
-        walls = {k: run_study(t, rank_config(t), "results/runs.csv", cores) for k, t in trees.items()}
+        walls = {}
+        for k, t in trees.items():
+            walls[k] = run_study(t, rank_config(t), "results/runs.csv", cores)
+            print(f"  {k}: {walls[k]:.1f} s wall", flush=True)
         risks = {k: final_risks(t / "results" / "runs.csv") for k, t in trees.items()}
         worst = max(abs(risks["current"][p] - r) / abs(r) for p, r in risks["baseline"].items())
         same = set(risks["baseline"]) == set(risks["current"])
