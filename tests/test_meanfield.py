@@ -40,6 +40,18 @@ def test_dormand_prince_takes_the_steps_of_a_fifth_order_method():
     y = dormand_prince(f, np.array([1.0]), np.array([0.0, 5.0]), max_steps=400)
     assert y[-1, 0] == pytest.approx(np.exp(-10.0), rel=1e-8)
     assert 300 < len(calls) < 2000, len(calls)
+    # time-dependent: y' = -2y + cos t, y(0) = 1 (exact: (2 cos t + sin t)/5 + 3/5 e^(-2t)); wrong stage
+    # times leave the result accurate but cost ~10x the steps
+    calls.clear()
+
+    def g(s, y):
+        calls.append(1)
+        return -2 * y + np.cos(s)
+
+    t = np.linspace(0, 5, 11)
+    y = dormand_prince(g, np.array([1.0]), t, max_steps=400)
+    np.testing.assert_allclose(y[:, 0], (2 * np.cos(t) + np.sin(t)) / 5 + 0.6 * np.exp(-2 * t), rtol=1e-8)
+    assert len(calls) < 2000, len(calls)  # ~1170
 
 
 def test_dormand_prince_exact_solutions():
@@ -55,6 +67,9 @@ def test_dormand_prince_exact_solutions():
     # a time-dependent right-hand side, a 2-D state and a single output interval
     y = dormand_prince(lambda s, y: np.cos(s) * np.ones_like(y), np.zeros((2, 2)), np.array([0.0, 2.0]),
                        max_steps=2000)
+    # a state that does not move (a frozen group): the error estimate is exactly 0, the steps grow
+    still = dormand_prince(lambda _t, y: 0.0 * y, np.array([0.5, -2.0]), t, max_steps=2000)
+    np.testing.assert_array_equal(still, np.tile([0.5, -2.0], (t.size, 1)))
     np.testing.assert_allclose(y[-1], np.full((2, 2), np.sin(2.0)), rtol=1e-10)
 
 
@@ -200,6 +215,18 @@ def test_grids_of_one_and_two_times():
     assert two["c"].shape == (2, 4) and np.allclose(two["c"][0], 0.09)
     np.testing.assert_allclose(two["c"][1], many["c"][-1], rtol=1e-8)
     assert two["c"][1, 0] > 0.5  # the top group has grown
+
+
+def test_meanfield_file_grid_sizes():
+    """`mfae meanfield`'s grid: 2 times (0 and t_max) is the smallest allowed, 1 is refused."""
+    from mfae.data import gaussian_data
+    from mfae.meanfield import meanfield_dataset
+
+    data = gaussian_data([4.0, 1.0], [1, 1], 8)
+    ds = meanfield_dataset(data, "tanh", 0.1, 0.3, 1.0, 2)
+    assert list(ds["time"].values) == [0.0, 1.0] and ds["c"].shape == (2, 2)
+    with pytest.raises(MfaeError, match="n-times"):
+        meanfield_dataset(data, "tanh", 0.1, 0.3, 1.0, 1)
 
 
 def test_bad_parameters():

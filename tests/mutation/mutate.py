@@ -72,7 +72,7 @@ TARGETS: dict[str, tuple[str, ...] | None] = {
 DEFAULT_SAMPLE = 60
 # test files in the order they run for a mutant (fast unit tests first; the rest after, by name)
 FIRST = ("test_meanfield.py", "test_data.py", "test_runs.py", "test_convergence.py", "test_train.py",
-         "test_perf_paths.py", "test_plan.py", "test_perf_jobs.py", "test_fetch.py", "test_figures.py",
+         "test_perf_paths.py", "test_perf_jobs.py", "test_fetch.py", "test_figures.py", "test_plan.py",
          "test_batch.py")
 MARKERS = "not slow and not slurm"
 
@@ -277,9 +277,9 @@ def _imports(path: Path, top_level_only: bool) -> set[str]:
 
 
 def tests_for(rel: str, test_files: list[Path]) -> list[Path]:
-    """Test files that use module `rel`: those importing it (anywhere in the file), and among the unit-test
+    """Test files that use module `rel`: those importing it (anywhere in the file), then among the unit-test
     files (FIRST) those importing a module that imports it at top level (transitively; a package counts
-    through its __init__). Cheap files first (FIRST's order), so that -x stops early."""
+    through its __init__); within each, cheap files first (FIRST's order), so that -x stops early."""
     modules = {_module_name(p): p for p in (BASE / "src").rglob("*.py")}
     target = _module_name(BASE / rel)
     users = {target}
@@ -297,8 +297,9 @@ def tests_for(rel: str, test_files: list[Path]) -> list[Path]:
             direct.append(t)
         elif imp & users:
             indirect.append(t)
-    chosen = direct + [t for t in indirect if t.name in FIRST]  # heavy end-to-end files only when direct
-    return sorted(chosen, key=lambda t: (FIRST.index(t.name) if t.name in FIRST else len(FIRST), t.name))
+    rank = lambda t: (FIRST.index(t.name) if t.name in FIRST else len(FIRST), t.name)  # noqa: E731
+    # the files importing the module first (they test it most directly), heavy end-to-end files only then
+    return sorted(direct, key=rank) + sorted((t for t in indirect if t.name in FIRST), key=rank)
 
 
 # --- running ----------------------------------------------------------------------------------------------
