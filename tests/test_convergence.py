@@ -89,6 +89,21 @@ def test_fit_recovers_exponents_and_floors_within_bootstrap_intervals():
     assert required_n(np.array([0.09 * 32]), 1.0, 0.01) == pytest.approx([288.0])
 
 
+@pytest.mark.parametrize("case, power, word", [("a high", lambda d, N: 1e-20 * d**14 / N, "a = 10 is at the bound"),
+                                                ("a low", lambda d, N: 1e15 * d**-14 / N, "a = -10 is at the bound"),
+                                                ("b high", lambda d, N: 0.09 * d * (N / 32.0) ** -14,
+                                                 "b = 10 is at the bound")])
+def test_an_exponent_at_its_bound_is_flagged(case, power, word):
+    """Errors whose d or N dependence is steeper than the fit's bounds allow (|a| <= 10, b <= 10): the fit
+    ends on the bound and says so; a power law inside the bounds gets no such warning."""
+    d, N, _ = synthetic_errors(noise=0.0)
+    noise = np.exp(0.02 * np.random.default_rng(0).standard_normal(d.size))
+    fit = fit_floor_power_law(d, N, (floor_of(d) + power(d, N)) * noise)
+    assert word in fit["warning"], (case, fit["warning"])
+    inside = fit_floor_power_law(d, N, (floor_of(d) + 0.09 * d / N) * noise)
+    assert inside["ok"] and inside["warning"] == ""
+
+
 def test_fit_without_floor_gets_the_exponent_wrong():
     d, N, e = synthetic_errors()
     X = np.column_stack([np.ones_like(e), np.log(d), -np.log(N)])
@@ -248,6 +263,17 @@ def test_a_diverged_run_is_a_record_of_nans():
     assert bad["diverged"] and not ok["diverged"] and set(bad) == set(ok)
     for k in ("excess_risk", "gain_error", "risk_final", "risk_mf_final", "t_final"):
         assert np.isnan(bad[k]) and np.isfinite(ok[k]), k
+
+
+def test_run_outside_the_meanfield_grid_is_refused():
+    """The mean-field curves must cover the run's times at both ends (they are interpolated, never
+    extrapolated)."""
+    run = _train(8, 64, 0)  # times 0 .. 1
+    late = _mf(8).isel(time=slice(4, None))  # starts at 0.1
+    early = _mf(8).isel(time=slice(None, -4))  # ends at 0.9
+    for mf in (late, early):
+        with pytest.raises(Exception, match="does not cover"):
+            run_errors(run, mf)
 
 
 def test_collect_runs_rejects_mixed_settings():

@@ -176,3 +176,6 @@ def test_every_variable_of_a_data_file_has_a_long_name():
                real_data(np.random.default_rng(1).standard_normal((60, 6)), "floats")):
         for v in ds.data_vars:
             assert ds[v].attrs.get("long_name"), (ds.attrs["name"] if "name" in ds.attrs else "", v)
+        # the index coordinates of docs/theory.md §6: feature, component and group numbered from 0
+        for dim in ("feature", "component", "group"):
+            np.testing.assert_array_equal(ds[dim].values, np.arange(ds.sizes[dim]))
