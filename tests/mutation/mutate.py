@@ -13,14 +13,15 @@ a keyword argument dropped (an ignored argument: generator=, dtype=, ...), and a
 
 The checkout is first copied to a snapshot (tracked and untracked-but-not-ignored files), and each worker
 gets its own copy of it: mutants are written there (PYTHONPATH points to its src/; the working tree is
-never modified, and edits made to it during a run change nothing), and the fast suite's test files that
-use the mutated module run there with `-x` and a timeout:
-the files importing it (also inside functions) and those importing a module that imports it at top
-level. Outcomes: killed (a test failed, or the module no longer imports), survived, timeout (the tests
-did not finish: a hang is not a failure a user sees, so it counts against the score), error (pytest itself
-failed). Mutants listed in tests/mutation/equivalent.txt (no behaviour change; each with its reason) are
-reported but not counted. At the end the tests that killed mutants run once more on the unmutated code;
-a mutant killed only by a test that fails anyway counts as an error, not a kill. The score is
+never modified, and edits made to it during a run change nothing). The fast suite's test files that use
+the mutated module run there with `-x` and a timeout: the files importing it (also inside functions),
+then the unit-test files importing a module that imports it at top level; the bench scripts' smoke runs
+and whole-config dry runs are left out (DESELECT). Outcomes: killed (a test failed, or the module no
+longer imports), survived, timeout (the tests did not finish: a hang is not a failure a user sees, so it
+counts against the score), error (pytest itself failed). Mutants listed in tests/mutation/equivalent.txt
+(no behaviour change; each with its reason) are reported but not counted. At the end the tests that killed
+mutants run once more on the unmutated code; a mutant killed only by a test that fails anyway counts as an
+error, not a kill. The score is
 killed / (killed + survived + timeout); the exit status is 1 below --min-score (default 0.9).
 
 Sampling: mutants are enumerated in a fixed order, then a seeded sample of --sample of them is drawn,
@@ -75,6 +76,9 @@ FIRST = ("test_meanfield.py", "test_data.py", "test_runs.py", "test_convergence.
          "test_perf_paths.py", "test_perf_jobs.py", "test_fetch.py", "test_figures.py", "test_plan.py",
          "test_batch.py")
 MARKERS = "not slow and not slurm"
+# Fast-suite tests that check no core module but cost much of a mutant's time: the bench scripts' smoke
+# runs and Snakemake dry runs of whole configs (they run in `make test-fast`, not for each mutant).
+DESELECT = "not test_bench_ and not test_dry_run_ and not test_paper_dag and not test_paper_smoke_dag"
 
 
 # --- generating mutants ----------------------------------------------------------------------------------
@@ -318,9 +322,9 @@ def read_equivalent() -> dict[str, str]:
     if EQUIVALENT.exists():
         for ln in EQUIVALENT.read_text().splitlines():
             if ln.strip() and not ln.lstrip().startswith("#"):
-                parts = [p.strip() for p in ln.split(" | ")]
+                parts = [p.strip() for p in ln.split(" | ")]  # the line itself may hold " | " (annotations)
                 if len(parts) >= 4:
-                    out[" | ".join(parts[:3])] = parts[3]
+                    out[" | ".join([parts[0], " | ".join(parts[1:-2]), parts[-2]])] = parts[-1]
     return out
 
 
@@ -332,7 +336,7 @@ def _pytest(args: list[str], work: Path, timeout: float) -> tuple[int | None, st
     (exit status, or None on timeout; output)."""
     env = {**os.environ, "PYTHONPATH": str(work / "src"), "PYTHONDONTWRITEBYTECODE": "1",
            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", MARKERS,
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", MARKERS, "-k", DESELECT,
            "--basetemp", str(work.parent / (work.name + "-pytest")), *args]
     p = subprocess.Popen(cmd, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     _RUNNING.add(p)
