@@ -131,8 +131,11 @@ def reference_run(cfg: TrainConfig, data: dict) -> dict:
         z = torch.randn(cfg.n_test, V.shape[1], generator=g2, dtype=torch.float64)
         x_test = ((z * torch.sqrt(s / d)) @ V.T).numpy()
 
+        wdt = getattr(torch, cfg.dtype)  # samples are drawn in the weights' precision
+
         def draw(n):
-            return (torch.randn(n, V.shape[1], generator=g1, dtype=torch.float64) * torch.sqrt(s / d)) @ V.T
+            z = torch.randn(n, V.shape[1], generator=g1, dtype=wdt)
+            return ((z * torch.sqrt(s / d).to(wdt)) @ V.T.to(wdt)).to(torch.float64)
     model = TiedAutoencoder(theta0.clone(), cfg.activation)
     opt = autograd_optimizer(model, eps, cfg.lam)
     Vn, group = V.numpy(), np.asarray(data["group"])
@@ -169,23 +172,27 @@ def _real_toy():
     return real_data(rng.standard_normal((300, 10)) * np.linspace(2.5, 0.2, 10), "toy", test_fraction=0.2, seed=1)
 
 
-@pytest.mark.parametrize("activation, kind", [(a, "gaussian") for a in ACTS] + [("tanh", "real")])
-def test_train_equals_an_independent_reference_run(activation, kind):
+@pytest.mark.parametrize("activation, kind, dtype", [(a, "gaussian", "float64") for a in ACTS]
+                         + [("tanh", "real", "float64"), ("tanh", "gaussian", "float32")])
+def test_train_equals_an_independent_reference_run(activation, kind, dtype):
     """The whole optimised train() (its set-up, samplers, test set, chunked Stepper.run, Measurer) against
-    reference_run, float64: the same curves to 1e-10. A wrong seed stream, sample scaling, test set,
-    initialisation, chunking or measurement step shows here."""
+    reference_run: the same curves to 1e-9 in float64 (float32 weights: 1e-4, the rounding of 60 float32
+    steps; another sample stream would differ by the SGD noise, ~1e-2). A wrong seed stream, sample
+    scaling or precision, test set, initialisation, chunking or measurement step shows here."""
     ds = gaussian_data([3.0, 1.0, 0.3], [1, 1, 1], 12, rotate=True, seed=3) if kind == "gaussian" else _real_toy()
     data = data_dict(ds)
-    cfg = TrainConfig(N=70, seed=2, activation=activation, lr=0.2, t_max=1.0, n_times=4, dtype="float64",
+    cfg = TrainConfig(N=70, seed=2, activation=activation, lr=0.2, t_max=1.0, n_times=4, dtype=dtype,
                       block_steps=13, n_test=256)
     res = train(cfg, data, torch.device("cpu"), progress=False)
     ref = reference_run(cfg, data)
     np.testing.assert_array_equal(res["steps"], ref["ksteps"])
+    tol = dict(rtol=1e-9, atol=1e-12) if dtype == "float64" else dict(rtol=1e-4, atol=1e-7)
     for key in ("risk", "c", "gain", "q", "p", "projection"):
-        np.testing.assert_allclose(res["records"][key], ref[key], rtol=1e-9, atol=1e-12, err_msg=key)
+        np.testing.assert_allclose(res["records"][key], ref[key], **tol, err_msg=key)
     w, v = ref["modes"]
-    np.testing.assert_allclose(res["learned_eigenvalue"], w, rtol=1e-9)
-    np.testing.assert_allclose(np.abs(np.sum(res["learned_eigenvector"] * v, axis=0)), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(res["learned_eigenvalue"], w, rtol=tol["rtol"])
+    np.testing.assert_allclose(np.abs(np.sum(res["learned_eigenvector"][:, :3] * v[:, :3], axis=0)), 1.0,
+                               rtol=1e-6 if dtype == "float64" else 1e-3)
 
 
 def test_train_deterministic_and_flags_inert_on_cpu():

@@ -43,6 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -91,11 +92,13 @@ class Mutant:
     scope: str     # the enclosing top-level function or class
     kind: str      # what was changed, e.g. "Add -> Sub"
     line: str      # the original source line, stripped
+    nth: int = 1   # the same change on an identical line (or twice on one line): its occurrence, 1, 2, ...
 
     @property
     def key(self) -> str:
-        """Stable across edits elsewhere in the file: file, scope, the line's text and the change."""
-        return f"{self.file} | {self.line} | {self.kind}"
+        """Stable across edits elsewhere in the file: file, the line's text and the change (and #n for the
+        n-th occurrence of the same change on the same text)."""
+        return f"{self.file} | {self.line} | {self.kind}" + (f" #{self.nth}" if self.nth > 1 else "")
 
 
 _BINOP_SWAP = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: ast.Mult, ast.Pow: ast.Mult,
@@ -232,10 +235,12 @@ def _node_points(node: ast.AST, scope: str, parents: dict) -> Iterator[tuple[ast
 def mutants_of(rel: str, scopes: tuple[str, ...] | None) -> list[Mutant]:
     text = (BASE / rel).read_text()
     lines = text.splitlines()
-    out = []
+    out, seen = [], Counter()
     for i, (node, scope, kind, _apply) in enumerate(_points(ast.parse(text), scopes)):
         ln = getattr(node, "lineno", 0)
-        out.append(Mutant(rel, i, ln, scope, kind, lines[ln - 1].strip() if ln else ""))
+        line = lines[ln - 1].strip() if ln else ""
+        seen[line, kind] += 1
+        out.append(Mutant(rel, i, ln, scope, kind, line, seen[line, kind]))
     return out
 
 
