@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import subprocess
 import sys
 import tempfile
@@ -31,22 +30,10 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import export_tree  # noqa: E402  (the git-archive / working-tree exporter)
+from common import export_tree, tree_env  # noqa: E402  (exporter; a tree's own code on PATH)
 
 ROOT = Path(__file__).resolve().parents[1]
 MFAE = [sys.executable, "-m", "mfae"]
-
-
-def env_for(tree: Path) -> tuple[dict, Path]:
-    """Environment running `tree`'s own code: PYTHONPATH=tree/src and an `mfae` wrapper first on PATH."""
-    bindir = tree / ".bench_bin"
-    bindir.mkdir(exist_ok=True)
-    wrapper = bindir / "mfae"
-    wrapper.write_text(f'#!/bin/sh\nPYTHONPATH="{tree / "src"}" exec "{sys.executable}" -m mfae "$@"\n')
-    wrapper.chmod(0o755)
-    env = dict(os.environ, PYTHONPATH=str(tree / "src"),
-               PATH=os.pathsep.join([str(bindir), str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
-    return env, bindir
 
 
 def rank_config(tree: Path) -> Path:
@@ -60,7 +47,7 @@ def rank_config(tree: Path) -> Path:
 
 def run_study(tree: Path, config: Path, target: str, cores: int) -> float:
     """Wall seconds of `snakemake target` in `tree` (its own Snakefile, config and code), no profile."""
-    env, _ = env_for(tree)
+    env = tree_env(tree)
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(tree / "Snakefile"), "--directory", str(tree),
            "--configfile", str(config), "--cores", str(cores), target]
     t = time.perf_counter()

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -38,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from common import DEFAULT_BASELINE, export_tree, read_benchmark
+from common import DEFAULT_BASELINE, export_tree, read_benchmark, tree_env
 RTOL = 1e-6
 
 
@@ -59,13 +58,7 @@ def quick_config(tree: Path) -> Path:
 
 def start_study(tree: Path, config: Path, cores: int, log: Path):
     """Start snakemake in `tree` with the `mfae` of `tree/src`; returns a function waiting for its wall time."""
-    bindir = tree / ".bench_bin"
-    bindir.mkdir(exist_ok=True)
-    wrapper = bindir / "mfae"
-    wrapper.write_text(f'#!/bin/sh\nPYTHONPATH="{tree / "src"}" exec "{sys.executable}" -m mfae "$@"\n')
-    wrapper.chmod(0o755)
-    env = dict(os.environ, PYTHONPATH=str(tree / "src"),
-               PATH=os.pathsep.join([str(bindir), str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+    env = tree_env(tree)
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(tree / "Snakefile"), "--directory", str(tree),
            "--configfile", str(config), "--cores", str(cores),
            "--profile", str(next(p for p in (tree / "profiles" / "local", tree / "profiles" / "default") if p.is_dir()))]

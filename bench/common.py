@@ -115,3 +115,18 @@ def torch_activation(name: str) -> Callable:
     import torch
 
     return dict(tanh=torch.tanh, relu=torch.relu, linear=lambda u: u, erf=torch.erf)[name]
+
+
+def tree_env(tree: Path) -> dict:
+    """Environment running `tree`'s own code: PYTHONPATH=tree/src (before the venv's editable install)
+    and an `mfae` wrapper for that code first on PATH, as jobs call it under Snakemake."""
+    import os
+    import sys
+
+    bindir = tree / ".bench_bin"
+    bindir.mkdir(exist_ok=True)
+    wrapper = bindir / "mfae"
+    wrapper.write_text(f'#!/bin/sh\nPYTHONPATH="{tree / "src"}" exec "{sys.executable}" -m mfae "$@"\n')
+    wrapper.chmod(0o755)
+    return dict(os.environ, PYTHONPATH=str(tree / "src"),
+                PATH=os.pathsep.join([str(bindir), str(Path(sys.executable).parent), os.environ.get("PATH", "")]))

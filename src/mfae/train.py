@@ -213,7 +213,7 @@ def train_batch(cfgs: Sequence[TrainConfig], data: Mapping[str, np.ndarray], dev
     try:
         for si, idx in enumerate(stacks):
             for i in idx:
-                runs[i] = prepare_run(cfgs[i], data, device, shared=first)
+                runs[i] = first if i == 0 else prepare_run(cfgs[i], data, device, shared=first)
             if states[si] is None:
                 states[si] = _fresh_stack([runs[i] for i in idx], cfgs[idx[0]], data)
             else:
