@@ -33,19 +33,12 @@ include: "workflow/rules/figures.smk"
 
 
 # Jobs run by the Snakemake process itself (on a cluster: the login node), never submitted: the
-# download (compute nodes often have no internet), the runs table and the figures (seconds and
-# well under 1 GB each). A rule put in a group (profile `groups:`) is submitted again.
+# download (compute nodes often have no internet), the runs table and (figures.smk) the figures,
+# seconds and well under 1 GB each. A rule put in a group (profile `groups:`) is submitted again.
 localrules:
     all,
     fetch,
     runs_table,
-    figure_phases,
-    figure_projections,
-    figure_shrinkage,
-    figure_activations,
-    figure_convergence,
-    figure_realdata,
-    figure_rank,
 
 
 rule all:

@@ -312,6 +312,16 @@ def test_cli_choices_match_fetch_table():
     assert list(IDX_SOURCES) == list(DATASETS)
 
 
+def test_the_files_fetched_are_the_files_read():
+    """`mfae data` (and the workflow's inputs) look for constants.IDX_STEMS; the fetch table must name
+    the same four files, gzipped, for every dataset."""
+    from mfae.constants import IDX_IMAGES, IDX_STEMS
+
+    for _urls, pins in DATASETS.values():
+        assert sorted(pins) == sorted(f"{s}.gz" for s in IDX_STEMS) == sorted(FILES)
+    assert set(IDX_IMAGES) == {"train-images-idx3-ubyte", "t10k-images-idx3-ubyte"}
+
+
 @needs_debian
 def test_cli_fetch_success_prints_verified_paths(mfae_bin, server, tmp_path):
     dest = tmp_path / "fm"

@@ -87,8 +87,8 @@ def test_every_stage_requests_at_least_its_measured_peak(tmp_path, monkeypatch):
         key = (stage_of(j["rule"]), "fashion" in " ".join(j["outputs"]))
         if key not in picked or j["mem_mb"] > jobs[picked[key]]["mem_mb"]:
             picked[key] = k
-    assert {s for s, _ in picked} >= {"data", "meanfield", "train", "convergence", "runs_table", "figure_phases",
-                                      "figure_realdata", "figure_rank"}
+    assert {s for s, _ in picked} >= {"data", "meanfield", "train", "convergence", "runs_table", "figure_F1_phases",
+                                      "figure_F5_fashion_mnist", "figure_F7_rank"}
     made_by = {out: k for k, j in enumerate(jobs) for out in j["outputs"]}
     needed, todo = set(picked.values()), [i for k in picked.values() for i in jobs[k]["inputs"]]
     while todo:

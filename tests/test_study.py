@@ -69,6 +69,29 @@ def test_paths_and_data_args():
     assert study.data_args(c, "digits", "real") == "digits --test-fraction 0.2 --seed 0 --max-samples 0"
 
 
+def test_a_run_path_names_its_experiment():
+    """The runs table reads a run's experiment from its path: every run file of the shipped study,
+    built by study.train_files, gives back its own experiment; a file outside the layout gives ""."""
+    from mfae.layout import experiment_of
+
+    c = cfg("config.yaml")
+    for exp in study.experiments(c):
+        files = study.train_files(c, exp)
+        assert files and {experiment_of(f) for f in files} == {exp}
+        assert {experiment_of(f"/elsewhere/{f}") for f in files} == {exp}  # wherever results/ lies
+    assert experiment_of("results/phases/train/N20_seed0.nc") == ""  # four levels up is not an experiment
+    assert experiment_of("N20_seed0.nc") == ""
+
+
+def test_figure_options_are_the_figure_settings():
+    c = cfg("config.yaml")
+    c["figures"].update(shrinkage_times=[1, 2.5], n_images=5)
+    assert study.figure_options(c, "F1_phases") == {}
+    assert study.figure_options(c, "F2_shrinkage") == dict(times="1,2.5", activation="tanh")
+    assert study.figure_options(c, "F5_digits") == dict(times="0.5,1,4", n_images=5)
+    assert study.figure_options(c, "F7_rank") == {}
+
+
 def test_rank_sweep_grid():
     """A rank sweep: one data file per rank at one d (d12_r2), N = round(ratio * r), fitted by rank."""
     c = cfg()

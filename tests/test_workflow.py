@@ -71,8 +71,8 @@ def test_default_config_dag(tmp_path):
     batches = pack.train_batches(load_config(ROOT / "config.yaml", check_paths=False))
     assert counts["train"] == len(batches) < n_train  # runs share processes ...
     assert sum(len(b.runs) for b in batches) == n_train  # ... and each is in exactly one
-    for rule in ("data", "meanfield", "convergence", "figure_phases", "figure_shrinkage", "figure_activations",
-                 "figure_convergence", "figure_realdata", "figure_projections", "figure_rank", "runs_table"):
+    for rule in ("data", "meanfield", "convergence", "figure_F1_phases", "figure_F2_shrinkage", "figure_F3_activations",
+                 "figure_F4_convergence", "figure_F5_digits", "figure_F6_projections", "figure_F7_rank", "runs_table"):
         assert counts.get(rule, 0) >= 1, rule
 
 
@@ -91,7 +91,7 @@ def test_paper_config_validates_and_builds(tmp_path):
 
     batches = pack.train_batches(load_config(ROOT / "config.yaml", tmp_path / "paper.yaml", check_paths=False))
     assert counts["train"] == len(batches) and sum(len(b.runs) for b in batches) > 300
-    assert counts["figure_realdata"] == 3
+    assert sum(n for r, n in counts.items() if r.startswith("figure_F5_")) == 3
     assert counts["fetch"] == 2  # mnist lacks its labels files here; fashion_mnist has no folder
 
 
@@ -211,7 +211,7 @@ def test_nothing_reruns_when_nothing_changed(tiny_run):
 @pytest.mark.slow
 def test_changing_one_lambda_reruns_only_that_experiment(tiny_run, tmp_path):
     counts = planned_after(tiny_run, tmp_path, lambda cfg: cfg["experiments"]["phases"].update(lams=[0.2]))
-    assert counts == {"train": 1, "meanfield": 1, "figure_phases": 1, "figure_projections": 1, "runs_table": 1,
+    assert counts == {"train": 1, "meanfield": 1, "figure_F1_phases": 1, "figure_F6_projections": 1, "runs_table": 1,
                       "all": 1}
 
 
@@ -219,7 +219,7 @@ def test_changing_one_lambda_reruns_only_that_experiment(tiny_run, tmp_path):
 def test_changing_a_shared_value_of_one_experiment_reruns_its_jobs_only(tiny_run, tmp_path):
     # same paths, new params: the params trigger
     counts = planned_after(tiny_run, tmp_path, lambda cfg: cfg["experiments"]["shrinkage"].update(r0=0.4))
-    assert counts == {"train": 2, "meanfield": 1, "figure_shrinkage": 1, "figure_activations": 1, "runs_table": 1,
+    assert counts == {"train": 2, "meanfield": 1, "figure_F2_shrinkage": 1, "figure_F3_activations": 1, "runs_table": 1,
                       "all": 1}
 
 
@@ -228,7 +228,7 @@ def test_adding_one_n_retrains_only_its_batch(tiny_run, tmp_path):
     """phases' runs (N = 20, 60; seeds 0, 1) are one cheap batch: adding N = 100 retrains that batch
     (one job, one process), nothing of another experiment."""
     counts = planned_after(tiny_run, tmp_path, lambda cfg: cfg["experiments"]["phases"].update(N=[20, 60, 100]))
-    assert counts == {"train": 1, "figure_phases": 1, "figure_projections": 1, "runs_table": 1, "all": 1}
+    assert counts == {"train": 1, "figure_F1_phases": 1, "figure_F6_projections": 1, "runs_table": 1, "all": 1}
 
 
 @pytest.mark.slow
@@ -250,7 +250,7 @@ def test_adding_a_big_n_trains_only_it(tiny_run, tmp_path):
 @pytest.mark.slow
 def test_changing_a_figure_setting_reruns_only_figures(tiny_run, tmp_path):
     counts = planned_after(tiny_run, tmp_path, lambda cfg: cfg["figures"].update(projection_times=[0, 2]))
-    assert counts == {"figure_projections": 1, "all": 1}
+    assert counts == {"figure_F6_projections": 1, "all": 1}
 
 
 @pytest.mark.slow
@@ -321,7 +321,7 @@ def test_userdata_array_experiment_builds(tmp_path):
     cfg["experiments"]["userdata"] = dict(data=dict(source="array", path=str(tmp_path / "X.npy")),
                                           N=[20], seeds=[0], t_max=1)
     counts = job_counts(smk(tmp_path, dump(cfg, tmp_path / "c.yaml"), "-n"))
-    assert counts["figure_realdata"] == 2  # digits and userdata
+    assert counts["figure_F5_digits"] == counts["figure_F5_userdata"] == 1
     cfg["experiments"]["userdata"]["data"]["path"] = str(tmp_path / "missing.npy")
     p = smk(tmp_path, dump(cfg, tmp_path / "c2.yaml"), "-n", check=False)
     assert p.returncode != 0 and "experiments.userdata.data.path" in p.stdout + p.stderr
@@ -357,8 +357,8 @@ def test_download_runs_table_and_figures_are_local_rules(tmp_path):
     local = set(p.stdout.split())
     assert {"all", "fetch", "runs_table"} <= local
     assert {r for r in local if r.startswith("figure_")} == {
-        "figure_phases", "figure_projections", "figure_shrinkage", "figure_activations", "figure_convergence",
-        "figure_realdata", "figure_rank"}
+        "figure_F1_phases", "figure_F2_shrinkage", "figure_F3_activations", "figure_F4_convergence", "figure_F5_digits",
+        "figure_F5_mnist", "figure_F5_fashion_mnist", "figure_F5_userdata", "figure_F6_projections", "figure_F7_rank"}
     assert not {r for r in local if r.startswith(("train", "meanfield", "data", "convergence"))}
 
 
@@ -395,14 +395,14 @@ def test_replacing_user_data_files_reruns_their_data_job_and_what_follows(tmp_pa
     np.save(tmp_path / "X.npy", rng.standard_normal((60, 6)))  # new data in the same file
     counts = rules_to_run()
     trains = [r for r in counts if r.startswith("train_")]
-    assert counts.get("data") == 1 and counts.get("meanfield_userdata") == 1 and counts.get("figure_realdata") == 1
+    assert counts.get("data") == 1 and counts.get("meanfield_userdata") == 1 and counts.get("figure_F5_userdata") == 1
     assert trains and all(r.startswith("train_userdata") for r in trains) and "meanfield_mnist" not in counts
     smk(tmp_path, cfgfile)
 
     write_idx(mnist / "t10k-images-idx3-ubyte", rng.integers(0, 255, (10, 4, 4)))  # replaced by hand
     counts = rules_to_run()
     trains = [r for r in counts if r.startswith("train_")]
-    assert counts.get("data") == 1 and counts.get("meanfield_mnist") == 1 and counts.get("figure_realdata") == 1
+    assert counts.get("data") == 1 and counts.get("meanfield_mnist") == 1 and counts.get("figure_F5_mnist") == 1
     assert trains and all(r.startswith("train_mnist") for r in trains) and "meanfield_userdata" not in counts
 
 

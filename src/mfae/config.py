@@ -14,7 +14,7 @@ from typing import Any, Iterable
 import yaml
 
 from mfae import MfaeError
-from mfae.constants import IDX_SOURCES, REAL_SOURCES, SIZE_MAX
+from mfae.constants import IDX_SOURCES, IDX_STEMS, REAL_SOURCES, SIZE_MAX
 from mfae.runconfig import n_steps
 from mfae.study import (FIGURES, dkeys, experiment, experiments, fetch_folder, figure_experiments, fmt, n_values,
                         section)
@@ -133,8 +133,7 @@ def _check_experiment(key: str, e: dict, check_paths: bool) -> None:
             if check_paths and not data["fetch"] and not Path(path).exists():
                 how = (f"Set {key}.data.fetch: true to download the four IDX files there (checksums verified; "
                        f"needs the internet, or a mirror in {key}.data.mirrors), or place the files "
-                       "(train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, "
-                       f"t10k-labels-idx1-ubyte.gz; `mfae data fetch {src} --dest {path}` on a machine with "
+                       f"({', '.join(s + '.gz' for s in IDX_STEMS)}; `mfae data fetch {src} --dest {path}` on a machine with "
                        f"the internet, or Debian's dataset-fashion-mnist for fashion-mnist) in that folder yourself, "
                        f"or set {key}.enabled: false."
                        if src in IDX_SOURCES else "Point it at an existing .npy or .csv file.")

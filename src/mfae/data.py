@@ -23,7 +23,7 @@ import numpy as np
 import xarray as xr
 
 from . import MfaeError
-from .constants import IDX_SOURCES, REAL_SOURCES
+from .constants import IDX_IMAGES, IDX_SOURCES, IDX_STEMS, REAL_SOURCES, test_split
 from .spectrum import Spectrum, group_sizes, principal_axes, spectrum_of  # noqa: F401  (mfae.data.spectrum_of, ...)
 
 NULL_TOL = 1e-9  # eigenvalues below NULL_TOL * max(eigenvalue) count as zero-variance directions
@@ -199,7 +199,7 @@ def real_data(x: np.ndarray, name: str, test_fraction: float = 0.2, seed: int = 
         if not 0 < test_fraction < 1:
             raise MfaeError(f"test fraction must be in (0, 1), got {test_fraction}")
         perm = rng.permutation(x.shape[0])
-        n_test = min(max(1, int(round(test_fraction * x.shape[0]))), x.shape[0] - 2)
+        n_test = test_split(x.shape[0], test_fraction)[1]
         xte, xtr = x[perm[:n_test]], x[perm[n_test:]]
     else:
         xte = validate_matrix(x_test, f"{name} (test)")
@@ -322,12 +322,13 @@ def read_idx(path: str | Path) -> np.ndarray:
     return np.frombuffer(body, dtype=dtype).reshape(dims)
 
 
-def _find_idx(folder: Path, stem: str, dataset: str = "mnist") -> Path:
+def find_idx(folder: Path, stem: str, dataset: str = "mnist") -> Path:
+    """The IDX file `stem` (one of constants.IDX_STEMS) in `folder`: raw or gzipped, with '-idx' or '.idx'."""
     for name in (stem, stem + ".gz", stem.replace("-idx", ".idx"), stem.replace("-idx", ".idx") + ".gz"):
         if (folder / name).exists():
             return folder / name
-    raise MfaeError(f"{IDX_NAMES.get(dataset, dataset)}: no {stem}[.gz] in {folder}. Get the four IDX files (train-images-idx3-ubyte.gz, "
-                    f"t10k-images-idx3-ubyte.gz, ...) with `mfae data fetch {dataset} --dest {folder}` or from the "
+    raise MfaeError(f"{IDX_NAMES.get(dataset, dataset)}: no {stem}[.gz] in {folder}. Get the four IDX files "
+                    f"({', '.join(s + '.gz' for s in IDX_STEMS)}) with `mfae data fetch {dataset} --dest {folder}` or from the "
                     f"{dataset} distribution, and point --path at their folder")
 
 
@@ -338,8 +339,8 @@ def load_mnist(folder: str | Path, dataset: str = "mnist") -> tuple[np.ndarray, 
     if not folder.is_dir():
         raise MfaeError(f"{IDX_NAMES.get(dataset, dataset)} folder not found: {folder}")
     out = []
-    for stem in ("train-images-idx3-ubyte", "t10k-images-idx3-ubyte"):
-        arr = read_idx(_find_idx(folder, stem, dataset))
+    for stem in IDX_IMAGES:
+        arr = read_idx(find_idx(folder, stem, dataset))
         if arr.ndim != 3:
             raise MfaeError(f"{IDX_NAMES.get(dataset, dataset)} {stem}: expected a 3-D image array, got shape {arr.shape}")
         out.append(arr.reshape(arr.shape[0], -1).astype(np.float64) / 255.0)

@@ -26,7 +26,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from . import plan, study
+from . import layout, plan, study
 
 
 @dataclass(frozen=True)
@@ -57,19 +57,18 @@ class Batch:
     @property
     def name(self) -> str:
         """The Snakemake rule name: train_<experiment>_<activation>_lam<lam>_<data>_<tag>."""
-        raw = f"train_{self.experiment}_{self.activation}_lam{study.fmt(self.lam)}_{self.data}_{self.tag}"
+        raw = f"train_{self.experiment}_{self.activation}_lam{layout.fmt(self.lam)}_{self.data}_{self.tag}"
         return raw.replace(".", "p").replace("-", "_").replace("+", "")
 
     @property
     def stem(self) -> str:
         """Log/benchmark file stem: <activation>_lam<lam>_<data>_<tag>."""
-        return f"{self.activation}_lam{study.fmt(self.lam)}_{self.data}_{self.tag}"
+        return f"{self.activation}_lam{layout.fmt(self.lam)}_{self.data}_{self.tag}"
 
     def checkpoint(self, results: str) -> str:
         """The batch's checkpoint file; its name hashes the runs, so another packing never finds it."""
         digest = hashlib.sha256(repr(self.runs).encode()).hexdigest()[:10]
-        return (f"{results}/{self.experiment}/train/{self.activation}_lam{study.fmt(self.lam)}/{self.data}/"
-                f"batch_{self.tag}_{digest}.ckpt.pt")
+        return f"{layout.model_dir(results, self.experiment, self.activation, self.lam, self.data)}/batch_{self.tag}_{digest}.ckpt.pt"
 
 
 def run_work_seconds(config: dict, exp: str, dkey: str, N: int) -> float:

@@ -31,6 +31,7 @@ from typing import Any, Sequence
 
 from . import MfaeError
 from . import study
+from .constants import REAL_SHAPES, test_split
 from .runconfig import n_steps  # noqa: F401  (plan.n_steps: the trainer's step count)
 
 PLAN_COLUMNS = ("experiment", "activation", "lam", "d", "N", "seed", "steps", "flops", "est_seconds", "mem_mb",
@@ -190,22 +191,12 @@ def memory_mb(s: Shape, r: Rates = CPU_RATES, runs: int = 1) -> float:
 
 # --- jobs of a study ---------------------------------------------------------------------------
 
-# Real-data sources whose size is known without the data: (d, training rows, test rows or None for a
-# test_fraction split). scikit-learn's digits: 1797 x 64; MNIST and Fashion-MNIST: 60000 + 10000 x 784.
-REAL_SIZES = {"digits": (64, 1797, None), "mnist": (784, 60000, 10000), "fashion-mnist": (784, 60000, 10000)}
-
-
 @dataclass(frozen=True)
 class DataSize:
     d: int
     m: int
     n_train: int  # 0 for Gaussian data (samples are drawn)
     n_test: int | None  # real data: the test split; None for Gaussian data (train.n_test samples)
-
-
-def _split(n: int, test_fraction: float) -> tuple[int, int]:
-    n_test = min(max(1, int(round(test_fraction * n))), n - 2)
-    return n - n_test, n_test
 
 
 def data_file_size(path: str | Path) -> DataSize | None:
@@ -232,20 +223,19 @@ def real_data_size(data: dict) -> DataSize | None:
     """Sizes of a real-data source before its data file exists: known datasets, or the shape of a
     user array (study.real_dimension); None when the width cannot be known yet."""
     src = data["source"]
-    known = REAL_SIZES.get(src)
-    if known is not None:
-        d, n, n_test = known
+    if src in REAL_SHAPES:  # known datasets (constants.REAL_SHAPES; n_test 0: split by test_fraction)
+        d, n, n_test = REAL_SHAPES[src]
     else:
         d = study.real_dimension(data)
         n = _array_rows(data.get("path", ""))
         if d is None or n is None:
             return None
-        n_test = None
+        n_test = 0
     max_samples = data.get("max_samples") or 0
     if max_samples:
         n = min(n, max_samples)
-    if n_test is None:
-        n, n_test = _split(n, data.get("test_fraction", 0.2))
+    if not n_test:
+        n, n_test = test_split(n, data.get("test_fraction", 0.2))
     if data.get("max_test"):  # mfae data --max-test: at most this many test rows
         n_test = min(n_test, data["max_test"])
     return DataSize(d, d, n, n_test)
@@ -299,7 +289,8 @@ def job_shape_fallback(config: dict, exp: str, N: int) -> Shape:
     """The shape planned for a job whose data width is unknown (a user array that does not exist yet):
     that of an MNIST-sized file (784 features, 60000 rows split by data.test_fraction)."""
     e, t = study.experiment(config, exp), study.section(config, "train")
-    d, (n_train, n_test) = 784, _split(60000, e["data"].get("test_fraction", 0.2))
+    d, n, _ = REAL_SHAPES["mnist"]
+    n_train, n_test = test_split(n, e["data"].get("test_fraction", 0.2))
     return Shape(N=int(N), d=d, m=d, batch=t["batch"], steps=n_steps(e["t_max"], d, e["lr"]),
                  n_times=t["n_times"], n_test=n_test, n_train=n_train, dtype=t["dtype"])
 
@@ -407,12 +398,11 @@ def _source_rows(data: dict) -> tuple[int, int, int]:
     (60000 + 10000 images of 784 8-bit pixels), digits are 1797 x 64, a user array its own shape (an
     MNIST-sized float64 matrix while it does not exist yet)."""
     src = data["source"]
-    if src in ("mnist", "fashion-mnist"):
-        return 70000, 784, 1
-    if src == "digits":
-        return 1797, 64, 1
+    if src in REAL_SHAPES:  # 8-bit pixels, all rows read (IDX: the training and the test file)
+        d, n, n_test = REAL_SHAPES[src]
+        return n + n_test, d, 1
     d, n = study.real_dimension(data), _array_rows(data.get("path", ""))
-    return (n, d, 8) if d and n else (60000, 784, 8)
+    return (n, d, 8) if d and n else (REAL_SHAPES["mnist"][1], REAL_SHAPES["mnist"][0], 8)
 
 
 def _records_mb(config: dict, exp: str) -> float:

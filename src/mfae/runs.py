@@ -8,7 +8,6 @@ groups. Figures and the convergence stage both use it.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -16,6 +15,7 @@ import xarray as xr
 
 from . import MfaeError
 from .io import attr
+from .layout import experiment_of
 from .spectrum import data_rank, whole_groups
 
 LAM_RTOL, LAM_ATOL = 1e-9, 1e-12  # lambda and r0 are user numbers: equal up to float formatting
@@ -81,13 +81,6 @@ def match_meanfield(train: xr.Dataset, meanfields: Sequence[tuple[str, xr.Datase
 
 RUNS_COLUMNS = ("experiment", "activation", "lam", "d", "rank", "N", "seed", "final_risk", "diverged", "diverged_step",
                 "steps", "wall_seconds", "measure_seconds", "device", "file")
-
-
-def experiment_of(path: str | os.PathLike) -> str:
-    """The experiment of a run in the workflow's layout results/{experiment}/train/{model}/{dkey}/{run}.nc;
-    "" for a file anywhere else (not the name of whatever folder lies four levels up)."""
-    parts = Path(path).parts
-    return parts[-5] if len(parts) >= 5 and parts[-4] == "train" else ""
 
 
 def run_rank(ds: xr.Dataset) -> int | str:

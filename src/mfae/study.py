@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from mfae.constants import IDX_SOURCES, REAL_EXPERIMENTS, REAL_SOURCES
+from mfae import layout
+from mfae.constants import IDX_SOURCES, REAL_EXPERIMENTS, REAL_SHAPES, REAL_SOURCES
+from mfae.layout import fmt
 
 # Defaults of the schema (tests/test_study.py checks they agree with it).
 EXPERIMENT_DEFAULTS: dict[str, Any] = dict(enabled=True, activations=["tanh"], lams=[0.1], r0=0.3, lr=0.12,
@@ -34,31 +36,28 @@ SECTION_DEFAULTS: dict[str, dict[str, Any]] = {
 
 @dataclass(frozen=True)
 class Figure:
-    """One figure: the experiments it shows (it is drawn when any is enabled) and what it reads."""
+    """One figure: the `mfae figures` command drawing it, the experiments it shows (it is drawn when
+    any is enabled) and what it reads. The workflow makes one rule per figure from this table."""
 
+    command: str
     experiments: tuple[str, ...]
     reads: str  # first_model | first_activation | all (train + meanfield files) | convergence
     times: str | None = None  # key under `figures:` of the times it shows (each <= t_max)
-    data: bool = False  # also reads the experiment's data file
+    data: bool = False  # also reads the experiment's data file (and writes a one-line summary)
 
 
 FIGURES: dict[str, Figure] = {
-    "F1_phases": Figure(("phases",), "first_model"),
-    "F2_shrinkage": Figure(("shrinkage",), "first_activation", "shrinkage_times"),
-    "F3_activations": Figure(("shrinkage",), "all"),
-    "F4_convergence": Figure(("convergence", "convergence_lowrank"), "convergence"),
-    **{f"F5_{x}": Figure((x,), "first_model", "realdata_times", data=True) for x in REAL_EXPERIMENTS},
-    "F6_projections": Figure(("phases",), "first_model", "projection_times"),
-    "F7_rank": Figure(("convergence_rank",), "convergence"),
+    "F1_phases": Figure("phases", ("phases",), "first_model"),
+    "F2_shrinkage": Figure("shrinkage", ("shrinkage",), "first_activation", "shrinkage_times"),
+    "F3_activations": Figure("activations", ("shrinkage",), "all"),
+    "F4_convergence": Figure("convergence", ("convergence", "convergence_lowrank"), "convergence"),
+    **{f"F5_{x}": Figure("realdata", (x,), "first_model", "realdata_times", data=True) for x in REAL_EXPERIMENTS},
+    "F6_projections": Figure("projections", ("phases",), "first_model", "projection_times"),
+    "F7_rank": Figure("rank", ("convergence_rank",), "convergence"),
 }
 
 
 # --- the grid ---------------------------------------------------------------------------------
-
-def fmt(v: Any) -> str:
-    """A number as it appears in paths and on the command line (0.1, not 0.10000)."""
-    return format(v, "g") if isinstance(v, float) else str(v)
-
 
 def csv(values: Iterable[Any]) -> str:
     return ",".join(fmt(v) for v in values)
@@ -131,7 +130,7 @@ def train_files(config: dict, exp: str, act: str | None = None, lam: float | Non
 def meanfield_files(config: dict, exp: str, act: str | None = None, lam: float | None = None) -> list[str]:
     """Mean-field outputs of an experiment (optionally one activation and/or lambda)."""
     e, r = experiment(config, exp), results(config)
-    return [f"{r}/{exp}/meanfield/{a}_lam{fmt(lm)}/{k}.nc"
+    return [layout.meanfield_file(r, exp, a, lm, k)
             for a in e["activations"] if act in (None, a)
             for lm in e["lams"] if lam in (None, lm) for k in dkeys(config, exp)]
 
@@ -159,10 +158,8 @@ def data_args(config: dict, exp: str, dkey: str) -> str:
 
 def real_dimension(data: dict) -> int | None:
     """d of a real-data source when known without running `mfae data` (None otherwise)."""
-    if data["source"] == "digits":
-        return 64
-    if data["source"] in IDX_SOURCES:
-        return 784
+    if data["source"] in REAL_SHAPES:
+        return REAL_SHAPES[data["source"]][0]
     path = Path(data.get("path", ""))
     try:
         if path.suffix == ".npy":
@@ -214,7 +211,7 @@ def _train_jobs(config: dict, exp: str) -> list[dict[str, Any]]:
     return [dict(experiment=exp, activation=a, lam=lm, d=real_d if k == "real" else parse_dkey(k)[0], N=n, seed=s,
                  r0=e["r0"], lr=e["lr"], t_max=e["t_max"], batch=t["batch"], n_times=t["n_times"],
                  n_test=t["n_test"], dtype=t["dtype"], device=t["device"], data=k,
-                 path=f"{r}/{exp}/train/{a}_lam{fmt(lm)}/{k}/N{n}_seed{s}.nc")
+                 path=layout.train_file(r, exp, a, lm, k, n, s))
             for a in e["activations"] for lm in e["lams"]
             for k in dkeys(config, exp) for n in n_values(config, exp, k) for s in e["seeds"]]
 
@@ -246,7 +243,7 @@ def figure_inputs(config: dict, stem: str) -> dict[str, Any]:
     fig, r = FIGURES[stem], results(config)
     xs = figure_experiments(config, stem)
     if fig.reads == "convergence":
-        return dict(convergence=[f"{r}/{x}/convergence.nc" for x in xs])
+        return dict(convergence=[layout.convergence_file(r, x) for x in xs])
     out: dict[str, Any] = dict(train=[], meanfield=[])
     for x in xs:
         e = experiment(config, x)
@@ -257,13 +254,27 @@ def figure_inputs(config: dict, stem: str) -> dict[str, Any]:
     if fig.reads == "first_model":  # one model: one mean-field file
         out["meanfield"] = out["meanfield"][0] if out["meanfield"] else []
     if fig.data:
-        out["data"] = [f"{r}/{x}/data/real.nc" for x in xs]
+        out["data"] = [layout.data_file(r, x, "real") for x in xs]
+    return out
+
+
+def figure_options(config: dict, stem: str) -> dict[str, Any]:
+    """The settings a figure's command takes from the config (times, activation, n_images; the
+    rule's params, so that changing one redraws only the figures using it)."""
+    fig, f = FIGURES[stem], section(config, "figures")
+    out: dict[str, Any] = {}
+    if fig.times:
+        out["times"] = csv(f[fig.times])
+    if fig.reads == "first_activation":
+        out["activation"] = figure_activation(config, stem)
+    if fig.data:
+        out["n_images"] = f["n_images"]
     return out
 
 
 def figure_files(config: dict, stem: str) -> list[str]:
     r = results(config)
-    return [f"{r}/figures/{stem}.png", f"{r}/figures/{stem}.pdf"]
+    return [layout.figure_file(r, stem, "png"), layout.figure_file(r, stem, "pdf")]
 
 
 def targets(config: dict) -> list[str]:

@@ -9,10 +9,10 @@ from snakemake.settings.types import DeploymentMethod
 from snakemake.utils import validate
 
 try:
-    from mfae import config as mfae_config, pack, plan, study
+    from mfae import config as mfae_config, layout, pack, plan, study
 except ImportError:  # a source checkout without `pip install -e .`
     sys.path.insert(0, str(Path(workflow.basedir) / "src"))
-    from mfae import config as mfae_config, pack, plan, study
+    from mfae import config as mfae_config, layout, pack, plan, study
 
 # Before any job: a key given twice in a config file (YAML would keep the last silently), the
 # schema (types, ranges, unknown keys; fills in defaults), then the checks a schema cannot express.
@@ -44,19 +44,12 @@ csv = study.csv
 FETCH = study.fetches(config)  # data folders the fetch rule fills, by folder
 
 
-IDX_STEMS = (
-    "train-images-idx3-ubyte",
-    "train-labels-idx1-ubyte",
-    "t10k-images-idx3-ubyte",
-    "t10k-labels-idx1-ubyte",
-)
-
-
 def user_data_files(exp):
     """The user's own files a data file is made from, so that editing or replacing one reruns
     its data job and everything after it: a user array (data.path); the IDX files of a folder
     that is not fetched (as `mfae data` finds them: gz or raw; labels where present)."""
-    from mfae.data import _find_idx
+    from mfae.constants import IDX_IMAGES, IDX_STEMS
+    from mfae.data import find_idx
 
     d = EXP[exp]["data"]
     if d["source"] == "array":
@@ -66,9 +59,9 @@ def user_data_files(exp):
     out = []
     for stem in IDX_STEMS:
         try:
-            out.append(str(_find_idx(Path(d["path"]), stem, d["source"])))
+            out.append(str(find_idx(Path(d["path"]), stem, d["source"])))
         except Exception:  # missing: the images are needed (Snakemake says so)
-            if "images" in stem:
+            if stem in IDX_IMAGES:
                 out.append(f"{d['path']}/{stem}.gz")
     return out
 
@@ -123,11 +116,6 @@ def get_meanfield_files(wildcards):
     return study.meanfield_files(config, wildcards.exp)
 
 
-def get_realdata_inputs(wildcards):
-    """Inputs of the real-data figure F5_{exp}: its data file and first model's runs."""
-    return study.figure_inputs(config, f"F5_{wildcards.exp}")
-
-
 # Resources of a training job from the cost model in src/mfae/plan.py (also `mfae plan`): SLURM
 # gets a time limit and memory that fit the job (3x the estimate plus a margin; each retry doubles,
 # triples, ... them). The device planned for: train.plan_device, else train.device, else (auto) cuda
@@ -157,7 +145,7 @@ def train_resources(batch):
     model (mfae.pack.batch_resources: 3x the estimate plus a margin; each retry doubles, triples, ...
     them), and whatever the profile sets for `train` (set-resources: train: gpu: 1), which Snakemake
     itself would only apply to a rule named exactly `train`."""
-    data = f"{R}/{batch.experiment}/data/{batch.data}.nc"
+    data = layout.data_file(R, batch.experiment, batch.data)
 
     def runtime(wildcards, attempt):
         return pack.batch_resources(config, batch, TRAIN_DEVICE, attempt, data)[

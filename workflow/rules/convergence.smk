@@ -8,7 +8,7 @@ rule convergence:
         train=get_train_files,
         meanfield=get_meanfield_files,
     output:
-        nc=f"{R}/{{exp}}/convergence.nc",
+        nc=layout.convergence_file(R, "{exp}"),
         table=report(
             f"{R}/{{exp}}/convergence_fits.csv",
             caption="../report/convergence_table.rst",

@@ -33,7 +33,7 @@ rule data:
     input:
         get_data_inputs,
     output:
-        f"{R}/{{exp}}/data/{{dkey}}.nc",
+        layout.data_file(R, "{exp}", "{dkey}"),
     log:
         f"{R}/logs/data/{{exp}}_{{dkey}}.log",
     benchmark:

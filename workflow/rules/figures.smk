@@ -1,185 +1,73 @@
-# Stage 5: figures (PNG for the report, PDF for papers). Figure settings reach only these rules.
+# Stage 5: figures (PNG for the report, PDF for papers). One rule per entry of the figure table
+# mfae.study.FIGURES (its `mfae figures` command, the experiments it shows, what it reads), named
+# figure_<stem> (figure_F1_phases, figure_F5_digits, ...). Figure settings reach only these rules.
 
 
-rule figure_phases:
-    input:
-        **study.figure_inputs(config, "F1_phases"),
-    output:
-        png=report(
-            f"{R}/figures/F1_phases.png",
-            caption="../report/F1_phases.rst",
-            category="Figures",
-        ),
-        pdf=f"{R}/figures/F1_phases.pdf",
-    log:
-        f"{R}/logs/figures/F1_phases.log",
-    benchmark:
-        f"{R}/benchmarks/figures/F1_phases.tsv"
-    conda:
-        "../../envs/figures.yaml"
-    resources:
-        **stage_resources("figure", stem="F1_phases"),
-    params:
-        mfae=MFAE,
-    shell:
-        "{params.mfae} figures phases --train {input.train} --meanfield {input.meanfield} --out {output.png} > {log} 2>&1"
+def figure_shell(stem, inputs, options):
+    """`mfae figures <command>` with every input and option of the rule as a flag."""
+    flags = [f"--{k} {{input.{k}}}" for k in inputs]
+    flags += [f"--{k.replace('_', '-')} {{params.{k}}}" for k in options]
+    if study.FIGURES[stem].data:
+        flags.append("--summary {output.summary}")
+    command = study.FIGURES[stem].command
+    return f"{{params.mfae}} figures {command} {' '.join(flags)} --out {{output.png}} > {{log}} 2>&1"
 
 
-rule figure_projections:
-    input:
-        **study.figure_inputs(config, "F6_projections"),
-    output:
-        png=report(
-            f"{R}/figures/F6_projections.png",
-            caption="../report/F6_projections.rst",
-            category="Figures",
-        ),
-        pdf=f"{R}/figures/F6_projections.pdf",
-    log:
-        f"{R}/logs/figures/F6_projections.log",
-    benchmark:
-        f"{R}/benchmarks/figures/F6_projections.tsv"
-    conda:
-        "../../envs/figures.yaml"
-    resources:
-        **stage_resources("figure", stem="F6_projections"),
-    params:
-        mfae=MFAE,
-        times=csv(config["figures"]["projection_times"]),
-    shell:
-        "{params.mfae} figures projections --train {input.train} --meanfield {input.meanfield} --times {params.times}"
-        " --out {output.png} > {log} 2>&1"
+def figure_caption(stem):
+    """The caption file: workflow/report/<Fk>_<command>.rst (all F5 figures share one)."""
+    return f"../report/{stem.split('_')[0]}_{study.FIGURES[stem].command}.rst"
 
 
-rule figure_shrinkage:
-    input:
-        **study.figure_inputs(config, "F2_shrinkage"),
-    output:
-        png=report(
-            f"{R}/figures/F2_shrinkage.png",
-            caption="../report/F2_shrinkage.rst",
-            category="Figures",
-        ),
-        pdf=f"{R}/figures/F2_shrinkage.pdf",
-    log:
-        f"{R}/logs/figures/F2_shrinkage.log",
-    benchmark:
-        f"{R}/benchmarks/figures/F2_shrinkage.tsv"
-    conda:
-        "../../envs/figures.yaml"
-    resources:
-        **stage_resources("figure", stem="F2_shrinkage"),
-    params:
-        mfae=MFAE,
-        times=csv(config["figures"]["shrinkage_times"]),
-        activation=study.figure_activation(config, "F2_shrinkage"),
-    shell:
-        "{params.mfae} figures shrinkage --train {input.train} --meanfield {input.meanfield} --times {params.times}"
-        " --activation {params.activation} --out {output.png} > {log} 2>&1"
-
-
-rule figure_activations:
-    input:
-        **study.figure_inputs(config, "F3_activations"),
-    output:
-        png=report(
-            f"{R}/figures/F3_activations.png",
-            caption="../report/F3_activations.rst",
-            category="Figures",
-        ),
-        pdf=f"{R}/figures/F3_activations.pdf",
-    log:
-        f"{R}/logs/figures/F3_activations.log",
-    benchmark:
-        f"{R}/benchmarks/figures/F3_activations.tsv"
-    conda:
-        "../../envs/figures.yaml"
-    resources:
-        **stage_resources("figure", stem="F3_activations"),
-    params:
-        mfae=MFAE,
-    shell:
-        "{params.mfae} figures activations --train {input.train} --meanfield {input.meanfield} --out {output.png} > {log} 2>&1"
-
-
-rule figure_convergence:
-    input:
-        **study.figure_inputs(config, "F4_convergence"),
-    output:
-        png=report(
-            f"{R}/figures/F4_convergence.png",
-            caption="../report/F4_convergence.rst",
-            category="Figures",
-        ),
-        pdf=f"{R}/figures/F4_convergence.pdf",
-    log:
-        f"{R}/logs/figures/F4_convergence.log",
-    benchmark:
-        f"{R}/benchmarks/figures/F4_convergence.tsv"
-    conda:
-        "../../envs/figures.yaml"
-    resources:
-        **stage_resources("figure", stem="F4_convergence"),
-    params:
-        mfae=MFAE,
-    shell:
-        "{params.mfae} figures convergence --convergence {input} --out {output.png} > {log} 2>&1"
-
-
-rule figure_realdata:
-    input:
-        unpack(get_realdata_inputs),
-    output:
-        png=report(
-            f"{R}/figures/F5_{{exp}}.png",
-            caption="../report/F5_realdata.rst",
-            category="Figures",
-            labels={"figure": "F5", "data": "{exp}"},
-        ),
-        pdf=f"{R}/figures/F5_{{exp}}.pdf",
+def figure_summary(stem):
+    """The real-data figures' one-line summary (a report item of its own)."""
+    if not study.FIGURES[stem].data:
+        return {}
+    (exp,) = study.FIGURES[stem].experiments
+    return dict(
         summary=report(
-            f"{R}/figures/F5_{{exp}}_summary.txt",
+            layout.figure_file(R, f"{stem}_summary", "txt"),
             caption="../report/F5_summary.rst",
             category="Real data",
-            labels={"data": "{exp}"},
-        ),
-    log:
-        f"{R}/logs/figures/F5_{{exp}}.log",
-    benchmark:
-        f"{R}/benchmarks/figures/F5_{{exp}}.tsv"
-    conda:
-        "../../envs/figures.yaml"
-    resources:
-        **stage_resources("figure", stem="F5_{exp}"),
-    params:
-        mfae=MFAE,
-        times=csv(config["figures"]["realdata_times"]),
-        n_images=config["figures"]["n_images"],
-    shell:
-        "{params.mfae} figures realdata --data {input.data} --train {input.train} --meanfield {input.meanfield}"
-        " --times {params.times} --n-images {params.n_images} --summary {output.summary}"
-        " --out {output.png} > {log} 2>&1"
+            labels={"data": exp},
+        )
+    )
 
 
-rule figure_rank:
-    input:
-        **study.figure_inputs(config, "F7_rank"),
-    output:
-        png=report(
-            f"{R}/figures/F7_rank.png",
-            caption="../report/F7_rank.rst",
-            category="Figures",
-        ),
-        pdf=f"{R}/figures/F7_rank.pdf",
-    log:
-        f"{R}/logs/figures/F7_rank.log",
-    benchmark:
-        f"{R}/benchmarks/figures/F7_rank.tsv"
-    conda:
-        "../../envs/figures.yaml"
-    resources:
-        **stage_resources("figure", stem="F7_rank"),
-    params:
-        mfae=MFAE,
-    shell:
-        "{params.mfae} figures rank --convergence {input} --out {output.png} > {log} 2>&1"
+# Figures take seconds and well under 1 GB: the Snakemake process draws them itself (on a cluster,
+# the login node), never submitted. The localrules directive takes literal names only.
+workflow.localrules(*(f"figure_{stem}" for stem in study.FIGURES))
+
+
+for stem in study.FIGURES:
+
+    rule:
+        name:
+            f"figure_{stem}"
+        input:
+            **study.figure_inputs(config, stem),
+        output:
+            **figure_summary(stem),
+            png=report(
+                layout.figure_file(R, stem, "png"),
+                caption=figure_caption(stem),
+                category="Figures",
+                labels={"figure": stem.split("_")[0], "shows": stem.split("_", 1)[1]},
+            ),
+            pdf=layout.figure_file(R, stem, "pdf"),
+        log:
+            f"{R}/logs/figures/{stem}.log",
+        benchmark:
+            f"{R}/benchmarks/figures/{stem}.tsv"
+        conda:
+            "../../envs/figures.yaml"
+        resources:
+            **stage_resources("figure", stem=stem),
+        params:
+            **study.figure_options(config, stem),
+            mfae=MFAE,
+        shell:
+            figure_shell(
+                stem,
+                study.figure_inputs(config, stem),
+                study.figure_options(config, stem),
+            )

@@ -9,10 +9,10 @@ for exp, e in EXP.items():
         name:
             f"meanfield_{exp}"
         input:
-            data=f"{R}/{exp}/data/{{dkey}}.nc",
+            data=layout.data_file(R, exp, "{dkey}"),
         output:
             [
-                f"{R}/{exp}/meanfield/{act}_lam{csv([lam])}/{{dkey}}.nc"
+                layout.meanfield_file(R, exp, act, lam, "{dkey}")
                 for act in e["activations"]
                 for lam in e["lams"]
             ],

@@ -14,7 +14,7 @@ for batch in TRAIN_BATCHES:
         name:
             batch.name
         input:
-            data=f"{R}/{batch.experiment}/data/{batch.data}.nc",
+            data=layout.data_file(R, batch.experiment, batch.data),
         output:
             batch.paths,
         log:
