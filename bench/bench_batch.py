@@ -4,7 +4,7 @@
 Two measurements, each side by side in one run of this script (run it on an otherwise idle machine):
 
 1. `rank`: the default study's rank sweep (`convergence_rank` alone, 48 runs) up to `results/runs.csv`,
-   with Snakemake (--cores 2), the baseline revision (default e84be0a: one process per run) against the
+   with Snakemake (--cores 2), the baseline revision (default common.BATCH_BASELINE, e84be0a: one process per run) against the
    current working tree (one process per batch), both from an empty results folder, both with the
    baseline's config.yaml (the same runs). Whole processes: Snakemake's start to runs.csv written.
    Checks every run's final risk against the baseline's (float32: within 1e-3 relative).
@@ -30,7 +30,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import export_tree, tree_env  # noqa: E402  (exporter; a tree's own code on PATH)
+from common import BATCH_BASELINE, export_tree, tree_env  # noqa: E402  (exporter; a tree's own code on PATH)
 
 ROOT = Path(__file__).resolve().parents[1]
 MFAE = [sys.executable, "-m", "mfae"]
@@ -114,7 +114,8 @@ def bench_steps(Ns: list[int]) -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--baseline", default="e84be0a", help="git revision of the one-process-per-run baseline")
+    ap.add_argument("--baseline", default=BATCH_BASELINE,
+                    help=f"git revision of the one-process-per-run baseline (default {BATCH_BASELINE})")
     ap.add_argument("--cores", type=int, default=2, help="snakemake --cores for `rank` (default 2)")
     ap.add_argument("--only", choices=("rank", "steps"), default=None, help="run one of the two measurements")
     ap.add_argument("--N", default="48,192,768,1500", help="N values of `steps` (default 48,192,768,1500)")

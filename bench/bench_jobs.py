@@ -30,6 +30,7 @@ both alike, and the ratios baseline/current are printed.
     .venv/bin/python bench/bench_jobs.py --baseline            # before/after (dd01a14), ~5-8 minutes
     .venv/bin/python bench/bench_jobs.py --quick               # smoke run (tests)
     .venv/bin/python bench/bench_jobs.py --study-share results # measurements' share of a finished study's jobs
+    .venv/bin/python bench/bench_jobs.py --batches --baseline e84be0a  # per-job budget, one run vs a batch per process
 """
 
 from __future__ import annotations
@@ -232,6 +233,56 @@ def budget(v: Variant, args: list, threads: int) -> dict:
     return b
 
 
+# The default study's training jobs whose budget `--batches` measures (rule names of mfae.pack's batches)
+BUDGET_BATCHES = ("train_phases_tanh_lam0p05_d48_N300_1500", "train_convergence_tanh_lam0p1_d48_N96_1536",
+                  "train_convergence_rank_tanh_lam0p5_d48_r6_N3_192")
+BUDGET_COLS = ("wall", "imports", "data_load", "steps", "measurements", "writing", "other")
+
+
+def batch_budgets(single: "Variant", batched: "Variant", names: tuple[str, ...]) -> dict:
+    """Per-job budget of some of the default study's training batches: the batch's runs as one process
+    each (`single`'s code: what a job was before batching) against the whole batch in one process
+    (`batched`, the current code), summed over the processes. Same runs, same arguments as the workflow."""
+    import shlex
+
+    from mfae import pack, study
+    from mfae.config import load_config
+
+    root = Path(__file__).resolve().parents[1]
+    config = load_config(root / "config.yaml", check_paths=False)
+    batches = {b.name: b for b in pack.train_batches(config)}
+    out = {}
+    print("\nper-job budget of training batches of the default study (seconds; one process per run, summed, "
+          "against one process per batch):")
+    print(f"{'batch':48s} {'runs':>4s} {'variant':22s} " + " ".join(f"{c:>12s}" for c in BUDGET_COLS))
+    for name in names:
+        b = batches[name]
+        e, t = study.experiment(config, b.experiment), study.section(config, "train")
+        common = ["--activation", b.activation, "--lam", b.lam, "--r0", e["r0"], "--lr", e["lr"],
+                  "--batch", t["batch"], "--t-max", e["t_max"], "--n-times", t["n_times"], "--n-test", t["n_test"],
+                  "--dtype", t["dtype"], "--threads", 1, "--no-progress", "--checkpoint-seconds", 300]
+        rows = {}
+        for v, label in ((single, f"{single.name}, 1 run/process"), (batched, f"{batched.name}, batch")):
+            data = v.work / f"data_{b.experiment}_{b.data}.nc"
+            if not data.exists():
+                v.run("data", *shlex.split(study.data_args(config, b.experiment, b.data)), "--out", data)
+            if v is single:
+                parts = [budget(v, ["train", "--data", data, "--N", N, "--seed", seed, *common,
+                                    "--out", v.work / f"one_{N}_{seed}.nc"], 1) for N, seed in b.runs]
+                rows[label] = {c: sum(x[c] for x in parts) for c in BUDGET_COLS}
+            else:
+                outs = [v.work / f"batch_{N}_{seed}.nc" for N, seed in b.runs]
+                rows[label] = {c: budget(v, ["train", "--data", data, "--N", study.csv(b.Ns), "--seed",
+                                             study.csv(b.seeds), *common, "--out", *outs], 1)[c]
+                               for c in BUDGET_COLS}
+            print(f"{name:48s} {len(b.runs):4d} {label:22s} " + " ".join(f"{rows[label][c]:12.2f}"
+                                                                         for c in BUDGET_COLS), flush=True)
+        walls = list(rows.values())
+        print(f"{'':48s} {'':4s} {'ratio':22s} {walls[0]['wall'] / walls[1]['wall']:12.2f}x")
+        out[name] = rows
+    return out
+
+
 def fmt(x: float) -> str:
     return f"{x:.2f}"
 
@@ -275,7 +326,23 @@ def main(argv=None) -> int:
                     help="instead: the measurements' share of the finished train jobs of a study (RESULTS/runs.csv "
                          "measure_seconds over each job's time in RESULTS/benchmarks/train), per experiment")
     ap.add_argument("--files-only", action="store_true", help="only the real-data file section (sizes, read times)")
+    ap.add_argument("--batches", action="store_true",
+                    help="instead: the per-job budget of three of the default study's training batches, one "
+                         "process per run (--baseline's code, else the current code) against one process per "
+                         "batch (current code)")
     a = ap.parse_args(argv)
+    if a.batches:
+        with tempfile.TemporaryDirectory(prefix="mfae_bench_batches_") as tmp:
+            tmp = Path(tmp)
+            batched = Variant("current", None, tmp / "current")
+            single = batched
+            if a.baseline:
+                base = export_tree(tmp / "baseline_src", a.baseline, ("src",))
+                single = Variant(a.baseline, base / "src", tmp / "baseline")
+            res = batch_budgets(single, batched, BUDGET_BATCHES[:1] if a.quick else BUDGET_BATCHES)
+        if a.json:
+            a.json.write_text(json.dumps(res, indent=1))
+        return 0
     if a.files_only:
         with tempfile.TemporaryDirectory(prefix="mfae_bench_files_") as tmp:
             data_files(Path(tmp), a.quick, 1 if a.quick else a.repeats)

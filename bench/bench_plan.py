@@ -17,9 +17,10 @@ quoting them.
     .venv/bin/python bench/bench_plan.py [--json plan_rates.json] [--quick]
 
 With --compare, instead compares mfae.plan's CPU estimates (the constants in the code) with finished
-runs of a study: the training time (est_seconds less the start-up) against each run's recorded
-wall_seconds (results/runs.csv), and est_seconds against the whole job's time from Snakemake's
-benchmark file (results/benchmarks/train/...tsv, column s), and prints the ratios' median and spread:
+runs of a study: each run's training time (est_seconds less the start-up) against its recorded
+wall_seconds, and each job's estimate (a batch of runs: mfae.pack.batch_resources) against its time from
+Snakemake's benchmark file (results/benchmarks/train/<experiment>/<batch>.tsv, column s), and prints the
+ratios' median and spread:
 
     .venv/bin/python bench/bench_plan.py --compare config.yaml
     .venv/bin/python bench/bench_plan.py --compare config/workstation.yaml
@@ -132,9 +133,10 @@ def nnls_fit(A: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def compare(configfiles: list[Path]) -> int:
-    """est/measured ratios of the finished training runs of a study (see the module docstring): the
-    config files merged in order on top of config.yaml, as `snakemake --configfile` does."""
-    from mfae import study
+    """est/measured ratios of the finished training jobs of a study (see the module docstring): the
+    config files merged in order on top of config.yaml, as `snakemake --configfile` does. A job is a
+    batch of runs (mfae.pack): its runs' training times are compared one by one, the job as a whole."""
+    from mfae import layout, pack, study
     from mfae.config import load_config
     from mfae.runs import runs_table
 
@@ -142,33 +144,31 @@ def compare(configfiles: list[Path]) -> int:
     configfile = " ".join(map(str, configfiles))
     config = study.smoke_config(load_config(*base, *configfiles, check_paths=False))  # as `mfae plan`
     r = study.results(config)
-    rows, ratios_train, ratios_job = [], [], []
-    done = [j for j in study.train_jobs(config) if Path(j["path"]).exists()]
-    if not done:
-        print(f"no finished training run of {configfile} under {r}/")
+    batches = [b for b in pack.train_batches(config) if all(Path(p).exists() for p in b.paths)]
+    if not batches:
+        print(f"no finished training job of {configfile} under {r}/")
         return 1
-    runs = {row["file"]: row for row in runs_table([j["path"] for j in done])}
-    for j in done:
-        s = plan.job_shape(config, j["experiment"], j["data"], j["N"], Path(r) / j["experiment"] / "data" /
-                           f"{j['data']}.nc")
-        est = plan.est_seconds(s, plan.CPU_RATES)
-        train_est = est - plan.startup_seconds(s, plan.CPU_RATES)
-        wall = float(runs[j["path"]]["wall_seconds"])
-        bench = Path(r) / "benchmarks" / "train" / j["experiment"] / (
-            f"{j['activation']}_lam{study.fmt(j['lam'])}_{j['data']}_N{j['N']}_seed{j['seed']}.tsv")
+    rows, ratios_train, ratios_job = [], [], []
+    for b in batches:
+        data = layout.data_file(r, b.experiment, b.data)
+        runs = runs_table(b.paths)
+        for (N, seed), row in zip(b.runs, runs):
+            s = plan.job_shape(config, b.experiment, b.data, N, data)
+            train_est = plan.est_seconds(s, plan.CPU_RATES) - plan.startup_seconds(s, plan.CPU_RATES)
+            ratios_train.append(train_est / float(row["wall_seconds"]))
+        est = pack.batch_resources(config, b, "cpu", data_file=data)["est_seconds"]
+        bench = Path(r) / "benchmarks" / "train" / b.experiment / f"{b.stem}.tsv"
         job_s = read_benchmark(bench)["s"] if bench.exists() else float("nan")
-        ratios_train.append(train_est / wall)
         ratios_job.append(est / job_s)
-        rows.append((j["experiment"], j["d"], j["N"], j["seed"], train_est, wall, est, job_s))
-    print(f"{'experiment':<20} {'d':>4} {'N':>5} {'seed':>4} | train est/measured s | job est/measured s")
-    for e, d, N, seed, te, w, est, js in rows:
-        print(f"{e:<20} {d:>4} {N:>5} {seed:>4} | {te:8.1f} {w:8.1f} {te / w:5.2f} | "
-              f"{est:7.1f} {js:7.1f} {est / js:5.2f}")
-    for name, v in (("training time (est - start-up) / wall_seconds", ratios_train),
+        rows.append((b.experiment, b.stem, len(b.runs), est, job_s))
+    print(f"{'experiment':<20} {'batch':<36} {'runs':>4} | job est/measured s")
+    for e, stem, n, est, js in rows:
+        print(f"{e:<20} {stem:<36} {n:>4} | {est:7.1f} {js:7.1f} {est / js:5.2f}")
+    for name, v in (("run training time (est - start-up) / wall_seconds", ratios_train),
                     ("whole job est_seconds / benchmark s", [x for x in ratios_job if x == x])):
         q = np.quantile(v, [0.1, 0.5, 0.9]) if v else [float("nan")] * 3
         print(f"{name}: median {q[1]:.2f}, 10-90% {q[0]:.2f}-{q[2]:.2f}, min {min(v):.2f}, max {max(v):.2f} "
-              f"({len(v)} runs)")
+              f"({len(v)})")
     return 0
 
 

@@ -21,6 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 # the code before the whole-job work (docs/performance.md "Whole jobs" compares against it). Any other
 # revision can be given on the command line.
 DEFAULT_BASELINE = "dd01a14"
+# The default baseline of bench_batch.py and bench_jobs.py --batches: one process per SGD run, before
+# many runs per process (docs/performance.md "Many runs per process" compares against it).
+BATCH_BASELINE = "e84be0a"
 
 
 # --- timing -----------------------------------------------------------------------------------------------

@@ -210,3 +210,17 @@ def test_bench_jobs_quick_prints_ratios(root):
     for kind in ("help ", "data ", "meanfield ", "train ", "convergence ", "figure "):
         assert any(line.startswith(kind) for line in p.stdout.splitlines()), (kind, p.stdout)
     assert "ratio plain/current" in p.stdout and "measurements/wall" in p.stdout, p.stdout
+
+
+@pytest.mark.slow
+def test_bench_jobs_batch_budget_runs_the_studys_batch(root, tmp_path):
+    """`bench_jobs.py --batches`: the default study's phases batch, one process per run against one batch
+    process (the same runs); the batch pays one start-up instead of one per run."""
+    out = tmp_path / "budget.json"
+    p = subprocess.run([sys.executable, str(root / "bench" / "bench_jobs.py"), "--batches", "--quick",
+                        "--json", str(out)], capture_output=True, text=True, timeout=900, cwd=root)
+    assert p.returncode == 0, p.stderr[-2000:]
+    (rows,) = json.loads(out.read_text()).values()
+    one, batch = rows.values()
+    assert all(v > 0 for v in one.values()) and all(v > 0 for v in batch.values())
+    assert batch["imports"] < one["imports"]  # one start-up instead of one per run
