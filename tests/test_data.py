@@ -169,11 +169,30 @@ def test_object_arrays_are_not_unpickled(tmp_path):
         load_array(tmp_path / "obj.npy")
 
 
+@pytest.mark.parametrize("fraction", [0.0, 1.0, 1.5, -0.2])
+def test_a_test_fraction_outside_0_1_is_refused(fraction):
+    """A test fraction of 1 or more would leave (almost) nothing to train on; 0 or less no test set."""
+    with pytest.raises(MfaeError, match="test fraction"):
+        real_data(np.random.default_rng(0).standard_normal((40, 5)), "x", test_fraction=fraction)
+
+
+def test_stored_samples_say_how_to_decode_them():
+    """8-bit codes and a user's narrower dtype are stored raw; the variable itself says how a reader gets the
+    normalised samples back (the formula and mfae.data.samples), since the raw numbers alone are not the data."""
+    pix = real_data(np.random.default_rng(0).integers(0, 256, (60, 6)) / 255.0, "pix")
+    f32 = real_data(np.random.default_rng(1).standard_normal((60, 6)).astype(np.float32), "f32")
+    for ds, names in ((pix, ("x_train_code", "x_test_code")), (f32, ("x_train_raw", "x_test_raw"))):
+        for v in names:
+            how = ds[v].attrs.get("description", "")
+            assert "mfae.data.samples" in how and "mean" in how and "scale" in how, (v, how)
+
+
 def test_every_variable_of_a_data_file_has_a_long_name():
     """docs/theory.md §6: variables carry long names (and the file its kind), Gaussian and real data alike."""
     for ds in (gaussian_data([4, 1], [1, 1], 8, rotate=True, seed=0),
                real_data(np.random.default_rng(0).integers(0, 256, (60, 6)) / 255.0, "pix"),
-               real_data(np.random.default_rng(1).standard_normal((60, 6)), "floats")):
+               real_data(np.random.default_rng(1).standard_normal((60, 6)), "floats"),
+               real_data(np.random.default_rng(2).standard_normal((60, 6)).astype(np.float32), "f32")):
         for v in ds.data_vars:
             assert ds[v].attrs.get("long_name"), (ds.attrs["name"] if "name" in ds.attrs else "", v)
         # the index coordinates of docs/theory.md §6: feature, component and group numbered from 0

@@ -25,6 +25,28 @@ def _scipy_reference(rhs, y0, times):
     return sol.y.T
 
 
+# The moments first: the ODE tests below run on them (a wrong moment can make an integration crawl).
+def gauss_expect(f, q):
+    return integrate.quad(lambda g: f(np.sqrt(q) * g) * np.exp(-g * g / 2) / np.sqrt(2 * np.pi), -np.inf, np.inf,
+                          epsabs=1e-13, epsrel=1e-13)[0]
+
+
+@pytest.mark.parametrize("q", [1e-4, 0.05, 0.3, 1.0, 4.0, 30.0])
+def test_tanh_moments_match_adaptive_quadrature(q):
+    d1 = lambda z: 1 - np.tanh(z) ** 2
+    d3 = lambda z: (1 - np.tanh(z) ** 2) * (6 * np.tanh(z) ** 2 - 2)
+    assert c1("tanh", q) == pytest.approx(gauss_expect(d1, q), abs=1e-11)
+    assert c3("tanh", q) == pytest.approx(gauss_expect(d3, q), abs=1e-10)
+
+
+@pytest.mark.parametrize("q", [0.01, 0.5, 3.0])
+def test_erf_closed_forms_match_quadrature(q):
+    d1 = lambda z: 2 / np.sqrt(np.pi) * np.exp(-z * z)
+    d3 = lambda z: 2 / np.sqrt(np.pi) * (4 * z * z - 2) * np.exp(-z * z)
+    assert c1("erf", q) == pytest.approx(gauss_expect(d1, q), abs=1e-12)
+    assert c3("erf", q) == pytest.approx(gauss_expect(d3, q), abs=1e-12)
+
+
 def test_dormand_prince_takes_the_steps_of_a_fifth_order_method():
     """y' = -2y to t = 5 at rtol 1e-10: a 5th-order pair with a working step-size controller needs ~190 steps
     (local error ~ h^5: (1e-10)^(1/5) = 0.01 per unit of 2t); counted right-hand-side evaluations below 2000
@@ -52,6 +74,29 @@ def test_dormand_prince_takes_the_steps_of_a_fifth_order_method():
     y = dormand_prince(g, np.array([1.0]), t, max_steps=400)
     np.testing.assert_allclose(y[:, 0], (2 * np.cos(t) + np.sin(t)) / 5 + 0.6 * np.exp(-2 * t), rtol=1e-8)
     assert len(calls) < 2000, len(calls)  # ~1170
+
+
+@pytest.mark.parametrize("rtol", [1e-6, 1e-10])
+@pytest.mark.parametrize("problem", ["decay", "forced", "rotation"])
+def test_dormand_prince_steps_as_scipy_rk45(problem, rtol):
+    """The same method, error norm, first step (Hairer-Norsett-Wanner) and step-size controller as scipy's
+    RK45, written independently: on smooth problems where no step is rejected both take the same steps,
+    so they evaluate the right-hand side equally often, and agree to well within the tolerance."""
+    from mfae.ode import dormand_prince
+
+    f, y0, t_end = {"decay": (lambda _t, y: -2 * y, [1.0], 5.0),
+                    "forced": (lambda t, y: -2 * y + np.cos(t), [1.0], 5.0),
+                    "rotation": (lambda _t, y: np.array([-y[1], y[0]]), [1.0, 0.0], 10.0)}[problem]
+    calls = []
+
+    def counted(t, y):
+        calls.append(t)
+        return f(t, y)
+
+    y = dormand_prince(counted, np.array(y0), np.array([0.0, t_end]), rtol=rtol, atol=1e-12)
+    ref = integrate.solve_ivp(f, (0.0, t_end), y0, method="RK45", rtol=rtol, atol=1e-12)
+    assert ref.success and len(calls) == ref.nfev, (len(calls), ref.nfev)
+    np.testing.assert_allclose(y[-1], ref.y[:, -1], rtol=10 * rtol, atol=1e-12)
 
 
 def test_dormand_prince_exact_solutions():
@@ -101,27 +146,6 @@ def test_dormand_prince_reports_blow_up_in_one_line():
     with pytest.raises(MfaeError, match="not finite|more than"):  # y' = y^2, y(0) = 1 blows up at t = 1
         with np.errstate(all="ignore"):
             dormand_prince(lambda _t, y: y * y, np.array([1.0]), np.array([0.0, 2.0]), max_steps=10_000)
-def gauss_expect(f, q):
-    return integrate.quad(lambda g: f(np.sqrt(q) * g) * np.exp(-g * g / 2) / np.sqrt(2 * np.pi), -np.inf, np.inf,
-                          epsabs=1e-13, epsrel=1e-13)[0]
-
-
-@pytest.mark.parametrize("q", [1e-4, 0.05, 0.3, 1.0, 4.0, 30.0])
-def test_tanh_moments_match_adaptive_quadrature(q):
-    d1 = lambda z: 1 - np.tanh(z) ** 2
-    d3 = lambda z: (1 - np.tanh(z) ** 2) * (6 * np.tanh(z) ** 2 - 2)
-    assert c1("tanh", q) == pytest.approx(gauss_expect(d1, q), abs=1e-11)
-    assert c3("tanh", q) == pytest.approx(gauss_expect(d3, q), abs=1e-10)
-
-
-@pytest.mark.parametrize("q", [0.01, 0.5, 3.0])
-def test_erf_closed_forms_match_quadrature(q):
-    d1 = lambda z: 2 / np.sqrt(np.pi) * np.exp(-z * z)
-    d3 = lambda z: 2 / np.sqrt(np.pi) * (4 * z * z - 2) * np.exp(-z * z)
-    assert c1("erf", q) == pytest.approx(gauss_expect(d1, q), abs=1e-12)
-    assert c3("erf", q) == pytest.approx(gauss_expect(d3, q), abs=1e-12)
-
-
 @pytest.mark.parametrize("activation, f", [("tanh", math.tanh), ("relu", lambda z: max(z, 0.0)),
                                            ("linear", lambda z: z), ("erf", math.erf)])
 def test_trainer_sigma_is_the_odes_sigma(activation, f):
@@ -229,9 +253,28 @@ def test_meanfield_file_grid_sizes():
         meanfield_dataset(data, "tanh", 0.1, 0.3, 1.0, 1)
 
 
+def test_meanfield_file_records_its_model():
+    """The figures and the convergence fit pair a mean-field file with runs by the attrs it records
+    (mfae.runs.model_mismatch): each of its parameters must be there, with its value."""
+    from mfae.data import gaussian_data
+    from mfae.meanfield import meanfield_dataset
+
+    ds = meanfield_dataset(gaussian_data([4.0, 1.0], [1, 1], 8), "relu", 0.07, 0.4, 1.5, 3)
+    got = {k: ds.attrs.get(f"param_{k}") for k in ("activation", "lam", "r0", "t_max", "n_times")}
+    assert got == dict(activation="relu", lam=0.07, r0=0.4, t_max=1.5, n_times=3)
+    assert ds.attrs["d"] == 8
+
+
 def test_bad_parameters():
     with pytest.raises(MfaeError, match="lambda"):
         integrate_reduced_ode("tanh", SPECTRUM, -0.1, 0.3, np.linspace(0, 1, 3))
+    integrate_reduced_ode("tanh", SPECTRUM, 0.0, 0.3, np.linspace(0, 1, 3))  # lambda = 0: no regulariser
+    with pytest.raises(MfaeError, match="r0"):  # c(0) = r0^2 = 0: log c starts at -inf
+        integrate_reduced_ode("tanh", SPECTRUM, 0.1, 0.0, np.linspace(0, 1, 3))
+    with pytest.raises(MfaeError, match="times"):  # a repeated time
+        integrate_reduced_ode("tanh", SPECTRUM, 0.1, 0.3, np.array([0.0, 1.0, 1.0]))
+    with pytest.raises(MfaeError, match="times"):  # not from 0
+        integrate_reduced_ode("tanh", SPECTRUM, 0.1, 0.3, np.array([0.5, 1.0]))
     with pytest.raises(MfaeError, match="activation"):
         integrate_reduced_ode("softplus", SPECTRUM, 0.1, 0.3, np.linspace(0, 1, 3))
     with pytest.raises(MfaeError):

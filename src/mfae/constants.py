@@ -1,6 +1,7 @@
-"""Constants several layers share (CLI argument types, the config checks, the trainer, the grid):
-bounds of the config schema and the names of the real-data sources. A leaf module: it imports nothing,
-so the trainer and every CLI command can use it without pulling in the study grid or YAML."""
+"""Constants several layers share (CLI argument types, the config checks, the trainer, the grid, the
+planner): bounds of the config schema, the names of the real-data sources, their IDX file names and
+known sizes, and the size of a test split. A leaf module: it imports nothing, so the trainer and every
+CLI command can use it without pulling in the study grid or YAML."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ IDX_IMAGES = (IDX_STEMS[0], IDX_STEMS[2])  # train and test images: what `mfae d
 REAL_SHAPES = {"digits": (64, 1797, 0), "mnist": (784, 60000, 10000), "fashion-mnist": (784, 60000, 10000)}
 
 
-def test_split(n: int, test_fraction: float) -> tuple[int, int]:
+def split_sizes(n: int, test_fraction: float) -> tuple[int, int]:
     """(training rows, test rows) when `n` distinct rows are split by `test_fraction` (mfae.data.real_data):
     at least one test row and at least two training rows."""
     n_test = min(max(1, int(round(test_fraction * n))), n - 2)

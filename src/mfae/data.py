@@ -23,7 +23,7 @@ import numpy as np
 import xarray as xr
 
 from . import MfaeError
-from .constants import IDX_IMAGES, IDX_SOURCES, IDX_STEMS, REAL_SOURCES, test_split
+from .constants import IDX_IMAGES, IDX_SOURCES, IDX_STEMS, REAL_SOURCES, split_sizes
 from .spectrum import Spectrum, group_sizes, principal_axes, spectrum_of  # noqa: F401  (mfae.data.spectrum_of, ...)
 
 NULL_TOL = 1e-9  # eigenvalues below NULL_TOL * max(eigenvalue) count as zero-variance directions
@@ -199,7 +199,7 @@ def real_data(x: np.ndarray, name: str, test_fraction: float = 0.2, seed: int = 
         if not 0 < test_fraction < 1:
             raise MfaeError(f"test fraction must be in (0, 1), got {test_fraction}")
         perm = rng.permutation(x.shape[0])
-        n_test = test_split(x.shape[0], test_fraction)[1]
+        n_test = split_sizes(x.shape[0], test_fraction)[1]
         xte, xtr = x[perm[:n_test]], x[perm[n_test:]]
     else:
         xte = validate_matrix(x_test, f"{name} (test)")

@@ -31,7 +31,7 @@ from typing import Any, Sequence
 
 from . import MfaeError
 from . import study
-from .constants import REAL_SHAPES, test_split
+from .constants import REAL_SHAPES, split_sizes
 from .runconfig import n_steps  # noqa: F401  (plan.n_steps: the trainer's step count)
 
 PLAN_COLUMNS = ("experiment", "activation", "lam", "d", "N", "seed", "steps", "flops", "est_seconds", "mem_mb",
@@ -235,7 +235,7 @@ def real_data_size(data: dict) -> DataSize | None:
     if max_samples:
         n = min(n, max_samples)
     if not n_test:
-        n, n_test = test_split(n, data.get("test_fraction", 0.2))
+        n, n_test = split_sizes(n, data.get("test_fraction", 0.2))
     if data.get("max_test"):  # mfae data --max-test: at most this many test rows
         n_test = min(n_test, data["max_test"])
     return DataSize(d, d, n, n_test)
@@ -290,7 +290,7 @@ def job_shape_fallback(config: dict, exp: str, N: int) -> Shape:
     that of an MNIST-sized file (784 features, 60000 rows split by data.test_fraction)."""
     e, t = study.experiment(config, exp), study.section(config, "train")
     d, n, _ = REAL_SHAPES["mnist"]
-    n_train, n_test = test_split(n, e["data"].get("test_fraction", 0.2))
+    n_train, n_test = split_sizes(n, e["data"].get("test_fraction", 0.2))
     return Shape(N=int(N), d=d, m=d, batch=t["batch"], steps=n_steps(e["t_max"], d, e["lr"]),
                  n_times=t["n_times"], n_test=n_test, n_train=n_train, dtype=t["dtype"])
 
