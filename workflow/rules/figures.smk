@@ -3,14 +3,23 @@
 # figure_<stem> (figure_F1_phases, figure_F5_digits, ...). Figure settings reach only these rules.
 
 
-def figure_shell(stem, inputs, options):
-    """`mfae figures <command>` with every input and option of the rule as a flag."""
-    flags = [f"--{k} {{input.{k}}}" for k in inputs]
-    flags += [f"--{k.replace('_', '-')} {{params.{k}}}" for k in options]
-    if study.FIGURES[stem].data:
-        flags.append("--summary {output.summary}")
-    command = study.FIGURES[stem].command
-    return f"{{params.mfae}} figures {command} {' '.join(flags)} --out {{output.png}} > {{log}} 2>&1"
+def figure_args(stem):
+    """The arguments of `mfae figures <command>`: every input file and figure setting as a flag (the
+    files are known when the workflow is read). A param, not part of the shell string: Snakemake
+    evaluates a shell directive again when the job runs, when this loop's `stem` is the last one.
+    """
+    fig = study.FIGURES[stem]
+    flags = [
+        f"--{k} {' '.join(v) if isinstance(v, list) else v}"
+        for k, v in study.figure_inputs(config, stem).items()
+    ]
+    flags += [
+        f"--{k.replace('_', '-')} {v}"
+        for k, v in study.figure_options(config, stem).items()
+    ]
+    if fig.data:
+        flags.append(f"--summary {layout.figure_file(R, f'{stem}_summary', 'txt')}")
+    return f"{fig.command} {' '.join(flags)}"
 
 
 def figure_caption(stem):
@@ -63,11 +72,9 @@ for stem in study.FIGURES:
         resources:
             **stage_resources("figure", stem=stem),
         params:
+            # the figure settings (times, activation, n_images) also on their own: the rerun trigger
             **study.figure_options(config, stem),
             mfae=MFAE,
+            args=figure_args(stem),
         shell:
-            figure_shell(
-                stem,
-                study.figure_inputs(config, stem),
-                study.figure_options(config, stem),
-            )
+            "{params.mfae} figures {params.args} --out {output.png} > {log} 2>&1"
