@@ -123,6 +123,8 @@ def test_single_seed_per_cell_gives_nan_intervals():
     d, N, e = synthetic_errors(n_seeds=1)
     boot = bootstrap_fit(d, N, e, n_boot=10)
     assert np.isnan(boot["ci"]["alpha"][0]) and "single seed" in boot["warning"]
+    for k in ("floor", "prefactor", "n_star"):  # per-d intervals: one (NaN) entry per d, as when the bootstrap runs
+        assert all(np.shape(v) == (4,) and np.isnan(v).all() for v in boot["ci"][k]), k
 
 
 def test_single_d_fits_b_and_floor_but_not_a():
@@ -146,8 +148,14 @@ def test_impossible_fits_give_nan_and_a_warning(keep):
     assert np.isnan(fit["a"]) and np.isnan(fit["b"]) and np.isnan(fit["alpha"]) and np.isnan(fit["C"])
     assert fit["floor"].shape == fit["prefactor"].shape == fit["d_values"].shape  # the fields a dataset reads
     assert np.isnan(fit["floor"]).all() and np.isnan(fit["prefactor"]).all()
+    # the same fields as a fit that worked, with nothing fitted: NaN cost, no runs, cells, parameters or rank
+    assert set(fit) == set(fit_floor_power_law(d, N, e))
+    assert np.isnan(fit["cost"]) and fit["n_runs"] == fit["n_cells"] == fit["n_params"] == fit["rank"] == 0
     boot = bootstrap_fit(d[m], N[m], e[m], n_boot=5, point=fit)
     assert boot["n_ok"] == 0 and np.isnan(boot["ci"]["alpha"][0])
+    assert boot["warning"] == "no bootstrap: the point fit failed"
+    for k in ("floor", "prefactor", "n_star"):  # per-d intervals: one (NaN) entry per fitted d, as for a fit that worked
+        assert all(np.shape(v) == fit["d_values"].shape and np.isnan(v).all() for v in boot["ci"][k]), k
 
 
 def test_negative_errors_from_noise_still_give_the_power_law():
@@ -175,6 +183,85 @@ def test_pure_noise_invents_no_signal(seed):
     idx = np.searchsorted(fit["d_values"], d)
     model = fit["floor"][idx] + fit["prefactor"][idx] * N ** -fit["b"]
     assert np.all(np.abs(model) < 0.03), np.abs(model).max()
+
+
+@pytest.mark.parametrize("single_d", [False, True])
+def test_errors_growing_with_N_give_no_power_law(single_d):
+    """err = 0.1 + 0.01 log N grows with N at every d: C d^a N^-b with C > 0 falls with N, so no power law fits;
+    the fit says so (no positive C anywhere on its start grid) and reports nothing, with four d as with one."""
+    d, N, _ = synthetic_errors(noise=0.0)
+    e = (0.1 + 0.01 * np.log(N)) * np.exp(0.02 * np.random.default_rng(0).standard_normal(d.size))
+    m = d == 32 if single_d else np.ones(d.size, bool)
+    fit = fit_floor_power_law(d[m], N[m], e[m])
+    assert "the error does not decrease with N" in fit["warning"], fit["warning"]
+    assert not fit["ok"] and np.isnan(fit["b"])
+    assert "distinct N" not in fit["warning"]  # the grid has enough N: not the reason given
+
+
+def test_fit_does_not_depend_on_the_unit_of_the_errors():
+    """The fit is relative, like a log-log fit: the same errors in other units (x 1e-3, x 1e3) give the same
+    exponents, and floors and C in those units. err = 1 + 0.002 d / N: a finite-N correction of at most 0.8% on
+    the floor (a study near the mean-field limit), with a = b = 1."""
+    d, N, _ = synthetic_errors(noise=0.0)
+    e = (1.0 + 0.002 * d / N) * np.exp(1e-5 * np.random.default_rng(0).standard_normal(d.size))
+    base = fit_floor_power_law(d, N, e)
+    assert base["ok"] and base["warning"] == "", base["warning"]
+    assert abs(base["a"] - 1.0) < 0.01 and abs(base["b"] - 1.0) < 0.01 and base["C"] == pytest.approx(0.002, rel=0.02)
+    for unit in (1e-3, 1e3):
+        fit = fit_floor_power_law(d, N, unit * e)
+        assert fit["ok"] and fit["warning"] == "" and fit["rank"] == base["rank"] == 7, (unit, fit["warning"])
+        for k in ("a", "b", "alpha"):
+            assert fit[k] == pytest.approx(base[k], rel=1e-6), (unit, k)
+        assert fit["C"] == pytest.approx(unit * base["C"], rel=1e-6)
+        np.testing.assert_allclose(fit["floor"], unit * base["floor"], rtol=1e-9)
+
+
+# --- the bootstrap ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("level, percentiles", [(0.95, (2.5, 97.5)), (0.5, (25.0, 75.0))])
+def test_bootstrap_intervals_are_central_percentiles_of_the_replicates(level, percentiles):
+    """The interval at ``level`` runs from the (1 - level)/2 to the (1 + level)/2 quantile of the replicates
+    (numpy's percentiles over the returned samples), for the exponents and per d."""
+    d, N, e = synthetic_errors(n_seeds=2)
+    boot = bootstrap_fit(d, N, e, n_boot=40, seed=1, tol=0.01, level=level)
+    assert boot["n_ok"] == 40 and boot["level"] == level
+    for k in ("a", "b", "alpha", "C", "floor", "n_star"):
+        want = np.percentile(boot["samples"][k], percentiles, axis=0)
+        np.testing.assert_allclose(boot["ci"][k][0], want[0], rtol=1e-12, err_msg=k)
+        np.testing.assert_allclose(boot["ci"][k][1], want[1], rtol=1e-12, err_msg=k)
+
+
+def test_bootstrap_size_its_default_zero_and_a_failed_point():
+    """n_boot defaults to 1000 replicates (the CLI's documented --n-boot 1000); n_boot = 0 asks for no bootstrap:
+    NaN intervals and nothing to warn about, even with one seed per cell; a point fit that failed gets no
+    bootstrap, even when the data themselves would refit."""
+    d, N, e = synthetic_errors(n_seeds=2)
+    impossible = N == 64
+    boot = bootstrap_fit(d[impossible], N[impossible], e[impossible])
+    assert boot["n_boot"] == 1000 and boot["samples"]["b"].shape == (1000,) and boot["n_ok"] == 0
+    point = fit_floor_power_law(d, N, e)
+    boot = bootstrap_fit(d, N, e, n_boot=5, point=dict(point, ok=False))
+    assert boot["n_ok"] == 0 and np.isnan(boot["samples"]["b"]).all() and np.isnan(boot["ci"]["b"][0])
+    assert boot["warning"] == "no bootstrap: the point fit failed"
+    d, N, e = synthetic_errors(n_seeds=1)
+    point = fit_floor_power_law(d, N, e)
+    none = bootstrap_fit(d, N, e, n_boot=0, point=point)
+    assert point["ok"] and none["n_boot"] == 0 and none["n_ok"] == 0 and none["warning"] == ""
+    assert np.isnan(none["ci"]["alpha"][0]) and none["ci"]["floor"][0].shape == point["d_values"].shape
+
+
+def test_bootstrap_of_a_fit_at_its_bound_stays_there():
+    """err = F(d) + 1e15 d^-14 / N: a = -14 lies beyond the bound -10, where the point fit ends (and says so). The
+    refits start from the point fit: every one works, and a stays negative in every replicate (the error falls
+    steeply with d); refits that started afresh from the grid, capped at 200 evaluations, would fail or end at
+    a = +10."""
+    d, N, _ = synthetic_errors(noise=0.0)
+    e = (floor_of(d) + 1e15 * d ** -14 / N) * np.exp(0.02 * np.random.default_rng(0).standard_normal(d.size))
+    point = fit_floor_power_law(d, N, e)
+    assert point["ok"] and "a = -10 is at the bound" in point["warning"]
+    boot = bootstrap_fit(d, N, e, n_boot=20, seed=0, point=point)
+    assert boot["n_ok"] == 20 and boot["warning"] == ""
+    assert np.all(boot["samples"]["a"] < 0), boot["samples"]["a"]
 
 
 # --- synthetic train / meanfield files --------------------------------------------------------
@@ -274,6 +361,23 @@ def test_run_outside_the_meanfield_grid_is_refused():
     for mf in (late, early):
         with pytest.raises(Exception, match="does not cover"):
             run_errors(run, mf)
+
+
+def test_run_times_may_pass_the_meanfield_grid_by_rounding_only():
+    """At t ~ 1000 a run whose last time passes the mean-field grid's end by rounding (1e-10 of it, e.g. a time
+    summed over many steps) is compared at the grid's end; one that passes it by 1e-6 of it is refused."""
+    mf = _mf(8)
+    mf = mf.assign_coords(time=mf["time"].values * 1000.0)
+    run = _train(8, 64, 0)
+    for rel, ok in ((1e-10, True), (1e-6, False)):
+        t = run["time"].values * 1000.0
+        t[-1] *= 1 + rel
+        late = run.assign_coords(time=t)
+        if ok:
+            assert run_errors(late, mf)["gain_error"] == pytest.approx(run_errors(run, _mf(8))["gain_error"], rel=1e-9)
+        else:
+            with pytest.raises(Exception, match="does not cover"):
+                run_errors(late, mf)
 
 
 def test_collect_runs_rejects_mixed_settings():
@@ -377,14 +481,14 @@ def test_console_script_exit_code_and_help(study, tmp_path):
 # --- N* only inside the measured N range ---------------------------------------------------------
 
 def test_n_star_in_range_flags_below_above_and_ok():
-    model = np.array([5.0, 50.0, 500.0, np.nan, 10.0, 100.0])
-    n_min = np.array([10.0, 10.0, 10.0, 10.0, 10.0, np.nan])
-    n_max = np.array([100.0, 100.0, 100.0, 100.0, 100.0, np.nan])
+    model = np.array([5.0, 50.0, 500.0, np.nan, 10.0, 100.0, 100.0])
+    n_min = np.array([10.0, 10.0, 10.0, 10.0, 10.0, np.nan, 10.0])
+    n_max = np.array([100.0, 100.0, 100.0, 100.0, 100.0, np.nan, 100.0])
     ns, status = n_star_in_range(model, n_min, n_max)
     assert status.tolist() == [N_STAR_BELOW, N_STAR_OK, N_STAR_ABOVE, N_STAR_NOT_FITTED, N_STAR_OK,
-                               N_STAR_NOT_FITTED]
-    np.testing.assert_array_equal(np.isnan(ns), [True, False, True, True, False, True])
-    assert ns[1] == 50.0 and ns[4] == 10.0  # the end of the range counts as inside
+                               N_STAR_NOT_FITTED, N_STAR_OK]
+    np.testing.assert_array_equal(np.isnan(ns), [True, False, True, True, False, True, False])
+    assert ns[1] == 50.0 and ns[4] == 10.0 and ns[6] == 100.0  # both ends of the range count as inside
 
 
 def records_of(dims, Ns, err_of, by="rank", n_seeds=4, seed=0, noise=0.05, d=96):
@@ -430,6 +534,13 @@ def test_rank_fit_recovers_a_known_beta():
     assert np.isfinite(ds["err"].sel(r=6, N=3)).all() and int(er["n_runs"]) == 4 * 4 * 4
 
 
+def status_words(da: xr.DataArray) -> set[str]:
+    """n_star_status decoded the CF way, through its own flag_values / flag_meanings attributes."""
+    meaning = dict(zip(np.asarray(da.attrs["flag_values"]).tolist(), da.attrs["flag_meanings"].split()))
+    assert len(meaning) == len(da.attrs["flag_meanings"].split())  # one value per meaning
+    return {meaning[int(v)] for v in np.asarray(da.values).ravel()}
+
+
 def test_rank_fit_out_of_range_n_star_is_nan_and_flagged():
     """A tolerance the measured N do not reach at the large ranks is reported as above_range, and one
     reached already at the smallest N as below_range; beta still comes from the fit exponents."""
@@ -438,15 +549,17 @@ def test_rank_fit_out_of_range_n_star_is_nan_and_flagged():
     ds = convergence_dataset(recs, tol=0.02, n_boot=50, seed=0, by="rank")
     er = ds.sel(metric="excess_risk")
     # N* = 5 r: inside [r, 16 r] everywhere
-    assert (er["n_star_status"] == N_STAR_OK).all()
+    assert (er["n_star_status"] == N_STAR_OK).all() and status_words(er["n_star_status"]) == {"ok"}
     ds = convergence_dataset(recs, tol=0.002, n_boot=50, seed=0, by="rank")  # N* = 50 r > 16 r
     er = ds.sel(metric="excess_risk")
     assert (er["n_star_status"] == N_STAR_ABOVE).all() and np.isnan(er["n_star"]).all()
+    assert status_words(er["n_star_status"]) == {"above_range"}
     assert np.isnan(er["n_star_lo"]).all() and int(er["n_star_in_range"]) == 0
     np.testing.assert_allclose(er["n_star_model"].values, 50 * np.array([3, 6, 12, 24]), rtol=0.15)
     assert float(er["beta"]) == pytest.approx(1.0, abs=0.1)
     ds = convergence_dataset(recs, tol=0.5, n_boot=50, seed=0, by="rank")  # N* = r / 5 < r
     assert (ds.sel(metric="excess_risk")["n_star_status"] == N_STAR_BELOW).all()
+    assert status_words(ds.sel(metric="excess_risk")["n_star_status"]) == {"below_range"}
 
 
 def test_rank_sweep_needs_one_d():

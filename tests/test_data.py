@@ -126,12 +126,13 @@ def test_zero_variance_threshold_is_1e9_of_the_largest():
     from scipy.linalg import hadamard
 
     H = hadamard(8).astype(np.float64)[:, 1:4]  # 8 distinct rows, zero-mean orthogonal columns
-    for ratio, dropped in ((1.5e-9, 0), (0.5e-9, 1)):
-        x = H * np.sqrt([1.0, 0.5, ratio])
+    # relative to the largest eigenvalue, not to another one (0.5e-9 is above 1e-9 x the second, 0.01)
+    for middle, ratio, dropped in ((0.5, 1.5e-9, 0), (0.5, 0.5e-9, 1), (0.01, 0.5e-9, 1)):
+        x = H * np.sqrt([1.0, middle, ratio])
         ds = real_data(x, "h", x_test=x[:4])
-        assert ds.attrs["n_null_directions"] == dropped, ratio
+        assert ds.attrs["n_null_directions"] == dropped, (middle, ratio)
         s = np.sort(ds.eigenvalue.values)[::-1]
-        np.testing.assert_allclose(s[:2] / s[0], [1.0, 0.5], rtol=1e-9)
+        np.testing.assert_allclose(s[:2] / s[0], [1.0, middle], rtol=1e-9)
 
 
 def test_principal_axes_order_norm_and_sign():
@@ -195,6 +196,83 @@ def test_every_variable_of_a_data_file_has_a_long_name():
                real_data(np.random.default_rng(2).standard_normal((60, 6)).astype(np.float32), "f32")):
         for v in ds.data_vars:
             assert ds[v].attrs.get("long_name"), (ds.attrs["name"] if "name" in ds.attrs else "", v)
-        # the index coordinates of docs/theory.md §6: feature, component and group numbered from 0
+        # the index coordinates of docs/theory.md §6: feature, component and group numbered from 0, stored
+        # as coordinates (xarray would number a bare dimension too, but the file would carry no coordinate)
         for dim in ("feature", "component", "group"):
+            assert dim in ds.coords and dim in ds.indexes, dim
             np.testing.assert_array_equal(ds[dim].values, np.arange(ds.sizes[dim]))
+        # spectra are dimensionless: d*Cov of normalised (or unit-scale Gaussian) data, unit eigenvectors
+        for v in ("eigenvalue", "eigenvector", "group_eigenvalue", "group_fraction"):
+            assert ds[v].attrs.get("units") == "1", v
+
+
+def test_real_data_file_carries_its_name():
+    """docs/theory.md §6: the attrs include kind and name (the source, or an array file's stem)."""
+    x = np.random.default_rng(0).standard_normal((20, 3))
+    ds = real_data(x, "my-array")
+    assert ds.attrs["name"] == "my-array" and ds.attrs["kind"] == "real"
+
+
+def test_two_features_are_enough_one_is_not():
+    """validate_matrix: at least 2 features (columns); a 2-column matrix is a valid data set."""
+    x = np.random.default_rng(0).standard_normal((20, 2)) * [2.0, 0.5]
+    ds = real_data(x, "two")
+    assert ds.attrs["d"] == 2 and ds.sizes["component"] == 2
+    with pytest.raises(MfaeError, match="2 features"):
+        real_data(x[:, :1], "one")
+
+
+def test_real_source_test_fraction_default_and_given(tmp_path):
+    """An array source of 10 distinct rows: the documented default test fraction 0.2 holds out 2 rows,
+    --test-fraction 0.5 holds out 5 (and trains on the other 5)."""
+    from mfae.data import real_source_data
+
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).standard_normal((10, 3)))
+    assert real_source_data("array", tmp_path / "x.npy").sizes["test_sample"] == 2
+    half = real_source_data("array", tmp_path / "x.npy", test_fraction=0.5)
+    assert half.sizes["test_sample"] == 5 and half.sizes["sample"] == 5
+
+
+def test_gaussian_default_seed_is_0():
+    """The rotation's seed defaults to 0 (the signature and `mfae data gaussian --seed`'s default)."""
+    a = gaussian_data([4, 1], [1, 1], 6, rotate=True)
+    b = gaussian_data([4, 1], [1, 1], 6, rotate=True, seed=0)
+    np.testing.assert_array_equal(a.eigenvector.values, b.eigenvector.values)
+    assert not np.array_equal(a.eigenvector.values, gaussian_data([4, 1], [1, 1], 6, rotate=True, seed=1).eigenvector.values)
+
+
+def test_groups_of_equal_eigenvalue_keep_the_given_order():
+    """Groups are stored by decreasing eigenvalue; groups of equal eigenvalue stay in the order given
+    (a stable sort), so a data file is the same on every machine. Eigenvalues 1, 2, 1, 2, ... with
+    fractions 1..8 (d = 36): the 2s (fractions 2, 4, 6, 8) first, then the 1s (1, 3, 5, 7)."""
+    ds = gaussian_data([1, 2] * 4, list(range(1, 9)), 36)
+    assert ds.group_eigenvalue.values.tolist() == [2] * 4 + [1] * 4
+    np.testing.assert_allclose(ds.group_fraction.values * 36, [2, 4, 6, 8, 1, 3, 5, 7])
+    assert np.bincount(ds.component_group.values).tolist() == [2, 4, 6, 8, 1, 3, 5, 7]
+
+
+@pytest.mark.parametrize("eigenvalues", [[-1.0, 1.0], [1.0, -1e-300], [np.nan, 1.0], [1.0, np.inf]])
+def test_negative_or_non_finite_eigenvalues_are_refused(eigenvalues):
+    with pytest.raises(MfaeError, match="eigenvalues"):
+        gaussian_data(eigenvalues, [1, 1], 4)
+
+
+def test_groups_of_one_direction():
+    """A group may hold a single direction: fractions 1:3 of d = 4 -> 1 and 3 directions."""
+    assert group_sizes([1, 3], 4).tolist() == [1, 3]
+    ds = gaussian_data([2, 1], [1, 3], 4)
+    assert np.bincount(ds.component_group.values).tolist() == [1, 3]
+
+
+def test_a_spectrum_may_have_a_zero_eigenvalue_group():
+    """Spectrum eigenvalues are >= 0: a group of zero variance is valid and adds nothing to the ODE's risk
+    (module docstring of mfae.data), while a negative one is refused."""
+    from mfae.meanfield import integrate_reduced_ode
+    from mfae.spectrum import Spectrum
+
+    t = np.linspace(0, 1, 3)
+    with_zero = integrate_reduced_ode("tanh", Spectrum(np.array([2.0, 0.0]), np.array([0.5, 0.5])), 0.1, 0.3, t)
+    alone = integrate_reduced_ode("tanh", Spectrum(np.array([2.0]), np.array([0.5])), 0.1, 0.3, t)
+    np.testing.assert_allclose(with_zero["risk"], alone["risk"], rtol=1e-8)  # the ODE solver's tolerance
+    with pytest.raises(MfaeError, match=">= 0"):
+        Spectrum(np.array([2.0, -1e-300]), np.array([0.5, 0.5]))

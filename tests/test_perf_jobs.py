@@ -71,6 +71,35 @@ def test_measurer_real_data_and_convergence_shape():
             assert _max_rel(m64[k], measure_reference("tanh", th64, *args)[k]) < 1e-12, k
 
 
+def test_group_mean_by_hand():
+    """Per-group means over the last axis: one row of values gives one row of group means (shape (groups,)),
+    several rows give one row each."""
+    from mfae.measure import group_mean
+
+    v, g = np.array([1.0, 2.0, 3.0, 5.0, 7.0]), np.array([0, 0, 1, 1, 1])
+    out = group_mean(v, g, 2)
+    assert out.shape == (2,) and out.tolist() == [1.5, 5.0]
+    np.testing.assert_array_equal(group_mean(np.stack([v, 2 * v]), g, 2), [[1.5, 5.0], [3.0, 10.0]])
+
+
+def test_measurer_precision_default_and_explicit():
+    """Measurer's documented precision: float32 products for float32 weights on CPU, float64 for float64
+    weights; an explicit precision=float32 also measures float64 weights (cast), == the reference to 1e-6.
+    Per-group results are one value per group."""
+    data = train_inputs(gaussian_data([4, 1, 0.25], [1, 1, 1], 12, rotate=True, seed=2))
+    rng = np.random.default_rng(0)
+    x = torch.as_tensor(rng.standard_normal((300, 12)) / np.sqrt(12))
+    args = (x, torch.as_tensor(data["eigenvector"]), data["group"], data["group_eigenvalue"], data["group_fraction"])
+    assert Measurer("tanh", *args).precision == torch.float32
+    assert Measurer("tanh", *args, weights_dtype=torch.float64).precision == torch.float64
+    th64 = torch.as_tensor(0.5 * rng.standard_normal((80, 12)))
+    ref = measure_reference("tanh", th64, *args)
+    fast = Measurer("tanh", *args, weights_dtype=torch.float64, precision=torch.float32)(th64)
+    for k in KEYS:
+        assert np.shape(fast[k]) == np.shape(ref[k]) and _max_rel(fast[k], ref[k]) < 1e-6, k
+    assert np.shape(fast["c"]) == np.shape(fast["gain"]) == (3,)
+
+
 def test_digits_matrix_equals_sklearn_loader():
     from sklearn.datasets import load_digits
 

@@ -221,9 +221,12 @@ def fit_floor_power_law(d: Iterable[float], N: Iterable[float], err: Iterable[fl
     rank = int(np.sum(sv > _RANK_RTOL * sv[0])) if sv.size and sv[0] > 0 else 0
     k, a, b, F = des.unpack(p)
     if rank < des.n_params:
-        return _nan_fit(f"parameters not identifiable (Jacobian rank {rank} < {des.n_params}): with only 2 "
-                        f"distinct N per {dim} (or N = m {dim} with 2 values of m) the exponents trade off against C "
-                        f"and the floors; use >= 3 distinct N per {dim}", des.d_values, warnings)
+        fewest = min(np.unique(des.ln[des.idx == j]).size for j in range(des.d_values.size))
+        why = (f"with only {fewest} distinct N per {dim} (or N = m {dim} with {fewest} values of m) the exponents "
+               f"trade off against C and the floors; use >= 3 distinct N per {dim}" if fewest <= 2 else
+               f"the least-squares optimum is degenerate (C = {math.exp(k):.3g}: the errors may not fall with N)")
+        return _nan_fit(f"parameters not identifiable (Jacobian rank {rank} < {des.n_params}): {why}",
+                        des.d_values, warnings)
     if des.n_cells == des.n_params:
         warnings.append(f"as many ({dim}, N) cells as parameters: the fit interpolates the cell means exactly")
     if b <= _B_BOUNDS[0] * 1.01 or b >= _B_BOUNDS[1] * 0.99:
