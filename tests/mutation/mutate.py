@@ -71,7 +71,7 @@ TARGETS: dict[str, tuple[str, ...] | None] = {
     "src/mfae/data.py": None,
     "src/mfae/spectrum.py": None,
 }
-DEFAULT_SAMPLE = 60
+DEFAULT_SAMPLE = 120
 # test files in the order they run for a mutant (fast unit tests first; the rest after, by name)
 FIRST = ("test_meanfield.py", "test_data.py", "test_runs.py", "test_convergence.py", "test_train.py",
          "test_perf_paths.py", "test_perf_jobs.py", "test_fetch.py", "test_figures.py", "test_plan.py",
