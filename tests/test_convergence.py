@@ -53,6 +53,9 @@ def test_cell_scale_is_the_cells_rms_over_seeds():
     # a cell whose errors are all 0 is floored at 1e-6 x the largest scale, not given an infinite weight
     np.testing.assert_allclose(cell_scale(np.array([8, 8, 16]), np.array([16, 16, 16]), np.array([0.0, 0.0, 2.0])),
                                [2e-6, 2e-6, 2.0], rtol=1e-12)
+    # the same floor when every scale is below 1 (errors are usually small numbers)
+    np.testing.assert_allclose(cell_scale(np.array([8, 8, 16]), np.array([16, 16, 16]), np.array([0.0, 0.0, 0.5])),
+                               [5e-7, 5e-7, 0.5], rtol=1e-12)
 
 
 def test_required_n_and_its_edges():
@@ -110,6 +113,52 @@ def test_fit_without_floor_gets_the_exponent_wrong():
     _, a, b = np.linalg.lstsq(X, np.log(e), rcond=None)[0]
     assert abs(a / b - 1.0) > 0.3          # the log-linear fit without F(d) is badly biased
     assert abs(fit_floor_power_law(d, N, e)["alpha"] - 1.0) < 0.05
+
+
+def _on_grid_errors():
+    """Noise-free err = 0.5/d + 0.09 d N^-1/2 (a = 1, b = 1/2: exponents on the start grid), 3 d x 4 N."""
+    d, N = (np.array(c, np.float64) for c in zip(*[(d, N) for d in (16, 32, 64) for N in (32, 64, 128, 256)]))
+    return d, N, 0.5 / d + 0.09 * d * N ** -0.5
+
+
+def test_grid_start_is_exact_for_exponents_on_the_grid():
+    """The start solves F and C linearly on an (a, b) grid (docs/convergence.md): for noise-free errors whose
+    exponents lie on the grid it is the answer already, so one function evaluation returns it."""
+    d, N, e = _on_grid_errors()
+    fit = fit_floor_power_law(d, N, e, max_nfev=1)
+    assert fit["ok"]
+    assert fit["a"] == pytest.approx(1.0, abs=1e-9) and fit["b"] == pytest.approx(0.5, abs=1e-9)
+    assert fit["C"] == pytest.approx(0.09, rel=1e-9)
+    np.testing.assert_allclose(fit["floor"], 0.5 / fit["d_values"], rtol=1e-9)
+
+
+def test_init_from_a_fit_on_other_runs_is_re_centred():
+    """``init`` (a previous fit) is a start in C d^a N^-b, whatever the centring of log d, log N of the new
+    runs: refitting a subset (other mean log d and log N) from the exact fit returns it at the first step."""
+    d, N, e = _on_grid_errors()
+    full = fit_floor_power_law(d, N, e)
+    keep = ~((d == 16) & (N <= 64)) & ~((d == 64) & (N == 256))
+    fit = fit_floor_power_law(d[keep], N[keep], e[keep], init=full, max_nfev=1)
+    assert fit["ok"]
+    assert fit["a"] == pytest.approx(1.0, abs=1e-9) and fit["b"] == pytest.approx(0.5, abs=1e-9)
+    assert fit["C"] == pytest.approx(0.09, rel=1e-9)
+    np.testing.assert_allclose(fit["prefactor"], 0.09 * fit["d_values"], rtol=1e-9)
+
+
+def test_cost_is_the_weighted_sum_of_squares():
+    """``cost`` = sum over runs of ((F(d) + C d^a N^-b - err) / scale)^2, the scale being the cell's
+    sqrt(mean^2 + sd^2) over seeds (docs/convergence.md), recomputed here with numpy per cell."""
+    d, N, e = synthetic_errors(noise=0.1, n_seeds=3)
+    fit = fit_floor_power_law(d, N, e)
+    assert fit["ok"]
+    j = np.searchsorted(fit["d_values"], d)
+    model = fit["floor"][j] + fit["prefactor"][j] * N ** -fit["b"]
+    scale = np.empty_like(e)
+    for key in {(a, b) for a, b in zip(d, N)}:
+        m = (d == key[0]) & (N == key[1])
+        scale[m] = np.hypot(e[m].mean(), e[m].std(ddof=1))
+    want = np.sum(((model - e) / scale) ** 2)
+    assert want > 0 and fit["cost"] == pytest.approx(want, rel=1e-9)
 
 
 def test_bootstrap_is_deterministic_for_a_seed():

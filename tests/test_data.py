@@ -276,3 +276,47 @@ def test_a_spectrum_may_have_a_zero_eigenvalue_group():
     np.testing.assert_allclose(with_zero["risk"], alone["risk"], rtol=1e-8)  # the ODE solver's tolerance
     with pytest.raises(MfaeError, match=">= 0"):
         Spectrum(np.array([2.0, -1e-300]), np.array([0.5, 0.5]))
+
+
+def test_gaussian_data_file_carries_its_kind_and_name():
+    """docs/theory.md §6: a data file's attrs include kind (gaussian / real) and name."""
+    ds = gaussian_data([4, 1], [1, 1], 6)
+    assert ds.attrs["kind"] == "gaussian" and ds.attrs["name"] == "gaussian"
+
+
+def test_idx_magic_first_byte_must_be_zero(tmp_path):
+    """The IDX magic number is 00 00 <type> <ndim>: a nonzero first byte is not an IDX file."""
+    imgs = np.zeros((2, 3, 3), dtype=np.uint8)
+    write_idx(tmp_path / "a.idx", imgs)
+    raw = bytearray((tmp_path / "a.idx").read_bytes())
+    raw[0] = 7
+    (tmp_path / "a.idx").write_bytes(bytes(raw))
+    with pytest.raises(MfaeError, match="magic"):
+        read_idx(tmp_path / "a.idx")
+
+
+def test_a_single_direction_is_a_valid_dimension():
+    """d = 1 with one group is the smallest data set group_sizes accepts; d = 0 is refused."""
+    assert group_sizes([1.0], 1).tolist() == [1]
+    with pytest.raises(MfaeError, match="positive integer"):
+        group_sizes([1.0], 0)
+
+
+def test_spectrum_cannot_be_changed_after_validation():
+    """Spectrum validates its arrays once, at construction: it is immutable, so an assignment cannot put
+    a negative eigenvalue past that check."""
+    import dataclasses
+
+    from mfae.meanfield import Spectrum
+
+    spec = Spectrum(np.array([2.0, 1.0]), np.array([0.5, 0.5]))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.eigenvalue = np.array([-1.0, 1.0])
+
+
+def test_idx_file_of_only_a_magic_number_is_truncated(tmp_path):
+    """A 4-byte file holding a valid magic (00 00 08 03) but no dimensions is an IDX file cut short:
+    'truncated IDX header', not 'bad magic number'."""
+    (tmp_path / "a.idx").write_bytes(bytes([0, 0, 0x08, 3]))
+    with pytest.raises(MfaeError, match="truncated"):
+        read_idx(tmp_path / "a.idx")

@@ -324,3 +324,56 @@ def test_bad_parameters():
     Spectrum(np.array([1.0, 2.0]), np.array([0.5, 0.5]))  # exactly all of them
 
 
+
+
+def test_meanfield_file_records_its_data_source():
+    """Provenance: the mean-field file names the data file it integrates (its `name` and `kind` attrs,
+    docs/theory.md §6), as a training file does, so a reader can tell which spectrum it came from."""
+    from mfae.data import gaussian_data, real_data
+    from mfae.meanfield import meanfield_dataset
+
+    ds = meanfield_dataset(gaussian_data([4.0, 1.0], [1, 1], 8), "linear", 0.1, 0.3, 1.0, 2)
+    assert ds.attrs["data_name"] == "gaussian" and ds.attrs["data_kind"] == "gaussian"
+    x = np.random.default_rng(0).standard_normal((30, 3)) * [2.0, 1.0, 0.5]
+    ds = meanfield_dataset(real_data(x, "my-array"), "linear", 0.1, 0.3, 1.0, 2)
+    assert ds.attrs["data_name"] == "my-array" and ds.attrs["data_kind"] == "real"
+
+
+@pytest.mark.parametrize("t_max", [0.0, -1.0, float("nan"), float("inf")])
+def test_meanfield_file_refuses_a_t_max_that_is_not_positive(t_max):
+    """--t-max must be > 0: 0 (a grid of n equal times) is refused by name, not by the integrator's
+    generic grid check."""
+    from mfae.data import gaussian_data
+    from mfae.meanfield import meanfield_dataset
+
+    with pytest.raises(MfaeError, match="t-max"):
+        meanfield_dataset(gaussian_data([4.0, 1.0], [1, 1], 8), "tanh", 0.1, 0.3, t_max, 5)
+
+
+@pytest.mark.parametrize("moment", [c1, c3])
+def test_moments_of_an_unknown_activation_are_refused(moment):
+    """c1/c3 of a name that is not an activation raise MfaeError (check_activation), never return None."""
+    with pytest.raises(MfaeError, match="unknown activation"):
+        moment("softplus", 1.0)
+
+
+@pytest.mark.parametrize("q", [100.0, 300.0])
+def test_tanh_moments_at_large_q_match_adaptive_quadrature(q):
+    """At large q, tanh'(sqrt(q) g) is a narrow peak of width ~1/sqrt(q) in g: the trapezoid rule's spacing
+    must resolve it (at q <= 30 even twice the spacing is exact to 1e-14; at q = 300 it is off by ~1e-7 in
+    c3). Reference: adaptive quadrature in z = sqrt(q) g, where the peak has unit width, over the even half
+    z >= 0 (the Gaussian factor exp(-z^2 / 2q) is below 1e-30 beyond z = 12 sqrt(q))."""
+    from mfae.activations import moments
+
+    zmax = 12.0 * np.sqrt(q)
+    dens = lambda z: 2.0 * np.exp(-z * z / (2 * q)) / np.sqrt(2 * np.pi * q)
+    d1 = lambda z: 1 / np.cosh(z) ** 2
+    d3 = lambda z: (1 / np.cosh(z) ** 2) * (6 * np.tanh(z) ** 2 - 2)
+    ref1 = integrate.quad(lambda z: d1(z) * dens(z), 0, zmax, points=[1.0, 5.0, 40.0], limit=400,
+                          epsabs=1e-14, epsrel=1e-12)[0]
+    ref3 = integrate.quad(lambda z: d3(z) * dens(z), 0, zmax, points=[1.0, 5.0, 40.0], limit=400,
+                          epsabs=1e-14, epsrel=1e-12)[0]
+    got1, got3 = moments("tanh", q)
+    assert got1 == pytest.approx(ref1, rel=1e-11, abs=1e-14)
+    assert got3 == pytest.approx(ref3, rel=1e-9, abs=1e-14)
+    assert c1("tanh", q) == got1 and c3("tanh", q) == got3

@@ -176,6 +176,15 @@ def test_step_count_and_grid_limit(t_max, d, lr, steps):
         check_grid(TrainConfig(N=4, t_max=t_max, lr=lr, n_times=steps + 2), d)
 
 
+def test_train_refuses_more_times_than_steps():
+    """d = 12, lr = 0.2, t_max = 0.1: ceil(0.1 * 12 / 0.2) = 6 steps, so at most 7 distinct measurement times;
+    train() itself refuses 8 (it would measure one step twice) before running anything."""
+    with pytest.raises(MfaeError, match="<= 7"):
+        train(TrainConfig(N=8, lr=0.2, t_max=0.1, n_times=8), data_dict(SMALL), torch.device("cpu"), progress=False)
+    res = train(TrainConfig(N=8, lr=0.2, t_max=0.1, n_times=7), data_dict(SMALL), torch.device("cpu"), progress=False)
+    assert res["total_steps"] == 6
+
+
 @pytest.mark.parametrize("bad, match", [(dict(N=0), "N"), (dict(lam=-1.0), "lam"), (dict(activation="gelu"), "activation"),
                                         (dict(lr=float("nan")), "lr"), (dict(n_times=1), "n-times")])
 def test_bad_config(bad, match):
