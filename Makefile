@@ -29,7 +29,7 @@ test-fast: install
 
 # Mutation check (docs/testing.md): one-line bugs planted in the core modules one at a time, the fast
 # suite's files that use the module run against each; prints killed/survived and the score. A seeded
-# sample of 120 mutants, ~5 minutes on 2 idle cores; `make mutate MUTATE_ARGS="--sample 0"` runs all ~1700.
+# sample of 120 mutants, ~12 minutes on 2 idle cores; `make mutate MUTATE_ARGS="--sample 0"` runs all ~1700.
 MUTATE_ARGS ?=
 mutate: install
 	$(BIN)/python tests/mutation/mutate.py $(MUTATE_ARGS)

@@ -320,3 +320,15 @@ def test_idx_file_of_only_a_magic_number_is_truncated(tmp_path):
     (tmp_path / "a.idx").write_bytes(bytes([0, 0, 0x08, 3]))
     with pytest.raises(MfaeError, match="truncated"):
         read_idx(tmp_path / "a.idx")
+
+
+def test_idx_header_cut_inside_its_dimensions_and_the_shortest_whole_file(tmp_path):
+    """An IDX file cut inside its dimension fields (3-D images, 8 of the 16 header bytes) is a truncated
+    header; the shortest whole file, a 1-D array of no entries (magic + one zero dimension, 8 bytes), reads
+    as an empty array."""
+    (tmp_path / "cut.idx").write_bytes(bytes([0, 0, 0x08, 3]) + (60000).to_bytes(4, "big"))
+    with pytest.raises(MfaeError, match="truncated"):
+        read_idx(tmp_path / "cut.idx")
+    (tmp_path / "empty.idx").write_bytes(bytes([0, 0, 0x08, 1]) + (0).to_bytes(4, "big"))
+    arr = read_idx(tmp_path / "empty.idx")
+    assert arr.shape == (0,) and arr.dtype == np.uint8
