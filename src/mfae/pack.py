@@ -57,13 +57,13 @@ class Batch:
     @property
     def name(self) -> str:
         """The Snakemake rule name: train_<experiment>_<activation>_lam<lam>_<data>_<tag>."""
-        raw = f"train_{self.experiment}_{self.activation}_lam{layout.fmt(self.lam)}_{self.data}_{self.tag}"
+        raw = f"train_{self.experiment}_{layout.model(self.activation, self.lam)}_{self.data}_{self.tag}"
         return raw.replace(".", "p").replace("-", "_").replace("+", "")
 
     @property
     def stem(self) -> str:
         """Log/benchmark file stem: <activation>_lam<lam>_<data>_<tag>."""
-        return f"{self.activation}_lam{layout.fmt(self.lam)}_{self.data}_{self.tag}"
+        return f"{layout.model(self.activation, self.lam)}_{self.data}_{self.tag}"
 
     def checkpoint(self, results: str) -> str:
         """The batch's checkpoint file; its name hashes the runs, so another packing never finds it."""

@@ -3,22 +3,18 @@
 # figure_<stem> (figure_F1_phases, figure_F5_digits, ...). Figure settings reach only these rules.
 
 
-def figure_args(stem):
+def figure_args(stem, inputs, options, summary):
     """The arguments of `mfae figures <command>`: every input file and figure setting as a flag (the
     files are known when the workflow is read). A param, not part of the shell string: Snakemake
     evaluates a shell directive again when the job runs, when this loop's `stem` is the last one.
     """
     fig = study.FIGURES[stem]
     flags = [
-        f"--{k} {' '.join(v) if isinstance(v, list) else v}"
-        for k, v in study.figure_inputs(config, stem).items()
+        f"--{k} {' '.join(v) if isinstance(v, list) else v}" for k, v in inputs.items()
     ]
-    flags += [
-        f"--{k.replace('_', '-')} {v}"
-        for k, v in study.figure_options(config, stem).items()
-    ]
+    flags += [f"--{k.replace('_', '-')} {v}" for k, v in options.items()]
     if fig.data:
-        flags.append(f"--summary {layout.figure_file(R, f'{stem}_summary', 'txt')}")
+        flags.append(f"--summary {summary}")
     return f"{fig.command} {' '.join(flags)}"
 
 
@@ -27,14 +23,14 @@ def figure_caption(stem):
     return f"../report/{stem.split('_')[0]}_{study.FIGURES[stem].command}.rst"
 
 
-def figure_summary(stem):
+def figure_summary(stem, summary):
     """The real-data figures' one-line summary (a report item of its own)."""
     if not study.FIGURES[stem].data:
         return {}
     (exp,) = study.FIGURES[stem].experiments
     return dict(
         summary=report(
-            layout.figure_file(R, f"{stem}_summary", "txt"),
+            summary,
             caption="../report/F5_summary.rst",
             category="Real data",
             labels={"data": exp},
@@ -48,14 +44,18 @@ workflow.localrules(*(f"figure_{stem}" for stem in study.FIGURES))
 
 
 for stem in study.FIGURES:
+    # each once per figure (the rule's directives below are read once, when the workflow is)
+    inputs = study.figure_inputs(config, stem)
+    options = study.figure_options(config, stem)
+    summary = layout.figure_file(R, f"{stem}_summary", "txt")
 
     rule:
         name:
             f"figure_{stem}"
         input:
-            **study.figure_inputs(config, stem),
+            **inputs,
         output:
-            **figure_summary(stem),
+            **figure_summary(stem, summary),
             png=report(
                 layout.figure_file(R, stem, "png"),
                 caption=figure_caption(stem),
@@ -73,8 +73,8 @@ for stem in study.FIGURES:
             **stage_resources("figure", stem=stem),
         params:
             # the figure settings (times, activation, n_images) also on their own: the rerun trigger
-            **study.figure_options(config, stem),
+            **options,
             mfae=MFAE,
-            args=figure_args(stem),
+            args=figure_args(stem, inputs, options, summary),
         shell:
             "{params.mfae} figures {params.args} --out {output.png} > {log} 2>&1"
