@@ -245,6 +245,8 @@ def batch_budgets(single: "Variant", batched: "Variant", names: tuple[str, ...])
     (`batched`, the current code), summed over the processes. Same runs, same arguments as the workflow."""
     import shlex
 
+    import xarray as xr
+
     from mfae import pack, study
     from mfae.config import load_config
 
@@ -261,24 +263,30 @@ def batch_budgets(single: "Variant", batched: "Variant", names: tuple[str, ...])
         common = ["--activation", b.activation, "--lam", b.lam, "--r0", e["r0"], "--lr", e["lr"],
                   "--batch", t["batch"], "--t-max", e["t_max"], "--n-times", t["n_times"], "--n-test", t["n_test"],
                   "--dtype", t["dtype"], "--threads", 1, "--no-progress", "--checkpoint-seconds", 300]
-        rows = {}
-        for v, label in ((single, f"{single.name}, 1 run/process"), (batched, f"{batched.name}, batch")):
+        rows, risks = {}, {}
+        # by position, not identity: without --baseline both rows run the current code (one per run, then batch)
+        for one_per_run, v, label in ((True, single, f"{single.name}, 1 run/process"),
+                                      (False, batched, f"{batched.name}, batch")):
             data = v.work / f"data_{b.experiment}_{b.data}.nc"
             if not data.exists():
                 v.run("data", *shlex.split(study.data_args(config, b.experiment, b.data)), "--out", data)
-            if v is single:
-                parts = [budget(v, ["train", "--data", data, "--N", N, "--seed", seed, *common,
-                                    "--out", v.work / f"one_{N}_{seed}.nc"], 1) for N, seed in b.runs]
-                rows[label] = {c: sum(x[c] for x in parts) for c in BUDGET_COLS}
+            tag = "one" if one_per_run else "batch"
+            outs = [v.work / f"{tag}_{N}_{seed}.nc" for N, seed in b.runs]
+            if one_per_run:
+                parts = [budget(v, ["train", "--data", data, "--N", N, "--seed", seed, *common, "--out", o], 1)
+                         for (N, seed), o in zip(b.runs, outs)]
             else:
-                outs = [v.work / f"batch_{N}_{seed}.nc" for N, seed in b.runs]
-                rows[label] = {c: budget(v, ["train", "--data", data, "--N", study.csv(b.Ns), "--seed",
-                                             study.csv(b.seeds), *common, "--out", *outs], 1)[c]
-                               for c in BUDGET_COLS}
+                parts = [budget(v, ["train", "--data", data, "--N", study.csv(b.Ns), "--seed", study.csv(b.seeds),
+                                    *common, "--out", *outs], 1)]
+            rows[label] = {c: sum(x[c] for x in parts) for c in BUDGET_COLS} | {"processes": len(parts)}
+            risks[label] = [float(xr.open_dataset(o)["risk"].values[-1]) for o in outs]
             print(f"{name:48s} {len(b.runs):4d} {label:22s} " + " ".join(f"{rows[label][c]:12.2f}"
                                                                          for c in BUDGET_COLS), flush=True)
-        walls = list(rows.values())
-        print(f"{'':48s} {'':4s} {'ratio':22s} {walls[0]['wall'] / walls[1]['wall']:12.2f}x")
+        (r1, r2) = risks.values()
+        rows["final_risk_max_rel_diff"] = max(abs(x - y) / abs(x) for x, y in zip(r1, r2))
+        walls = [r for r in rows.values() if isinstance(r, dict)]
+        print(f"{'':48s} {'':4s} {'ratio':22s} {walls[0]['wall'] / walls[1]['wall']:12.2f}x   (final risks differ "
+              f"by at most {rows['final_risk_max_rel_diff']:.1e}, relative)")
         out[name] = rows
     return out
 

@@ -250,6 +250,9 @@ def test_bench_jobs_batch_budget_runs_the_studys_batch(root, tmp_path):
                         "--json", str(out)], capture_output=True, text=True, timeout=900, cwd=root)
     assert p.returncode == 0, p.stderr[-2000:]
     (rows,) = json.loads(out.read_text()).values()
-    one, batch = rows.values()
+    one, batch = rows["current, 1 run/process"], rows["current, batch"]
     assert all(v > 0 for v in one.values()) and all(v > 0 for v in batch.values())
-    assert batch["imports"] < one["imports"]  # one start-up instead of one per run
+    # one start-up instead of one per run; the times are printed, not asserted (a loaded machine skews them)
+    assert (one["processes"], batch["processes"]) == (6, 1), (one, batch)
+    # the same runs: the batch's risks are the one-run processes' risks
+    assert rows["final_risk_max_rel_diff"] < 1e-12, rows
