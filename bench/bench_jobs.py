@@ -29,7 +29,7 @@ both alike, and the ratios baseline/current are printed.
     .venv/bin/python bench/bench_jobs.py                       # current code, ~2-4 minutes
     .venv/bin/python bench/bench_jobs.py --baseline            # before/after (dd01a14), ~5-8 minutes
     .venv/bin/python bench/bench_jobs.py --quick               # smoke run (tests)
-    .venv/bin/python bench/bench_jobs.py --study-share results # measurements' share of a finished study's jobs
+    .venv/bin/python bench/bench_jobs.py --study-share         # measurements' share of the finished study's train jobs
     .venv/bin/python bench/bench_jobs.py --batches --baseline e84be0a  # per-job budget, one run vs a batch per process
 """
 
@@ -45,7 +45,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from common import DEFAULT_BASELINE, export_tree, median_seconds, read_benchmark
+from common import DEFAULT_BASELINE, export_tree, median_seconds, read_benchmark, study_config
 
 # The default study's (config.yaml) main job shapes: (label, data key, model args)
 TRAIN_SHAPES = [
@@ -295,29 +295,41 @@ def fmt(x: float) -> str:
     return f"{x:.2f}"
 
 
-def study_share(results: Path) -> int:
-    """Sum of the runs' measure_seconds over the sum of their whole jobs' times (Snakemake benchmark
-    files: process start to output written), per experiment and for the study."""
-    import csv
+def study_share(configfiles: list[Path]) -> int:
+    """The measurements' share of a finished study's training jobs, per experiment and for the study: the
+    runs' measure_seconds (recorded in each train output) summed over each batch, over the batch job's time
+    from its Snakemake benchmark file (process start to outputs written). The config files are merged in
+    order on top of the current folder's config.yaml, as `snakemake --configfile` does; the batches are the
+    workflow's."""
+    from mfae import layout, pack, study
+    from mfae.runs import runs_table
 
+    config = study_config(configfiles)
+    results = study.results(config)
     per: dict = {}
-    with open(results / "runs.csv", newline="") as f:
-        for row in csv.DictReader(f):
-            run = Path(row["file"])  # results/{exp}/train/{model}/{dkey}/N{N}_seed{seed}.nc
-            exp, model, dkey = run.parts[-5], run.parts[-3], run.parts[-2]
-            bench = results / "benchmarks" / "train" / exp / f"{model}_{dkey}_{run.stem}.tsv"
-            job = read_benchmark(bench)["s"]
-            m = per.setdefault(exp, [0, 0.0, 0.0, 0.0])
-            m[0] += 1
-            m[1] += float(row["measure_seconds"])
-            m[2] += job
-            m[3] = max(m[3], float(row["measure_seconds"]) / job)
-    print(f"measurements' share of train jobs in {results} (sum measure_seconds / sum job seconds):")
-    print(f"  {'experiment':20s} {'jobs':>5s} {'measure s':>10s} {'job s':>8s} {'share':>7s} {'largest':>8s}")
-    for exp, (n, ms, js, mx) in sorted(per.items()):
-        print(f"  {exp:20s} {n:5d} {ms:10.1f} {js:8.1f} {ms / js:6.1%} {mx:8.1%}")
-    n, ms, js = (sum(v[i] for v in per.values()) for i in range(3))
-    print(f"  {'all':20s} {n:5d} {ms:10.1f} {js:8.1f} {ms / js:6.1%}")
+    for b in pack.train_batches(config):
+        bench = Path(layout.train_benchmark(results, b.experiment, b.stem))
+        if not bench.exists():
+            continue  # a job this study has not run (yet)
+        job = read_benchmark(bench)["s"]
+        measured = sum(float(row["measure_seconds"]) for row in runs_table(b.paths))
+        m = per.setdefault(b.experiment, [0, 0, 0.0, 0.0, 0.0])
+        m[0] += 1
+        m[1] += len(b.runs)
+        m[2] += measured
+        m[3] += job
+        m[4] = max(m[4], measured / job)
+    if not per:
+        print(f"no finished training job under {results}/ (run the study first)")
+        return 1
+    print(f"measurements' share of train jobs in {results} (sum measure_seconds / sum job seconds; "
+          "largest = the largest share of one job):")
+    print(f"  {'experiment':20s} {'jobs':>5s} {'runs':>5s} {'measure s':>10s} {'job s':>8s} {'share':>7s} "
+          f"{'largest':>8s}")
+    for exp, (n, runs, ms, js, mx) in sorted(per.items()):
+        print(f"  {exp:20s} {n:5d} {runs:5d} {ms:10.1f} {js:8.1f} {ms / js:6.1%} {mx:8.1%}")
+    n, runs, ms, js = (sum(v[i] for v in per.values()) for i in range(4))
+    print(f"  {'all':20s} {n:5d} {runs:5d} {ms:10.1f} {js:8.1f} {ms / js:6.1%}")
     return 0
 
 
@@ -330,9 +342,10 @@ def main(argv=None) -> int:
                     help="also run every mfae job with this git revision's src, side by side (without REV: "
                          f"{DEFAULT_BASELINE}, the code before the whole-job work)")
     ap.add_argument("--json", type=Path, default=None, help="write all numbers to this JSON file")
-    ap.add_argument("--study-share", type=Path, default=None, metavar="RESULTS",
-                    help="instead: the measurements' share of the finished train jobs of a study (RESULTS/runs.csv "
-                         "measure_seconds over each job's time in RESULTS/benchmarks/train), per experiment")
+    ap.add_argument("--study-share", type=Path, nargs="*", default=None, metavar="CONFIG",
+                    help="instead: the measurements' share of the finished train jobs of the study of these config "
+                         "files (run from the study's folder; merged on its config.yaml; none: that study): the runs' measure_seconds over "
+                         "each batch job's time in its Snakemake benchmark file, per experiment")
     ap.add_argument("--files-only", action="store_true", help="only the real-data file section (sizes, read times)")
     ap.add_argument("--batches", action="store_true",
                     help="instead: the per-job budget of three of the default study's training batches, one "
@@ -355,7 +368,7 @@ def main(argv=None) -> int:
         with tempfile.TemporaryDirectory(prefix="mfae_bench_files_") as tmp:
             data_files(Path(tmp), a.quick, 1 if a.quick else a.repeats)
         return 0
-    if a.study_share:
+    if a.study_share is not None:
         return study_share(a.study_share)
     repeats = 1 if a.quick else a.repeats
     shapes = QUICK_SHAPES if a.quick else TRAIN_SHAPES

@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import median_seconds, read_benchmark
+from common import median_seconds, read_benchmark, study_config
 from mfae import plan
 from mfae.data import gaussian_data, train_inputs
 from mfae.measure import Measurer
@@ -137,12 +137,10 @@ def compare(configfiles: list[Path]) -> int:
     config files merged in order on top of config.yaml, as `snakemake --configfile` does. A job is a
     batch of runs (mfae.pack): its runs' training times are compared one by one, the job as a whole."""
     from mfae import layout, pack, study
-    from mfae.config import load_config
     from mfae.runs import runs_table
 
-    base = [] if configfiles[0].resolve() == Path("config.yaml").resolve() else [Path("config.yaml")]
     configfile = " ".join(map(str, configfiles))
-    config = study.smoke_config(load_config(*base, *configfiles, check_paths=False))  # as `mfae plan`
+    config = study_config(configfiles)
     r = study.results(config)
     batches = [b for b in pack.train_batches(config) if all(Path(p).exists() for p in b.paths)]
     if not batches:
@@ -157,7 +155,7 @@ def compare(configfiles: list[Path]) -> int:
             train_est = plan.est_seconds(s, plan.CPU_RATES) - plan.startup_seconds(s, plan.CPU_RATES)
             ratios_train.append(train_est / float(row["wall_seconds"]))
         est = pack.batch_resources(config, b, "cpu", data_file=data)["est_seconds"]
-        bench = Path(r) / "benchmarks" / "train" / b.experiment / f"{b.stem}.tsv"
+        bench = Path(layout.train_benchmark(r, b.experiment, b.stem))
         job_s = read_benchmark(bench)["s"] if bench.exists() else float("nan")
         ratios_job.append(est / job_s)
         rows.append((b.experiment, b.stem, len(b.runs), est, job_s))

@@ -192,6 +192,32 @@ def test_end_to_end_outputs(tiny_run):
     assert (res / "logs/train/phases").is_dir() and (res / "benchmarks/train/phases").is_dir()
 
 
+@pytest.mark.slow
+def test_bench_reads_the_finished_studys_batch_jobs(tiny_run):
+    """bench/ finds each training batch's benchmark file where the workflow wrote it (mfae.layout): the
+    measurements' share adds up the same runs and seconds as runs.csv, and the cost-model check has a
+    measured time for every batch job."""
+    import csv
+
+    wd, cfgfile = tiny_run
+    p = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_jobs.py"), "--study-share", str(cfgfile)],
+                       capture_output=True, text=True, cwd=wd, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr[-2000:]
+    with open(wd / "results" / "runs.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    jobs = list((wd / "results" / "benchmarks" / "train").glob("*/*.tsv"))
+    (total,) = [ln.split() for ln in p.stdout.splitlines() if ln.split()[:1] == ["all"]]
+    assert (int(total[1]), int(total[2])) == (len(jobs), len(rows)), p.stdout
+    assert float(total[3]) == pytest.approx(sum(float(r["measure_seconds"]) for r in rows), abs=0.06)
+    assert 0 < float(total[3]) < float(total[4]), p.stdout  # measured inside the jobs' time
+    p = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_plan.py"), "--compare", str(cfgfile)],
+                       capture_output=True, text=True, cwd=wd, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr[-2000:]
+    measured = [ln.split() for ln in p.stdout.splitlines() if ln.split()[:1] and ln.split()[0] in
+                {r["experiment"] for r in rows}]
+    assert len(measured) == len(jobs) and all(float(m[-2]) > 0 for m in measured), p.stdout
+
+
 def planned_after(tiny_run, tmp_path, edit) -> dict[str, int]:
     """Jobs a dry run plans on the finished tiny study after `edit(cfg)` changed its config."""
     wd, cfgfile = tiny_run

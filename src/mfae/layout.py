@@ -5,6 +5,7 @@
     {results}/{experiment}/meanfield/{activation}_lam{lam}/{dkey}.nc         mfae meanfield
     {results}/{experiment}/convergence.nc                                    mfae convergence
     {results}/figures/{stem}.png|.pdf                                        mfae figures
+    {results}/benchmarks/train/{experiment}/{batch stem}.tsv                 Snakemake's record of a train job
 
 `dkey` names a data file: d48, d48_r6 (low rank) or real. Every argument may also be a Snakemake
 wildcard such as "{dkey}": the rules build their patterns with the same functions. A leaf module.
@@ -46,6 +47,12 @@ def meanfield_file(results: str, exp: str, activation: str, lam: Any, dkey: str)
 
 def convergence_file(results: str, exp: str) -> str:
     return f"{results}/{exp}/convergence.nc"
+
+
+def train_benchmark(results: str, exp: str, stem: str) -> str:
+    """Snakemake's benchmark file of one training batch's job (its time from process start to outputs
+    written): written by the workflow, read by bench/ to compare the cost model and the job budget."""
+    return f"{results}/benchmarks/train/{exp}/{stem}.tsv"
 
 
 def figure_file(results: str, stem: str, ext: str = "png") -> str:

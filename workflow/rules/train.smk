@@ -20,7 +20,7 @@ for batch in TRAIN_BATCHES:
         log:
             f"{R}/logs/train/{batch.experiment}/{batch.stem}.log",
         benchmark:
-            f"{R}/benchmarks/train/{batch.experiment}/{batch.stem}.tsv"
+            layout.train_benchmark(R, batch.experiment, batch.stem)
         group:
             # only on a cluster: `--group-components train=K` submits K batches as one job
             # (profiles/slurm; `mfae plan` suggests K); ignored when running locally
