@@ -10,7 +10,7 @@ the benchmark files' wall seconds and CPU seconds of the experiment's training j
 
 from __future__ import annotations
 
-import sys
+import argparse
 from collections import defaultdict
 from pathlib import Path
 
@@ -18,6 +18,7 @@ import numpy as np
 import xarray as xr
 
 from common import read_benchmark
+from mfae import layout
 from mfae.figures.load import mf_at
 
 TOP, TIMES = 10, (0.5, 1.0)
@@ -39,16 +40,16 @@ def main(root: Path) -> None:
         runs = defaultdict(list)
         for f in sorted((exp_dir / "train").rglob("N*_seed*.nc")):
             ds = xr.open_dataset(f)
-            runs[(float(ds.attrs["param_lam"]), int(ds.attrs["param_N"]))].append(ds)
+            runs[(str(ds.attrs["param_activation"]), float(ds.attrs["param_lam"]), int(ds.attrs["param_N"]))].append(ds)
         wall, cpu = bench_seconds(root, exp)
         print(f"## {exp}: {sum(map(len, runs.values()))} runs; jobs' wall {wall:.0f} s, CPU {cpu:.0f} s")
-        print("| λ | N | seeds | max abs(a_SGD − a_MF), top 10, t = 0.5 / 1 / t_max | risk SGD | risk MF |")
-        print("|---|---|---|---|---|---|")
-        for (lam, n), dss in sorted(runs.items()):
-            mf_path = exp_dir / "meanfield" / f"tanh_lam{lam:g}" / "real.nc"
+        print("| activation | λ | N | seeds | max abs(a_SGD − a_MF), top 10, t = 0.5 / 1 / t_max | risk SGD | risk MF |")
+        print("|---|---|---|---|---|---|---|")
+        for (act, lam, n), dss in sorted(runs.items()):
+            mf_path = Path(layout.meanfield_file(str(root), exp, act, lam, "real"))
             r = np.array([float(ds["risk"].values[-1]) for ds in dss])
             if not mf_path.exists():  # a partial run: SGD only
-                print(f"| {lam:g} | {n} | {len(dss)} | (mean field not run) | {r.mean():.4f} | |")
+                print(f"| {act} | {lam:g} | {n} | {len(dss)} | (mean field not run) | {r.mean():.4f} | |")
                 continue
             mf = xr.open_dataset(mf_path)
             top = np.argsort(-mf["group_eigenvalue"].values)[:TOP]
@@ -58,11 +59,17 @@ def main(root: Path) -> None:
                 i = int(np.argmin(np.abs(t - tt)))
                 a = np.mean([ds["gain"].values[i] for ds in dss], axis=0)
                 errs.append(float(np.max(np.abs(a[top] - mf_at(mf, "gain", float(t[i]))[top]))))
-            print(f"| {lam:g} | {n} | {len(dss)} | {' / '.join(f'{e:.3f}' for e in errs)} | "
+            print(f"| {act} | {lam:g} | {n} | {len(dss)} | {' / '.join(f'{e:.3f}' for e in errs)} | "
                   f"{r.mean():.4f} ± {r.std(ddof=1) if r.size > 1 else 0:.4f} | "
                   f"{float(mf_at(mf, 'risk', float(t[-1]))):.4f} |")
         print()
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else "results/images"))
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("results", nargs="?", type=Path, default=Path("results/images"),
+                    help="the results folder of a finished image study (default results/images)")
+    a = ap.parse_args()
+    if not a.results.is_dir():
+        raise SystemExit(f"no folder {a.results}: run `make images` (or images-offline) first")
+    main(a.results)
