@@ -214,7 +214,7 @@ class Variant:
         return p
 
 
-def budget(v: Variant, args: list, threads: int) -> dict:
+def budget(v: Variant, args: list) -> dict:
     script = v.work / "budget.py"
     script.write_text(BUDGET)
     out = v.work / "budget.json"
@@ -245,10 +245,9 @@ def batch_budgets(single: "Variant", batched: "Variant", names: tuple[str, ...])
     (`batched`, the current code), summed over the processes. Same runs, same arguments as the workflow."""
     import shlex
 
-    import xarray as xr
-
     from mfae import pack, study
     from mfae.config import load_config
+    from mfae.runs import runs_table
 
     root = Path(__file__).resolve().parents[1]
     config = load_config(root / "config.yaml", check_paths=False)
@@ -273,21 +272,20 @@ def batch_budgets(single: "Variant", batched: "Variant", names: tuple[str, ...])
             tag = "one" if one_per_run else "batch"
             outs = [v.work / f"{tag}_{N}_{seed}.nc" for N, seed in b.runs]
             if one_per_run:
-                parts = [budget(v, ["train", "--data", data, "--N", N, "--seed", seed, *common, "--out", o], 1)
+                parts = [budget(v, ["train", "--data", data, "--N", N, "--seed", seed, *common, "--out", o])
                          for (N, seed), o in zip(b.runs, outs)]
             else:
                 parts = [budget(v, ["train", "--data", data, "--N", study.csv(b.Ns), "--seed", study.csv(b.seeds),
-                                    *common, "--out", *outs], 1)]
+                                    *common, "--out", *outs])]
             rows[label] = {c: sum(x[c] for x in parts) for c in BUDGET_COLS} | {"processes": len(parts)}
-            risks[label] = [float(xr.open_dataset(o)["risk"].values[-1]) for o in outs]
+            risks[label] = [row["final_risk"] for row in runs_table(outs)]
             print(f"{name:48s} {len(b.runs):4d} {label:22s} " + " ".join(f"{rows[label][c]:12.2f}"
                                                                          for c in BUDGET_COLS), flush=True)
-        (r1, r2) = risks.values()
-        rows["final_risk_max_rel_diff"] = max(abs(x - y) / abs(x) for x, y in zip(r1, r2))
-        walls = [r for r in rows.values() if isinstance(r, dict)]
-        print(f"{'':48s} {'':4s} {'ratio':22s} {walls[0]['wall'] / walls[1]['wall']:12.2f}x   (final risks differ "
-              f"by at most {rows['final_risk_max_rel_diff']:.1e}, relative)")
-        out[name] = rows
+        (r1, r2), (w1, w2) = risks.values(), (r["wall"] for r in rows.values())
+        diff = max(abs(x - y) / abs(x) for x, y in zip(r1, r2))
+        print(f"{'':48s} {'':4s} {'ratio':22s} {w1 / w2:12.2f}x   (final risks differ by at most {diff:.1e}, "
+              "relative)")
+        out[name] = rows | {"final_risk_max_rel_diff": diff}
     return out
 
 
@@ -455,7 +453,7 @@ def main(argv=None) -> int:
         print(f"{'shape':32s} {'variant':18s} " + " ".join(f"{c:>12s}" for c in cols) + "  measurements/wall")
         for label, key, m in shapes:
             for v in variants:
-                b = budget(v, train_args(v.data(key), m, v.work / f"budget_{key}.nc", a.threads), a.threads)
+                b = budget(v, train_args(v.data(key), m, v.work / f"budget_{key}.nc", a.threads))
                 results["budget"][f"{label} | {v.name}"] = b
                 print(f"{label:32s} {v.name:18s} " + " ".join(f"{b[c]:12.2f}" for c in cols)
                       + f"  {b['measurements'] / b['wall']:.0%}", flush=True)
