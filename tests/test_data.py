@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from mfae import MfaeError
-from mfae.data import (gaussian_data, group_sizes, load_array, load_digits_matrix, load_mnist, random_rotation,
+from mfae.arrays import load_array
+from mfae.data import (gaussian_data, group_sizes, load_digits_matrix, load_mnist, random_rotation,
                        read_idx, real_data)
 
 

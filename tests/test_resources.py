@@ -1,5 +1,5 @@
-"""Every rule's memory request covers what its jobs really use (mfae.plan.stage_resources, the batches'
-mfae.pack.batch_resources): the default study (cut short by smoke.enabled: every job at its real d, N
+"""Every rule's memory request covers what its jobs really use (mfae.stagecost.stage_resources, the batches'
+mfae.plan.StudyPlan.resources): the default study (cut short by smoke.enabled: every job at its real d, N
 and data) plus Fashion-MNIST at d = 784 (Debian's files, 60000 + 10000 images), each stage's largest
 planned job run as its own process and its peak resident memory measured (ru_maxrss of a clean child)."""
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mfae import config as config_mod, plan
+from mfae import config as config_mod, jobsize, stagecost
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
@@ -123,7 +123,7 @@ def test_a_retry_asks_for_more(tmp_path):
     c = config_mod.load_config(ROOT / "config.yaml", check_paths=False)
     for stage, where in (("data", dict(exp="phases", dkey="d48")), ("figure", dict(stem="F1_phases")),
                          ("convergence", dict(exp="convergence")), ("meanfield", dict(exp="digits", dkey="real"))):
-        one, two = (plan.stage_resources(c, stage, attempt, **where) for attempt in (1, 2))
+        one, two = (stagecost.stage_resources(c, stage, attempt, **where) for attempt in (1, 2))
         assert two == {k: 2 * v for k, v in one.items()}, stage
 
 
@@ -131,7 +131,7 @@ def test_image_data_jobs_ask_for_more_than_the_default():
     """The request follows the job's shape: a 70000 x 784 image file needs gigabytes, a Gaussian
     eigenbasis the minimum."""
     c = config_mod.load_config(ROOT / "config.yaml", ROOT / "config/images.yaml", check_paths=False)
-    image = plan.stage_resources(c, "data", exp="fashion_mnist", dkey="real")["mem_mb"]
-    gauss = plan.stage_resources(config_mod.load_config(ROOT / "config.yaml", check_paths=False), "data",
+    image = stagecost.stage_resources(c, "data", exp="fashion_mnist", dkey="real")["mem_mb"]
+    gauss = stagecost.stage_resources(config_mod.load_config(ROOT / "config.yaml", check_paths=False), "data",
                                  exp="phases", dkey="d48")["mem_mb"]
-    assert gauss == plan.MIN_MEM_MB and image >= 1.2 * 2365  # the measured peak of that job (issue 21: ~2.5 GB)
+    assert gauss == jobsize.MIN_MEM_MB and image >= 1.2 * 2365  # the measured peak of that job (issue 21: ~2.5 GB)

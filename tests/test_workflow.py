@@ -113,13 +113,13 @@ def bad_configs():
         f(c)
         return c
 
-    yield "unknown key", edit(lambda c: c["experiments"]["phases"].update(lamda=[0.1])), "lamda"
-    yield "wrong type", edit(lambda c: c["experiments"]["phases"].update(lr="fast")), "lr"
-    yield "negative N", edit(lambda c: c["experiments"]["phases"].update(N=[-5])), "N"
-    yield "empty grid", edit(lambda c: c["experiments"]["shrinkage"].update(seeds=[])), "seeds"
-    yield "bad activation", edit(lambda c: c["experiments"]["phases"].update(activations=["gelu"])), "activations"
+    yield "unknown key", edit(lambda c: c["experiments"]["phases"].update(lamda=[0.1])), "experiments.phases.lamda: unknown key"
+    yield "wrong type", edit(lambda c: c["experiments"]["phases"].update(lr="fast")), "experiments.phases.lr: 'fast' is not of type 'number'"
+    yield "negative N", edit(lambda c: c["experiments"]["phases"].update(N=[-5])), "experiments.phases.N[0]: -5 is less than the minimum of 1"
+    yield "empty grid", edit(lambda c: c["experiments"]["shrinkage"].update(seeds=[])), "experiments.shrinkage.seeds: [] should be non-empty"
+    yield "bad activation", edit(lambda c: c["experiments"]["phases"].update(activations=["gelu"])), "experiments.phases.activations[0]: 'gelu' is not one of"
     yield "d not split", edit(lambda c: c["experiments"]["phases"].update(d=[13])), "experiments.phases.d"
-    yield "unknown experiment", edit(lambda c: c["experiments"].update(phasess=c["experiments"]["phases"])), "phasess"
+    yield "unknown experiment", edit(lambda c: c["experiments"].update(phasess=c["experiments"]["phases"])), "experiments.phasess: unknown key"
     yield "N and N_over_d", edit(lambda c: c["experiments"]["phases"].update(N_over_d=[2])), "experiments.phases"
     # beyond the schema (mfae.study.check_config) and before it (duplicate keys)
     yield "NaN lr", edit(lambda c: c["experiments"]["phases"].update(lr=float("nan"))), "experiments.phases.lr"
@@ -136,8 +136,8 @@ def bad_configs():
     yield "no experiment enabled", edit(lambda c: [e.update(enabled=False) for e in c["experiments"].values()]), \
         "experiments: no experiment is enabled"
     yield "empty experiments", edit(lambda c: c.update(experiments={})), "experiments: no experiment is enabled"
-    yield "seed beyond 2^32", edit(lambda c: c["experiments"]["phases"].update(seeds=[2**32])), "['phases']['seeds']"
-    yield "N beyond int64", edit(lambda c: c["experiments"]["phases"].update(N=[2**63])), "['phases']['N']"
+    yield "seed beyond 2^32", edit(lambda c: c["experiments"]["phases"].update(seeds=[2**32])), "experiments.phases.seeds[0]: 4294967296 is greater than"
+    yield "N beyond int64", edit(lambda c: c["experiments"]["phases"].update(N=[2**63])), "experiments.phases.N[0]: 9223372036854775808 is greater than"
     yield "duplicate key", (ROOT / ".test" / "config.yaml").read_text().replace(
         "    lr: 0.2\n", "    lr: 0.2\n    lr: 0.3\n", 1), "experiments.phases.lr: duplicate key"
 
@@ -148,6 +148,9 @@ def test_bad_config_fails_before_any_job_naming_the_key(tmp_path, name, cfg, key
     out = p.stdout + p.stderr
     assert p.returncode != 0, out[-2000:]
     assert key in out, out[-2000:]
+    # one line naming the key, not a schema dump
+    (line,) = [ln for ln in out.splitlines() if key in ln]
+    assert line.startswith("Invalid config: ") and "Failed validating" not in out, out[-2000:]
     assert "Job stats" not in out and not (tmp_path / "results").exists()
 
 

@@ -1,6 +1,6 @@
-"""`mfae plan --calibrate`: this machine's rates for the cost model (mfae.plan), measured once and stored.
+"""`mfae plan --calibrate`: this machine's rates for the cost model (mfae.traincost), measured once and stored.
 
-The built-in rates of mfae.plan (CPU_RATES, GPU_RATES) describe the development machine and an assumed
+The built-in rates of mfae.traincost (CPU_RATES, GPU_RATES) describe the development machine and an assumed
 H100-class GPU. A job's whole time on another machine differs mostly in two ways: the start-up
 (interpreter, imports, reading the data file, writing the output: slower file systems and CPUs) and
 the speed of the SGD steps. `calibrate` times whole `mfae train` processes, exactly as the workflow
@@ -17,7 +17,7 @@ jobs' measured whole-job times.
 
 Where the rates live: a YAML file, one section per device (`cpu:`, `cuda:`), at $MFAE_RATES if set,
 else $XDG_CONFIG_HOME/mfae/rates.yaml (~/.config/mfae/rates.yaml). `mfae plan` and the workflow's
-resources (mfae.plan.rates) read it when it exists; MFAE_RATES=none uses the built-in rates. On a
+resources (mfae.traincost.rates) read it when it exists; MFAE_RATES=none uses the built-in rates. On a
 cluster, calibrate on a compute node (`srun ... mfae plan --calibrate --device cuda`) with a home
 folder shared with the login node, where Snakemake reads the file.
 """
@@ -37,9 +37,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import MfaeError
-
-from .ratesfile import FITTED, RATES_ENV, apply, describe, rates_path, reread, stored  # noqa: F401  (calibrate.rates_path, ...)
+from . import MfaeError, traincost
+from .ratesfile import FITTED, reread
 
 LR, BATCH, N_TEST, N_TIMES = 0.12, 8, 256, 2
 RUNS = 3  # runs (seeds) per probe job, one stack: the workflow trains all seeds of an N together
@@ -67,9 +66,7 @@ def probes(device: str, quick: bool = False) -> list[Probe]:
 
 
 def shape_of(p: Probe):
-    from .plan import Shape
-
-    return Shape(N=p.N, d=p.d, m=p.d, batch=BATCH, steps=p.steps, n_times=N_TIMES, n_test=N_TEST)
+    return traincost.Shape(N=p.N, d=p.d, m=p.d, batch=BATCH, steps=p.steps, n_times=N_TIMES, n_test=N_TEST)
 
 
 def _mfae(*args: str) -> list[str]:
@@ -96,20 +93,18 @@ def fit(device: str, measured: dict[str, float], ps: list[Probe]):
     """Calibrated Rates: the reference model with its start-up set to the start-up probe's time, its
     fixed-cost terms scaled by k_o and its throughput terms by k_f, so that it gives the measured
     whole-job seconds of the overhead and flops probes (least squares on those two)."""
-    from . import plan
-
-    ref = plan.GPU_RATES if device == "cuda" else plan.CPU_RATES
+    ref = traincost.GPU_RATES if device == "cuda" else traincost.CPU_RATES
     by = {p.name: p for p in ps}
 
     def parts(p: Probe) -> tuple[float, float]:
         """(fixed-cost seconds, throughput seconds) of the probe's work under the reference rates: its
-        runs' work, as mfae.pack.batch_resources counts a batch (the stack's runs one after the other)."""
+        runs' work, as mfae.jobsize.batch_cost counts a batch (the stack's runs one after the other)."""
         s = shape_of(p)
         fixed = p.steps * (ref.step_overhead + s.batch * s.N * ref.step_act)
         if device == "cuda":  # a GPU step costs max(floor, flops/rate, bytes/bandwidth): split at the max
-            step = plan.step_seconds(s, ref)
+            step = traincost.step_seconds(s, ref)
             fixed = p.steps * ref.step_overhead if step == ref.step_overhead else 0.0
-        total = plan.est_seconds(s, ref) - plan.startup_seconds(s, ref)
+        total = traincost.work_seconds(s, ref)
         return p.runs * fixed, p.runs * (total - fixed)
 
     startup = max(0.05, measured["start-up"] - sum(parts(by["start-up"])))
@@ -133,10 +128,8 @@ def fit(device: str, measured: dict[str, float], ps: list[Probe]):
 def calibrate(device: str = "cpu", repeats: int = 3, quick: bool = False) -> dict[str, Any]:
     """Measure this machine (median of `repeats` runs of each probe job) and return the calibration
     entry of `device`: rates, what they were fitted to, and where/when."""
-    from . import plan
-
-    if device not in plan.DEVICES:
-        raise MfaeError(f"device must be one of {', '.join(plan.DEVICES)}, got {device!r}")
+    if device not in traincost.DEVICES:
+        raise MfaeError(f"device must be one of {', '.join(traincost.DEVICES)}, got {device!r}")
     ps = probes(device, quick)
     with tempfile.TemporaryDirectory(prefix="mfae-calibrate-") as tmp:
         data = {}
@@ -166,10 +159,8 @@ def calibrate(device: str = "cpu", repeats: int = 3, quick: bool = False) -> dic
 
 def _model_seconds(p: Probe, rates) -> float:
     """The probe job under `rates`: one start-up plus each run's work."""
-    from . import plan
-
     s = shape_of(p)
-    return plan.startup_seconds(s, rates) + p.runs * (plan.est_seconds(s, rates) - plan.startup_seconds(s, rates))
+    return traincost.startup_seconds(s, rates) + p.runs * traincost.work_seconds(s, rates)
 
 
 def write(entry: dict[str, Any], device: str, path: Path) -> None:
@@ -186,7 +177,7 @@ def write(entry: dict[str, Any], device: str, path: Path) -> None:
             old = {}
     old[device] = entry
     path.parent.mkdir(parents=True, exist_ok=True)
-    header = ("# Rates of the cost model (mfae.plan.Rates) measured on this machine by `mfae plan --calibrate`.\n"
+    header = ("# Rates of the cost model (mfae.traincost.Rates) measured on this machine by `mfae plan --calibrate`.\n"
               "# Read by `mfae plan` and the workflow's job resources from $MFAE_RATES, else\n"
               "# $XDG_CONFIG_HOME/mfae/rates.yaml (~/.config/mfae/rates.yaml); MFAE_RATES=none ignores it.\n"
               "# probes: whole `mfae train` jobs timed (seconds) against the calibrated model (model_seconds).\n")

@@ -51,12 +51,53 @@ def read_yaml(path: str | Path) -> Any:
         return yaml.safe_load(f)
 
 
+SCHEMA = Path("workflow") / "schemas" / "config.schema.yaml"
+
+
+def schema_path() -> Path:
+    """The config schema of this checkout (workflow/schemas/config.schema.yaml beside src/), else of the
+    current folder (a repository root)."""
+    for root in (Path(__file__).resolve().parents[2], Path.cwd()):
+        if (root / SCHEMA).is_file():
+            return root / SCHEMA
+    raise MfaeError(f"config schema {SCHEMA} not found: run from the repository root")
+
+
+def _key(path: Iterable[Any]) -> str:
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
+
+
+def validate_schema(config: dict, schema: str | Path | None = None) -> None:
+    """The JSON schema's checks (types, ranges, unknown keys), raising one ConfigError that starts with
+    the offending key: `experiments.phases.N[0]: -5 is less than the minimum of 1`."""
+    import jsonschema
+
+    with open(schema or schema_path()) as f:
+        sch = yaml.safe_load(f)
+    errors = sorted(jsonschema.Draft202012Validator(sch).iter_errors(config),
+                    key=lambda e: (list(map(str, e.absolute_path)), e.message))
+    if not errors:
+        return
+    err = jsonschema.exceptions.best_match(errors)
+    key = _key(err.absolute_path)
+    if err.validator == "additionalProperties":  # name the unknown key itself, and what is allowed
+        known = sorted(err.schema.get("properties", {}))
+        extra = sorted(set(err.instance) - set(known))
+        key = ".".join(x for x in (key, str(extra[0])) if x)
+        raise ConfigError(f"{key}: unknown key (allowed here: {', '.join(known)})")
+    raise ConfigError(f"{key or 'config'}: {err.message}")
+
+
 def load_config(*paths: str | Path, check_paths: bool = True) -> dict:
     """Config files merged as Snakemake merges them (later files override, recursively), then
-    checked with check_config (the JSON schema is checked by the workflow: a dry run)."""
+    checked as the workflow checks them: the JSON schema, then check_config."""
     config: dict = {}
     for p in paths:
         _merge(config, read_yaml(p) or {})
+    validate_schema(config)
     check_config(config, check_paths=check_paths)
     return config
 

@@ -23,6 +23,7 @@ import numpy as np
 import xarray as xr
 
 from . import MfaeError
+from .arrays import load_array
 from .constants import IDX_IMAGES, IDX_SOURCES, IDX_STEMS, REAL_SOURCES, split_sizes
 from .spectrum import Spectrum, group_sizes, principal_axes, spectrum_of  # noqa: F401  (mfae.data.spectrum_of, ...)
 
@@ -347,30 +348,3 @@ def load_mnist(folder: str | Path, dataset: str = "mnist") -> tuple[np.ndarray, 
     return out[0], out[1]
 
 
-def load_array(path: str | Path) -> np.ndarray:
-    """A samples-by-features matrix from .npy or .csv (comma separated; a header line is skipped)."""
-    path = Path(path)
-    if not path.exists():
-        raise MfaeError(f"array file not found: {path}")
-    if path.suffix == ".npy":
-        try:
-            return np.load(path, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as exc:
-            raise MfaeError(f"{path}: not a readable .npy array ({exc})") from None
-    if path.suffix in (".csv", ".txt"):
-        try:
-            text = path.read_text().splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise MfaeError(f"{path}: cannot read as text ({exc})") from None
-        rows = [ln for ln in text if ln.strip()]
-        if rows and any(c.isalpha() and c not in "eE" for c in rows[0].replace("nan", "").replace("inf", "")):
-            rows = rows[1:]  # header line
-        try:
-            table = [[float(v) for v in ln.split(",")] for ln in rows]
-        except ValueError as exc:
-            raise MfaeError(f"{path}: non-numeric CSV entry ({exc})") from None
-        widths = {len(r) for r in table}
-        if len(widths) > 1:
-            raise MfaeError(f"{path}: rows have different numbers of columns ({sorted(widths)})")
-        return np.array(table)
-    raise MfaeError(f"{path}: unsupported array format {path.suffix!r}; use .npy or .csv")

@@ -8,7 +8,7 @@ share a batch (they are one stacked tensor program). N groups are then packed by
 - the others, in increasing N, fill batches of at most `train.pack_seconds` of work (small runs share
   a process, so the interpreter, torch and data start-up is paid once).
 
-The work is estimated with the cost model's built-in reference CPU rates (`mfae.plan.CPU_RATES`, not
+The work is estimated with the cost model's built-in reference CPU rates (`mfae.traincost.CPU_RATES`, not
 a calibration of this machine and not the device the jobs run on): the packing, hence each job's
 command line, depends on the config alone, so moving a study between a laptop and a cluster, or
 recalibrating, retrains nothing.
@@ -26,7 +26,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from . import layout, plan, study
+from . import jobsize, layout, study, traincost
 
 
 @dataclass(frozen=True)
@@ -74,11 +74,7 @@ class Batch:
 def run_work_seconds(config: dict, exp: str, dkey: str, N: int) -> float:
     """Estimated seconds of one run's work (steps, measurements, final modes; no start-up) at the
     reference CPU rates, from the config alone."""
-    s = plan.job_shape(config, exp, dkey, N)
-    if s is None:  # a user array not there yet: as an MNIST-sized file (plan.train_resources does the same)
-        s = plan.job_shape_fallback(config, exp, N)
-    r = plan.CPU_RATES
-    return plan.est_seconds(s, r) - plan.startup_seconds(s, r)
+    return traincost.work_seconds(jobsize.sized_shape(config, exp, dkey, N), traincost.CPU_RATES)
 
 
 def pack_groups(groups: list[tuple[int, float]], budget: float) -> list[list[int]]:
@@ -116,34 +112,3 @@ def train_batches(config: dict) -> list[Batch]:
             out.append(Batch(exp, act, lam, dkey, tuple((j["N"], j["seed"]) for j in js),
                              tuple(j["path"] for j in js), sum(work[N] for N in Ns)))
     return out
-
-
-def batch_resources(config: dict, b: Batch, device: str, attempt: int = 1,
-                    data_file: str | None = None) -> dict[str, int]:
-    """`runtime` (minutes) and `mem_mb` of a batch's job on `device` (mfae.plan's rates, calibrated or
-    not): one start-up plus every run's work; the memory of its largest stack (the runs of one N are
-    held together, the stacks follow each other). Each retry (attempt k) gets k times both."""
-    r = plan.rates(device)
-    startup, work, mem, kept = 0.0, 0.0, 0.0, 0.0
-    for N in sorted(set(b.Ns)):
-        s = plan.job_shape(config, b.experiment, b.data, N, data_file) or plan.job_shape_fallback(
-            config, b.experiment, N)
-        R = b.Ns.count(N)
-        startup = max(startup, plan.startup_seconds(s, r))
-        work += R * (plan.est_seconds(s, r) - plan.startup_seconds(s, r))
-        mem = max(mem, plan.memory_mb(s, r, runs=R))
-        kept += R * N * s.d * (4 if s.dtype == "float32" else 8) / 2**20  # finished stacks' weights (host)
-    seconds = startup + work
-    mem += kept  # an upper bound: the largest stack's weights are counted twice
-    return dict(runtime=plan.runtime_minutes(seconds, attempt), mem_mb=plan.memory_resource_mb(mem, attempt),
-                est_seconds=round(seconds, 2), est_mem_mb=round(mem, 1))
-
-
-def group_components(batch_seconds: list[float], minutes: float) -> int:
-    """K for `--group-components train=K`: batches per cluster submission so that one submission holds
-    about `minutes` of estimated work (Snakemake runs a group's batches one after the other when the
-    profile makes `gpu` a per-submission limit of 1). At least 1."""
-    if not batch_seconds:
-        return 1
-    mean = sum(batch_seconds) / len(batch_seconds)
-    return max(1, int(minutes * 60 // max(mean, 1e-9)))

@@ -1,5 +1,5 @@
 """The calibration file of the cost model: where `mfae plan --calibrate` stores this machine's rates, and
-how `mfae.plan.rates` applies them. A leaf module (no import of mfae.plan), so the planner and the
+how `mfae.traincost.rates` applies them. A leaf module (no import of mfae.traincost), so the cost model and the
 calibration can both use it (mfae.calibrate says how the rates are measured).
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 from . import MfaeError
 
 RATES_ENV = "MFAE_RATES"
-# fields of mfae.plan.Rates a calibration sets (host_extra_mb and read_rate keep their reference values)
+# fields of mfae.traincost.Rates a calibration sets (host_extra_mb and read_rate keep their reference values)
 FITTED = ("startup", "step_flops", "step_overhead", "step_act", "measure_flops", "measure_act", "bandwidth",
           "host_flops")
 
@@ -60,7 +60,7 @@ def _read(path: Path, mtime_ns: int) -> dict[str, Any]:
 
 
 def apply(ref, device: str, path: Path | None = None):
-    """`ref` (mfae.plan.Rates) with the stored calibration of `device` applied, if there is one."""
+    """`ref` (mfae.traincost.Rates) with the stored calibration of `device` applied, if there is one."""
     entry = stored(path).get(device)
     if not entry:
         return ref

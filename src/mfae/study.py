@@ -11,11 +11,13 @@ the schema fills in are applied here too, so a config read straight from YAML wo
 from __future__ import annotations
 
 import copy
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
 from mfae import layout
+from mfae.arrays import array_shape
 from mfae.constants import IDX_SOURCES, REAL_EXPERIMENTS, REAL_SHAPES, REAL_SOURCES
 from mfae.layout import fmt
 
@@ -28,6 +30,7 @@ SECTION_DEFAULTS: dict[str, dict[str, Any]] = {
     "train": dict(device="auto", dtype="float32", batch=8, n_times=25, n_test=4096, checkpoint_seconds=300,
                   plan_device="auto", pack_seconds=120),
     "meanfield": dict(n_times=200),
+    "cluster": dict(max_runtime_min=240, submission_minutes=30),
     "figures": dict(shrinkage_times=[1, 3, 10], realdata_times=[0.5, 1, 4], projection_times=[0, 1, 3, 6],
                     n_images=8),
     "smoke": dict(enabled=False, steps=32, n_times=3, n_test=256, meanfield_n_times=20, n_boot=20),
@@ -144,7 +147,7 @@ def data_args(config: dict, exp: str, dkey: str) -> str:
     d = experiment(config, exp)["data"]
     src = d["source"]
     if src in REAL_SOURCES:
-        a = src + (f" --path {d['path']}" if src in (*IDX_SOURCES, "array") else "")
+        a = src + (f" --path {shlex.quote(str(d['path']))}" if src in (*IDX_SOURCES, "array") else "")
         a += f" --test-fraction {fmt(d['test_fraction'])} --seed {d['seed']} --max-samples {d['max_samples']}"
         return a + (f" --max-test {d['max_test']}" if d["max_test"] else "")  # absent when 0: no rerun of old studies
     dim, rank = parse_dkey(dkey)
@@ -160,17 +163,8 @@ def real_dimension(data: dict) -> int | None:
     """d of a real-data source when known without running `mfae data` (None otherwise)."""
     if data["source"] in REAL_SHAPES:
         return REAL_SHAPES[data["source"]][0]
-    path = Path(data.get("path", ""))
-    try:
-        if path.suffix == ".npy":
-            import numpy as np
-
-            shape = np.load(path, mmap_mode="r").shape
-            return int(shape[1]) if len(shape) == 2 else None
-        with open(path) as f:
-            return len(f.readline().split(","))
-    except (OSError, ValueError):
-        return None
+    shape = array_shape(data.get("path", ""))
+    return shape[1] if shape else None
 
 
 def fetch_folder(path: str) -> str:
@@ -199,8 +193,6 @@ def fetches(config: dict) -> dict[str, dict[str, Any]]:
 
 def fetch_args(config: dict, folder: str) -> str:
     """The `mfae data fetch` arguments that fill one data folder: dataset, --dest and any --mirror."""
-    import shlex
-
     f = fetches(config)[folder]
     return " ".join([f["dataset"], "--dest", shlex.quote(folder), *(f"--mirror {shlex.quote(m)}" for m in f["mirrors"])])
 

@@ -1,6 +1,7 @@
 # Shared by all stages: read and check the config, then name the rules' input and params
 # functions. The experiment grid itself (experiments, data files, N values, output paths, which
 # figure shows which experiment) is plain Python in src/mfae/study.py, also used by `mfae plan`.
+import shlex
 import sys
 from pathlib import Path
 
@@ -9,16 +10,18 @@ from snakemake.settings.types import DeploymentMethod
 from snakemake.utils import validate
 
 try:
-    from mfae import config as mfae_config, layout, pack, plan, study
+    from mfae import config as mfae_config, layout, plan, stagecost, study
 except ImportError:  # a source checkout without `pip install -e .`
     sys.path.insert(0, str(Path(workflow.basedir) / "src"))
-    from mfae import config as mfae_config, layout, pack, plan, study
+    from mfae import config as mfae_config, layout, plan, stagecost, study
 
 # Before any job: a key given twice in a config file (YAML would keep the last silently), the
-# schema (types, ranges, unknown keys; fills in defaults), then the checks a schema cannot express.
+# schema (types, ranges, unknown keys: one line naming the key, as `mfae plan` says it; Snakemake's
+# own validate then fills in the defaults), then the checks a schema cannot express.
 try:
     for path in workflow.configfiles:
         mfae_config.read_yaml(path)
+    mfae_config.validate_schema(config, workflow.source_path("../schemas/config.schema.yaml"))
     validate(config, "../schemas/config.schema.yaml")
     # smoke.enabled: the same jobs, cut short (make paper-smoke; mfae.study.smoke_config)
     if config["smoke"]["enabled"]:
@@ -34,11 +37,11 @@ except mfae_config.ConfigError as e:
 # into .snakemake/conda/, so a relative `pip install -e ..` cannot find this checkout): jobs then
 # run this checkout's source with the env's python.
 if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method:
-    MFAE = f"PYTHONPATH={Path(workflow.basedir) / 'src'} python -m mfae"
+    MFAE = f"PYTHONPATH={shlex.quote(str(Path(workflow.basedir) / 'src'))} python -m mfae"
 else:
     MFAE = "mfae"
 
-R = study.results(config)
+RESULTS = study.results(config)
 EXP = study.experiments(config)
 csv = study.csv
 FETCH = study.fetches(config)  # data folders the fetch rule fills, by folder
@@ -81,18 +84,6 @@ def get_data_args(wildcards):
     return study.data_args(config, wildcards.exp, wildcards.dkey)
 
 
-def get_r0(wildcards):
-    return EXP[wildcards.exp]["r0"]
-
-
-def get_lr(wildcards):
-    return EXP[wildcards.exp]["lr"]
-
-
-def get_t_max(wildcards):
-    return EXP[wildcards.exp]["t_max"]
-
-
 def get_tol(wildcards):
     return EXP[wildcards.exp]["tol"]
 
@@ -116,10 +107,9 @@ def get_meanfield_files(wildcards):
     return study.meanfield_files(config, wildcards.exp)
 
 
-# Resources of a training job from the cost model in src/mfae/plan.py (also `mfae plan`): SLURM
-# gets a time limit and memory that fit the job (3x the estimate plus a margin; each retry doubles,
-# triples, ... them). The device planned for: train.plan_device, else train.device, else (auto) cuda
-# when training jobs are given a GPU (profiles/slurm sets gpu=1 for train), else cpu.
+# Training jobs and their resources: mfae.plan (what `mfae plan` prints). The device planned for:
+# train.plan_device, else train.device, else (auto) cuda when training jobs are given a GPU
+# (profiles/slurm sets gpu=1 for train), else cpu.
 def _gets_gpu(resources):
     return any(
         k in ("gpu", "gpus") or (k == "gres" and "gpu" in str(v))
@@ -135,34 +125,62 @@ TRAIN_OVERRIDES = {
     ).items()
 }
 TRAIN_DEVICE = plan.plan_device(config, gpu=_gets_gpu(TRAIN_OVERRIDES))
+TRAIN_PLAN = plan.study_plan(config, TRAIN_DEVICE)
+
+# On a cluster whose training jobs get a GPU, each submission of mfae.plan (batches whose work adds up
+# to cluster.submission_minutes) is one group job, group train_<k>: its batches run one after another
+# on its one GPU (the profile's `gpu` limit of 1 per submission), and each asks for its share of the
+# submission's time limit (Snakemake adds up the runtime of a group's jobs). Snakemake submits each
+# connected component of a group alone unless told how many to join; batches share no files, so the
+# groups train_<k> are declared instances of one group `train` (as a group `train_{k}` with a wildcard
+# would be) whose components are all joined (`--group-components train=N`, set here unless the
+# profile or command line sets it). Both are decided when the jobs are made, once Snakemake knows its
+# executor: local runs (and a CPU-only cluster) have no groups, every batch a job of its own.
+for _sub in TRAIN_PLAN.submissions:
+    workflow.parent_groupids[f"train_{_sub.index}"] = "train"
 
 
-TRAIN_BATCHES = pack.train_batches(config)
+def cluster_run():
+    """Whether training jobs are submitted in groups: a cluster executor (or a dry run of one) that gives
+    them a GPU."""
+    remote = not workflow.local_exec or workflow.dryrun
+    return remote and _gets_gpu(TRAIN_OVERRIDES)
+
+
+def train_group(batch):
+    """The batch's group: its submission, train_<k>, on a cluster; none locally."""
+    group = f"train_{TRAIN_PLAN.submission_of(batch.name).index}"
+
+    def get(wildcards):
+        if not cluster_run():
+            return None
+        joined = workflow.group_settings.group_components
+        if "train" not in joined:  # the settings Snakemake runs with exist only now
+            workflow.group_settings.group_components = {**joined, "train": len(TRAIN_PLAN.batches)}
+        return group
+
+    return get
 
 
 def train_resources(batch):
-    """Resources of a batch's job: `runtime` (minutes, SLURM -t) and `mem_mb` (--mem) from the cost
-    model (mfae.pack.batch_resources: 3x the estimate plus a margin; each retry doubles, triples, ...
-    them), and whatever the profile sets for `train` (set-resources: train: gpu: 1), which Snakemake
-    itself would only apply to a rule named exactly `train`."""
-    data = layout.data_file(R, batch.experiment, batch.data)
+    """Resources of a batch's job: `runtime` (minutes, SLURM -t) and `mem_mb` (--mem) from mfae.plan: on a
+    cluster its share of its submission's limit (the shares add up to the limit, 2x the estimate + 5 min),
+    locally its own limit; each retry doubles, triples, ... them (at most cluster.max_runtime_min). Plus
+    whatever the profile sets for `train` (set-resources: train: gpu: 1), which Snakemake itself would
+    only apply to a rule named exactly `train`."""
 
     def runtime(wildcards, attempt):
-        return pack.batch_resources(config, batch, TRAIN_DEVICE, attempt, data)[
-            "runtime"
-        ]
+        return TRAIN_PLAN.resources(batch.name, attempt, cluster_run())["runtime"]
 
     def mem_mb(wildcards, attempt):
-        return pack.batch_resources(config, batch, TRAIN_DEVICE, attempt, data)[
-            "mem_mb"
-        ]
+        return TRAIN_PLAN.resources(batch.name, attempt, cluster_run())["mem_mb"]
 
     return dict(runtime=runtime, mem_mb=mem_mb, **TRAIN_OVERRIDES)
 
 
 def stage_resources(stage, **fixed):
     """`mem_mb` (--mem) and `runtime` (minutes, -t) of a non-training job from the cost model
-    (mfae.plan.stage_resources: its inputs' sizes; 3x the time plus a margin, 1.5x the memory;
+    (mfae.stagecost.stage_resources: its inputs' sizes; 2x the time plus a margin, 1.5x the memory;
     each retry doubles, triples, ... them). `fixed`: arguments the rule knows (a figure's stem, in
     which {exp} is the job's wildcard)."""
 
@@ -170,7 +188,7 @@ def stage_resources(stage, **fixed):
         def resource(wildcards, attempt):
             where = {k: v for k, v in wildcards.items() if k in ("exp", "dkey")}
             where.update({k: v.format(**wildcards) for k, v in fixed.items()})
-            return plan.stage_resources(config, stage, attempt, **where)[key]
+            return stagecost.stage_resources(config, stage, attempt, **where)[key]
 
         return resource
 

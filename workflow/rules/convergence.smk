@@ -8,17 +8,17 @@ rule convergence:
         train=get_train_files,
         meanfield=get_meanfield_files,
     output:
-        nc=layout.convergence_file(R, "{exp}"),
+        nc=layout.convergence_file(RESULTS, "{exp}"),
         table=report(
-            f"{R}/{{exp}}/convergence_fits.csv",
+            f"{RESULTS}/{{exp}}/convergence_fits.csv",
             caption="../report/convergence_table.rst",
             category="Convergence",
             labels={"experiment": "{exp}"},
         ),
     log:
-        f"{R}/logs/convergence/{{exp}}.log",
+        f"{RESULTS}/logs/convergence/{{exp}}.log",
     benchmark:
-        f"{R}/benchmarks/convergence/{{exp}}.tsv"
+        f"{RESULTS}/benchmarks/convergence/{{exp}}.tsv"
     conda:
         "../../envs/mfae.yaml"
     resources:
@@ -29,6 +29,6 @@ rule convergence:
         n_boot=get_n_boot,
         by=get_convergence_axis,
     shell:
-        "{params.mfae} convergence --train {input.train} --meanfield {input.meanfield} --tol {params.tol}"
+        "{params.mfae} convergence --train {input.train:q} --meanfield {input.meanfield:q} --tol {params.tol}"
         " --n-boot {params.n_boot} --by {params.by}"
-        " --label {wildcards.exp} --out {output.nc} --table {output.table} > {log} 2>&1"
+        " --label {wildcards.exp} --out {output.nc:q} --table {output.table:q} > {log:q} 2>&1"

@@ -13,9 +13,9 @@ rule fetch:
             "t10k-labels-idx1-ubyte.gz",
         ),
     log:
-        f"{R}/logs/fetch/{{folder}}.log",
+        f"{RESULTS}/logs/fetch/{{folder}}.log",
     benchmark:
-        f"{R}/benchmarks/fetch/{{folder}}.tsv"
+        f"{RESULTS}/benchmarks/fetch/{{folder}}.tsv"
     wildcard_constraints:
         folder="|".join(re.escape(f) for f in FETCH) or "(?!)",
     conda:
@@ -26,18 +26,18 @@ rule fetch:
         mfae=MFAE,
         args=get_fetch_args,
     shell:
-        "{params.mfae} data fetch {params.args} --no-progress > {log} 2>&1"
+        "{params.mfae} data fetch {params.args} --no-progress > {log:q} 2>&1"
 
 
 rule data:
     input:
         get_data_inputs,
     output:
-        layout.data_file(R, "{exp}", "{dkey}"),
+        layout.data_file(RESULTS, "{exp}", "{dkey}"),
     log:
-        f"{R}/logs/data/{{exp}}_{{dkey}}.log",
+        f"{RESULTS}/logs/data/{{exp}}_{{dkey}}.log",
     benchmark:
-        f"{R}/benchmarks/data/{{exp}}_{{dkey}}.tsv"
+        f"{RESULTS}/benchmarks/data/{{exp}}_{{dkey}}.tsv"
     conda:
         "../../envs/mfae.yaml"
     resources:
@@ -46,4 +46,4 @@ rule data:
         mfae=MFAE,
         args=get_data_args,
     shell:
-        "{params.mfae} data {params.args} --out {output} > {log} 2>&1"
+        "{params.mfae} data {params.args} --out {output:q} > {log:q} 2>&1"

@@ -9,13 +9,16 @@ def figure_args(stem, inputs, options, summary):
     evaluates a shell directive again when the job runs, when this loop's `stem` is the last one.
     """
     fig = study.FIGURES[stem]
-    flags = [
-        f"--{k} {' '.join(v) if isinstance(v, list) else v}" for k, v in inputs.items()
-    ]
-    flags += [f"--{k.replace('_', '-')} {v}" for k, v in options.items()]
+    flags = [f"--{k} {quoted(v)}" for k, v in inputs.items()]
+    flags += [f"--{k.replace('_', '-')} {shlex.quote(str(v))}" for k, v in options.items()]
     if fig.data:
-        flags.append(f"--summary {summary}")
+        flags.append(f"--summary {shlex.quote(summary)}")
     return f"{fig.command} {' '.join(flags)}"
+
+
+def quoted(value):
+    """One path, or a list of them, as shell words."""
+    return " ".join(map(shlex.quote, value if isinstance(value, list) else [value]))
 
 
 def figure_caption(stem):
@@ -47,7 +50,7 @@ for stem in study.FIGURES:
     # each once per figure (the rule's directives below are read once, when the workflow is)
     inputs = study.figure_inputs(config, stem)
     options = study.figure_options(config, stem)
-    summary = layout.figure_file(R, f"{stem}_summary", "txt")
+    summary = layout.figure_file(RESULTS, f"{stem}_summary", "txt")
 
     rule:
         name:
@@ -57,16 +60,16 @@ for stem in study.FIGURES:
         output:
             **figure_summary(stem, summary),
             png=report(
-                layout.figure_file(R, stem, "png"),
+                layout.figure_file(RESULTS, stem, "png"),
                 caption=figure_caption(stem),
                 category="Figures",
                 labels={"figure": stem.split("_")[0], "shows": stem.split("_", 1)[1]},
             ),
-            pdf=layout.figure_file(R, stem, "pdf"),
+            pdf=layout.figure_file(RESULTS, stem, "pdf"),
         log:
-            f"{R}/logs/figures/{stem}.log",
+            f"{RESULTS}/logs/figures/{stem}.log",
         benchmark:
-            f"{R}/benchmarks/figures/{stem}.tsv"
+            f"{RESULTS}/benchmarks/figures/{stem}.tsv"
         conda:
             "../../envs/figures.yaml"
         resources:
@@ -77,4 +80,4 @@ for stem in study.FIGURES:
             mfae=MFAE,
             args=figure_args(stem, inputs, options, summary),
         shell:
-            "{params.mfae} figures {params.args} --out {output.png} > {log} 2>&1"
+            "{params.mfae} figures {params.args} --out {output.png:q} > {log:q} 2>&1"

@@ -9,17 +9,17 @@ for exp, e in EXP.items():
         name:
             f"meanfield_{exp}"
         input:
-            data=layout.data_file(R, exp, "{dkey}"),
+            data=layout.data_file(RESULTS, exp, "{dkey}"),
         output:
             [
-                layout.meanfield_file(R, exp, act, lam, "{dkey}")
+                layout.meanfield_file(RESULTS, exp, act, lam, "{dkey}")
                 for act in e["activations"]
                 for lam in e["lams"]
             ],
         log:
-            f"{R}/logs/meanfield/{exp}/{{dkey}}.log",
+            f"{RESULTS}/logs/meanfield/{exp}/{{dkey}}.log",
         benchmark:
-            f"{R}/benchmarks/meanfield/{exp}/{{dkey}}.tsv"
+            f"{RESULTS}/benchmarks/meanfield/{exp}/{{dkey}}.tsv"
         conda:
             "../../envs/mfae.yaml"
         resources:
@@ -32,5 +32,5 @@ for exp, e in EXP.items():
             t_max=e["t_max"],
             n_times=config["meanfield"]["n_times"],
         shell:
-            "{params.mfae} meanfield --data {input.data} --activation {params.activations} --lam {params.lams}"
-            " --r0 {params.r0} --t-max {params.t_max} --n-times {params.n_times} --out {output} > {log} 2>&1"
+            "{params.mfae} meanfield --data {input.data:q} --activation {params.activations} --lam {params.lams}"
+            " --r0 {params.r0} --t-max {params.t_max} --n-times {params.n_times} --out {output:q} > {log:q} 2>&1"

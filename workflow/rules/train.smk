@@ -3,28 +3,28 @@
 # stacked tensor program), packed by estimated work (train.pack_seconds; src/mfae/pack.py says what a
 # config change then reruns). Each batch is its own rule (train_<exp>_<act>_lam<lam>_<data>_N<a>_<b>),
 # with its runs' files as outputs, so every run keeps its own output file and path.
-# threads: 1, so independent batches fill all cores locally and spread over a cluster. On SLURM,
-# profiles/slurm gives every training job a GPU (set-resources under the name `train` applies to all
-# batch rules); `--device auto` then trains on CUDA. Time limit and memory: the cost model (mfae.plan).
+# threads: 1, so independent batches fill all cores locally. On SLURM, profiles/slurm gives every
+# training job a GPU (set-resources under the name `train` applies to all batch rules); `--device auto`
+# then trains on CUDA; the batches of one submission (mfae.plan) form one group job. Time limit and
+# memory: mfae.plan, as `mfae plan` prints them.
 
 
-for batch in TRAIN_BATCHES:
+for batch in TRAIN_PLAN.batches:
 
     rule:
         name:
             batch.name
         input:
-            data=layout.data_file(R, batch.experiment, batch.data),
+            data=layout.data_file(RESULTS, batch.experiment, batch.data),
         output:
             batch.paths,
         log:
-            f"{R}/logs/train/{batch.experiment}/{batch.stem}.log",
+            f"{RESULTS}/logs/train/{batch.experiment}/{batch.stem}.log",
         benchmark:
-            layout.train_benchmark(R, batch.experiment, batch.stem)
+            layout.train_benchmark(RESULTS, batch.experiment, batch.stem)
         group:
-            # only on a cluster: `--group-components train=K` submits K batches as one job
-            # (profiles/slurm; `mfae plan` suggests K); ignored when running locally
-            "train"
+            # on a cluster, the batch's submission (train_<k>); none locally
+            train_group(batch)
         conda:
             "../../envs/train.yaml"
         threads: 1
@@ -45,27 +45,27 @@ for batch in TRAIN_BATCHES:
             dtype=config["train"]["dtype"],
             device=config["train"]["device"],
             checkpoint_seconds=config["train"]["checkpoint_seconds"],
-            checkpoint=batch.checkpoint(R),
+            checkpoint=batch.checkpoint(RESULTS),
         shell:
             # A preempted/killed job leaves its checkpoint (outside `output:`, so Snakemake keeps it
             # across `retries`); rerunning the same command resumes from it.
-            "{params.mfae} train --data {input.data} --N {params.N} --seed {params.seeds}"
+            "{params.mfae} train --data {input.data:q} --N {params.N} --seed {params.seeds}"
             " --activation {params.activation} --lam {params.lam} --r0 {params.r0} --lr {params.lr}"
             " --batch {params.batch} --t-max {params.t_max} --n-times {params.n_times} --n-test {params.n_test}"
             " --dtype {params.dtype} --device {params.device} --threads {threads}"
-            " --checkpoint-seconds {params.checkpoint_seconds} --checkpoint {params.checkpoint}"
-            " --out {output} > {log} 2>&1"
+            " --checkpoint-seconds {params.checkpoint_seconds} --checkpoint {params.checkpoint:q}"
+            " --out {output:q} > {log:q} 2>&1"
 
 
 rule runs_table:
     input:
         study.all_train_files(config),
     output:
-        report(f"{R}/runs.csv", caption="../report/runs.rst", category="Runs"),
+        report(f"{RESULTS}/runs.csv", caption="../report/runs.rst", category="Runs"),
     log:
-        f"{R}/logs/runs_table.log",
+        f"{RESULTS}/logs/runs_table.log",
     benchmark:
-        f"{R}/benchmarks/runs_table.tsv"
+        f"{RESULTS}/benchmarks/runs_table.tsv"
     conda:
         "../../envs/mfae.yaml"
     resources:
@@ -73,4 +73,4 @@ rule runs_table:
     params:
         mfae=MFAE,
     shell:
-        "{params.mfae} summary --train {input} --out {output} > {log} 2>&1"
+        "{params.mfae} summary --train {input:q} --out {output:q} > {log:q} 2>&1"
