@@ -71,11 +71,12 @@ def load_study(args: argparse.Namespace) -> dict:
 
 def cmd_plan(args: argparse.Namespace) -> None:
     from .. import MfaeError, plan, ratesfile
-    from ..io import write_csv
 
     if args.calibrate:
         return cmd_calibrate(args)
     config = load_study(args)
+    from ..io import write_csv  # after the config: a bad one is refused before heavier imports
+
     if args.table_row:
         print(plan.summary_row(config, args.table_row))
         return
