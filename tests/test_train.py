@@ -11,6 +11,8 @@ from mfae.data import gaussian_data, spectrum_of, train_inputs
 from mfae.meanfield import integrate_reduced_ode
 from mfae.reference import TiedAutoencoder, autograd_optimizer, autograd_step
 from mfae.sgd import Stepper, sgd_direction
+from mfae.cli import main
+from mfae.io import write_dataset
 from mfae.train import Interrupted, TrainConfig, train
 
 ACTS = ["tanh", "relu", "linear", "erf"]
@@ -127,6 +129,41 @@ def test_checkpoint_with_other_parameters_is_refused(tmp_path: Path):
     other = TrainConfig(N=80, seed=1, lr=0.3, t_max=2.0, n_times=5, block_steps=16)
     with pytest.raises(MfaeError, match="lr"):
         train(other, data_dict(SMALL), torch.device("cpu"), checkpoint=ck, progress=False)
+
+
+class _Plant:
+    """A pickled object whose unpickling would create a file: a planted 'checkpoint'."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_a_planted_pickle_at_the_checkpoint_path_runs_nothing(tmp_path: Path, capsys):
+    """Shared scratch or a copied results folder may hold a file at a run's checkpoint path: loading it
+    unpickles no object (weights_only), so its code never runs; the run refuses it in one line; a real
+    checkpoint (tensors and plain containers) still resumes."""
+    marker = tmp_path / "pwned"
+    ck = tmp_path / "run.ckpt.pt"
+    torch.save({"fingerprint": _Plant(str(marker)), "stacks": []}, ck)
+    cfg = TrainConfig(N=20, seed=1, lr=0.2, t_max=1.0, n_times=3, block_steps=16)
+    with pytest.raises(MfaeError) as e:
+        train(cfg, data_dict(SMALL), torch.device("cpu"), checkpoint=ck, progress=False)
+    assert not marker.exists()
+    msg = str(e.value)
+    assert msg.startswith(f"checkpoint {ck} is unreadable or not a plain-tensor checkpoint") and "\n" not in msg
+    # through the CLI: one line, exit 2, no output written, the marker still absent
+    data = tmp_path / "d.nc"
+    write_dataset(SMALL, data)
+    out = tmp_path / "o.nc"
+    torch.save({"x": _Plant(str(marker))}, tmp_path / "o.nc.ckpt.pt")
+    assert main(["train", "--data", str(data), "--N", "20", "--t-max", "1", "--n-times", "3", "--out", str(out),
+                 "--checkpoint", str(tmp_path / "o.nc.ckpt.pt"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mfae: error: checkpoint ") and err.count("\n") == 1, err
+    assert not marker.exists() and not out.exists()
 
 
 def _edited(data: dict, key: str, index: tuple) -> dict:

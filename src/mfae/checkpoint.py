@@ -49,11 +49,25 @@ def fingerprint(cfgs: Sequence[TrainConfig], data_digest: str) -> dict:
     return dict(configs=[asdict(c) for c in cfgs], data_hash=data_digest)
 
 
+def _plain(stack: StackState) -> dict:
+    """A stack as tensors, numbers, strings, lists and dicts only: what torch.load(weights_only=True)
+    reads back without unpickling any object (the records' arrays become tensors)."""
+    out = asdict(stack)
+    out["theta"] = stack.theta.detach().cpu().clone()
+    out["sample_rng"] = [g.cpu() for g in stack.sample_rng]
+    out["records"] = [{k: torch.from_numpy(np.asarray(v)) for k, v in rec.items()} for rec in stack.records]
+    return out
+
+
+def _stack(plain: dict) -> StackState:
+    plain = dict(plain)
+    plain["records"] = [{k: v.numpy() for k, v in rec.items()} for rec in plain["records"]]
+    return StackState(**plain)
+
+
 def save_checkpoint(path: Path, fp: dict, stacks: Sequence[StackState | None]) -> str | None:
     """Save the batch's state atomically; returns None, or why it could not be saved (full disk, ...)."""
-    payload = dict(fingerprint=fp, stacks=[None if s is None else
-                                           {**asdict(s), "theta": s.theta.detach().cpu().clone(),
-                                            "sample_rng": [g.cpu() for g in s.sample_rng]} for s in stacks])
+    payload = dict(fingerprint=fp, stacks=[None if s is None else _plain(s) for s in stacks])
     try:
         with atomic_output(path) as tmp:
             torch.save(payload, tmp)
@@ -67,15 +81,21 @@ def load_checkpoint(path: Path, fp: dict) -> list[StackState | None] | None:
     A checkpoint of other runs or other data is refused with an MfaeError naming what differs."""
     if not path.exists():
         return None
-    try:
-        p = torch.load(path, weights_only=False)
+    try:  # weights_only: tensors and plain containers only; a pickled object is refused, never run
+        p = torch.load(path, weights_only=True)
     except Exception as exc:
-        raise MfaeError(f"checkpoint {path} is unreadable ({exc}); delete it to start afresh") from None
+        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise MfaeError(f"checkpoint {path} is unreadable or not a plain-tensor checkpoint ({why}); nothing in it "
+                        "was run; delete it to start afresh") from None
     old = p.get("fingerprint") if isinstance(p, dict) else None
     if old != fp:
         raise MfaeError(f"checkpoint {path} was made with {_difference(old, fp)}; refusing to mix runs: "
                         f"delete it or use the original parameters and data")
-    return [None if s is None else StackState(**s) for s in p["stacks"]]
+    try:
+        return [None if s is None else _stack(s) for s in p["stacks"]]
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise MfaeError(f"checkpoint {path} has an unknown layout ({type(exc).__name__}: {exc}); delete it to "
+                        "start afresh") from None
 
 
 def _difference(old: dict | None, new: dict) -> str:
