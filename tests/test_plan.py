@@ -434,7 +434,7 @@ def test_calibrate_writes_the_file_the_plan_then_reads(tmp_path):
     assert f"wrote {rates_file}" in p.stdout
     cal = yaml.safe_load(rates_file.read_text())["cpu"]
     assert set(cal["rates"]) >= {"startup", "step_flops", "step_overhead", "measure_flops", "host_flops"}
-    assert [pr["name"] for pr in cal["probes"]] == ["start-up", "overhead", "flops"]
+    assert [pr["name"] for pr in cal["probes"]] == ["start-up", "overhead", "flops", "bandwidth"]
     assert all(pr["seconds"] > 0 for pr in cal["probes"])
     out = {}
     for name, value in (("calibrated", str(rates_file)), ("reference", "none")):
@@ -447,3 +447,38 @@ def test_calibrate_writes_the_file_the_plan_then_reads(tmp_path):
         assert ("rates for cpu: calibrated on" in q.stdout) == (name == "calibrated"), q.stdout
     assert out["calibrated"] != out["reference"]
     assert min(out["calibrated"]) >= cal["rates"]["startup"] - 0.01  # every job pays the measured start-up (CSV: 0.01 s)
+
+
+def test_calibration_fit_recovers_known_rates():
+    """Probe times made by a machine of known rates (fixed costs x1.3, throughput /2.5, memory bandwidth
+    3 GB/s, start-up 2 s) give back those rates: the fit inverts the model, each term from its probe."""
+    import dataclasses
+
+    from mfae import calibrate
+
+    ref = traincost.CPU_RATES
+    true = dataclasses.replace(ref, startup=2.0 - 8.0 * 48 * 48 / ref.read_rate, step_overhead=ref.step_overhead * 1.3,
+                               step_act=ref.step_act * 1.3, step_flops=ref.step_flops / 2.5,
+                               measure_flops=ref.measure_flops / 2.5, measure_act=ref.measure_act * 2.5,
+                               host_flops=ref.host_flops / 2.5, bandwidth=3e9)
+    ps = calibrate.probes("cpu")
+    measured = {p.name: calibrate._model_seconds(p, true) for p in ps}
+    got, factors = calibrate.fit("cpu", measured, ps)
+    # the start-up probe's own 4 steps are taken at the reference rates: a bias below 0.1%
+    assert factors["k_overhead"] == pytest.approx(1.3, rel=1e-3)
+    assert factors["k_throughput"] == pytest.approx(2.5, rel=1e-3)
+    assert got.bandwidth == pytest.approx(3e9, rel=1e-3)
+    for p in ps:
+        assert calibrate._model_seconds(p, got) == pytest.approx(measured[p.name], rel=1e-3)
+
+
+def test_a_theta_beyond_the_caches_is_memory_bound():
+    """On the CPU a step whose Theta exceeds the caches costs its five passes over Theta at the memory
+    bandwidth when that is slower than its flops; a Theta that fits costs its flops alone."""
+    r = traincost.CPU_RATES
+    fits = traincost.Shape(N=2000, d=768, m=768, batch=16, steps=1, n_times=2, n_test=256)   # 6.1 MB
+    big = traincost.Shape(N=8000, d=768, m=768, batch=16, steps=1, n_times=2, n_test=256)    # 24.6 MB
+    act = 16 * 8000 * r.step_act
+    assert traincost.step_seconds(big, r) == pytest.approx(r.step_overhead + 5 * 8000 * 768 * 4 / r.bandwidth + act)
+    flops_only = traincost.step_flops(16, 2000, 768, 768) / r.step_flops
+    assert traincost.step_seconds(fits, r) == pytest.approx(r.step_overhead + flops_only + 16 * 2000 * r.step_act)

@@ -213,12 +213,13 @@ def test_bench_reads_the_finished_studys_batch_jobs(tiny_run):
     assert (int(total[1]), int(total[2])) == (len(jobs), len(rows)), p.stdout
     assert float(total[3]) == pytest.approx(sum(float(r["measure_seconds"]) for r in rows), abs=0.06)
     assert 0 < float(total[3]) < float(total[4]), p.stdout  # measured inside the jobs' time
-    p = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_plan.py"), "--compare", str(cfgfile)],
+    p = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_estimates.py"), str(cfgfile)],
                        capture_output=True, text=True, cwd=wd, timeout=300)
     assert p.returncode == 0, p.stdout + p.stderr[-2000:]
     measured = [ln.split() for ln in p.stdout.splitlines() if ln.split()[:1] and ln.split()[0] in
                 {r["experiment"] for r in rows}]
-    assert len(measured) == len(jobs) and all(float(m[-2]) > 0 for m in measured), p.stdout
+    assert len(measured) == len(jobs) and all(float(m[3]) > 0 for m in measured), p.stdout
+    assert "within 1.5x: " in p.stdout and f" of {len(jobs)}" in p.stdout
 
 
 def planned_after(tiny_run, tmp_path, edit) -> dict[str, int]:

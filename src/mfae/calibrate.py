@@ -62,7 +62,8 @@ def probes(device: str, quick: bool = False) -> list[Probe]:
     if device == "cuda":
         return [Probe("start-up", 1, 48, 4), Probe("overhead", 16, 48, 400000 // k),
                 Probe("flops", 32768, 1024, 20000 // k)]
-    return [Probe("start-up", 1, 48, 4), Probe("overhead", 16, 48, 50000 // k), Probe("flops", 2000, 96, 3000 // k)]
+    return [Probe("start-up", 1, 48, 4), Probe("overhead", 16, 48, 50000 // k), Probe("flops", 2000, 96, 3000 // k),
+            Probe("bandwidth", 8000, 768, 240 // k, runs=1)]
 
 
 def shape_of(p: Probe):
@@ -117,12 +118,29 @@ def fit(device: str, measured: dict[str, float], ps: list[Probe]):
         k_o = k_f = (w1 + w2) / (o1 + f1 + o2 + f2)
     k_o, k_f = (min(100.0, max(0.01, k)) for k in (k_o, k_f))
     startup_ref_read = 8.0 * 48 * 48 / ref.read_rate
-    return dataclasses.replace(
+    rates = dataclasses.replace(
         ref, name=f"{device} (calibrated)", startup=startup - startup_ref_read,
         step_overhead=ref.step_overhead * k_o, step_act=max(ref.step_act * k_o, 1e-15),
         step_flops=ref.step_flops / k_f, measure_flops=ref.measure_flops / k_f,
-        measure_act=max(ref.measure_act * k_f, 1e-15), bandwidth=ref.bandwidth / k_f,  # CPU: stays inf
-        host_flops=ref.host_flops / k_f), dict(k_overhead=k_o, k_throughput=k_f)
+        measure_act=max(ref.measure_act * k_f, 1e-15), bandwidth=ref.bandwidth / k_f,
+        host_flops=ref.host_flops / k_f)
+    factors = dict(k_overhead=k_o, k_throughput=k_f)
+    if "bandwidth" in by:  # a Theta beyond the caches: the step time the flop rate does not explain
+        rates = dataclasses.replace(rates, bandwidth=_bandwidth(by["bandwidth"], measured["bandwidth"] - startup, rates))
+        factors["k_bandwidth"] = ref.bandwidth / rates.bandwidth
+    return rates, factors
+
+
+def _bandwidth(p: Probe, work: float, rates) -> float:
+    """The memory bandwidth that makes the model give the probe's measured work (seconds after the
+    start-up), the other rates fixed; +inf when the flop rate alone already explains it."""
+    s = shape_of(p)
+    flop_only = p.runs * traincost.work_seconds(s, dataclasses.replace(rates, bandwidth=float("inf")))
+    extra = (work - flop_only) / (p.runs * p.steps)  # seconds per step the flops leave unexplained
+    if extra <= 0:
+        return float("inf")
+    f = traincost.step_flops(s.batch, s.N, s.d, s.m) / rates.step_flops
+    return traincost.step_bytes(s) / (f + extra)
 
 
 def calibrate(device: str = "cpu", repeats: int = 3, quick: bool = False) -> dict[str, Any]:

@@ -8,7 +8,7 @@ share a batch (they are one stacked tensor program). N groups are then packed by
 - the others, in increasing N, fill batches of at most `train.pack_seconds` of work (small runs share
   a process, so the interpreter, torch and data start-up is paid once).
 
-The work is estimated with the cost model's built-in reference CPU rates (`mfae.traincost.CPU_RATES`, not
+The work is estimated with fixed rates (`PACK_RATES`: the cost model's reference CPU rates, not
 a calibration of this machine and not the device the jobs run on): the packing, hence each job's
 command line, depends on the config alone, so moving a study between a laptop and a cluster, or
 recalibrating, retrains nothing.
@@ -22,7 +22,9 @@ batches. A larger pack_seconds means fewer processes, a smaller one cheaper part
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,10 +73,15 @@ class Batch:
         return f"{layout.model_dir(results, self.experiment, self.activation, self.lam, self.data)}/batch_{self.tag}_{digest}.ckpt.pt"
 
 
+# The packing's unit of work: the reference CPU rates without the memory-bound term (added later), held
+# fixed so that a refinement of the cost model repacks, and so retrains, nothing.
+PACK_RATES = dataclasses.replace(traincost.CPU_RATES, name="pack", bandwidth=math.inf)
+
+
 def run_work_seconds(config: dict, exp: str, dkey: str, N: int) -> float:
     """Estimated seconds of one run's work (steps, measurements, final modes; no start-up) at the
-    reference CPU rates, from the config alone."""
-    return traincost.work_seconds(jobsize.sized_shape(config, exp, dkey, N), traincost.CPU_RATES)
+    packing's rates, from the config alone."""
+    return traincost.work_seconds(jobsize.sized_shape(config, exp, dkey, N), PACK_RATES)
 
 
 def pack_groups(groups: list[tuple[int, float]], budget: float) -> list[list[int]]:

@@ -47,11 +47,13 @@ class Rates:
     step_act: float         # seconds per float32 activation (B*N per step); 0 on GPU (in the floor)
     measure_flops: float    # matmul rate of a measurement (CPU: float32 products; GPU: float64)
     measure_act: float      # seconds per activation in a measurement (n_test*N per measurement)
-    bandwidth: float        # bytes/s (GPU: steps are also bound by five passes over Theta); inf on CPU
+    bandwidth: float        # bytes/s of the passes over Theta a step makes (five): large N*d are memory-bound
     startup: float          # seconds: python + torch imports, data file, output; GPU: + CUDA init
     read_rate: float        # bytes/s reading the data file (netCDF, float64)
     host_flops: float       # float64 rate of the final eigendecomposition (always on the CPU)
     host_extra_mb: float = 0.0  # host memory beyond mfae.cost's count (GPU: CUDA context and libraries)
+    gpu: bool = False           # GPU: a step costs the largest of its parts; CPU: they add up
+    cache_bytes: float = 0.0    # Theta up to this size stays in the caches (CPU): its passes cost no bandwidth
 
 
 # Fitted (least squares over timed steps, measurements and whole jobs) on the development machine (2-core AMD EPYC VM with
@@ -60,8 +62,12 @@ class Rates:
 # step's fixed cost and activation term absorb part of the matmul time, so step_flops comes out above
 # the 96.5 GF/s of a square sgemm. Checked against whole studies run with 2 jobs on the 2 cores
 # (docs/performance.md "Cost model").
+# Theta beyond ~8 MB (N x d = 2e6 float32) no longer stays in the caches and the skinny step products
+# become memory-bound: 5 passes over Theta at `bandwidth` (d = 784, B = 16, one thread: 34 GF/s up to
+# N = 2000, 24 GF/s at N = 8000, measured side by side).
 CPU_RATES = Rates(name="cpu", step_flops=106e9, step_overhead=14.2e-6, step_act=1.41e-9, measure_flops=126e9,
-                  measure_act=0.87e-9, bandwidth=math.inf, startup=1.65, read_rate=300e6, host_flops=65e9)
+                  measure_act=0.87e-9, bandwidth=9e9, startup=1.65, read_rate=300e6, host_flops=65e9,
+                  cache_bytes=8e6)
 
 # NOT measured (no GPU was available to this project): documented assumptions for an H100/H200-class
 # GPU (A100: roughly 2x the times). float32 without TF32 at the skinny shapes of a step (one side is B):
@@ -72,7 +78,7 @@ CPU_RATES = Rates(name="cpu", step_flops=106e9, step_overhead=14.2e-6, step_act=
 # mfae.cost's arrays, which then sit in device memory: the host request is generous).
 GPU_RATES = Rates(name="cuda", step_flops=25e12, step_overhead=15e-6, step_act=0.0, measure_flops=30e12,
                   measure_act=0.0, bandwidth=3e12, startup=20.0, read_rate=300e6, host_flops=20e9,
-                  host_extra_mb=2000.0)
+                  host_extra_mb=2000.0, gpu=True)
 
 STEP_F64_FACTOR = 2.0      # float64 SGD weights: half the float32 matmul rate (CPU AVX-512 and H100 alike)
 
@@ -125,19 +131,27 @@ def flops(s: Shape) -> float:
             + s.n_times * measure_flops(s.N, s.d, s.m, s.n_test) + final_flops(s.N, s.d))
 
 
+def step_bytes(s: Shape) -> float:
+    """Bytes a step moves: its five matrix products each pass over Theta (N x d)."""
+    return 5.0 * s.N * s.d * (8 if s.dtype == "float64" else 4)
+
+
 def step_seconds(s: Shape, r: Rates) -> float:
+    """One SGD step: the matmuls at the flop rate or, once Theta outgrows the caches, at the memory
+    bandwidth (whichever is slower); on a CPU plus the fixed dispatch cost and the activations."""
     f = step_flops(s.batch, s.N, s.d, s.m, s.n_train == 0)
     rate = r.step_flops / (STEP_F64_FACTOR if s.dtype == "float64" else 1.0)
-    if math.isinf(r.bandwidth):  # CPU: sequential costs add up
-        return r.step_overhead + f / rate + s.batch * s.N * r.step_act
-    item = 8 if s.dtype == "float64" else 4
-    return max(r.step_overhead, f / rate, 5.0 * s.N * s.d * item / r.bandwidth)
+    theta_bytes = step_bytes(s) / 5.0
+    products = max(f / rate, step_bytes(s) / r.bandwidth if theta_bytes > r.cache_bytes else 0.0)
+    if r.gpu:
+        return max(r.step_overhead, products)
+    return r.step_overhead + products + s.batch * s.N * r.step_act
 
 
 def measure_seconds(s: Shape, r: Rates) -> float:
     f = measure_flops(s.N, s.d, s.m, s.n_test)
     t = f / r.measure_flops + s.n_test * s.N * r.measure_act
-    if not math.isinf(r.bandwidth):  # GPU: the n_test x N activations are written and read a few times
+    if r.gpu:  # the n_test x N activations are written and read a few times
         t = max(t, 4.0 * s.n_test * s.N * 8 / r.bandwidth)
     return t
 

@@ -19,13 +19,14 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
     path = args.rates_file or rates_path()
     if path is None:
         raise MfaeError(f"{RATES_ENV}=none: give --rates-file to say where to write the calibration")
-    print(f"calibrating {device}: timing whole `mfae train` jobs (start-up, many narrow steps, wide steps), "
+    print(f"calibrating {device}: timing whole `mfae train` jobs (start-up, many narrow steps, wide steps, a Theta beyond the caches), "
           f"{args.repeats} run(s) each ...", flush=True)
     entry = calibrate.calibrate(device, repeats=args.repeats, quick=args.quick)
     calibrate.write(entry, device, path)
     r = entry["rates"]
     print(f"start-up {r['startup']:.2f} s; SGD steps: fixed costs x{entry['factors']['k_overhead']:.2f}, "
-          f"throughput x{1 / entry['factors']['k_throughput']:.2f} of the reference rates")
+          f"throughput x{1 / entry['factors']['k_throughput']:.2f} of the reference rates; memory bandwidth "
+          f"{r['bandwidth'] / 1e9:.3g} GB/s")
     for p in entry["probes"]:
         print(f"  {p['name']:<9} N={p['N']:<6} d={p['d']:<5} {p['steps']:>6} steps: measured {p['seconds']:.2f} s, "
               f"model {p['model_seconds']:.2f} s")
