@@ -126,7 +126,9 @@ def fit(device: str, measured: dict[str, float], ps: list[Probe]):
         host_flops=ref.host_flops / k_f)
     factors = dict(k_overhead=k_o, k_throughput=k_f)
     if "bandwidth" in by:  # a Theta beyond the caches: the step time the flop rate does not explain
-        rates = dataclasses.replace(rates, bandwidth=_bandwidth(by["bandwidth"], measured["bandwidth"] - startup, rates))
+        p = by["bandwidth"]
+        work = measured["bandwidth"] - traincost.startup_seconds(shape_of(p), rates)  # its own (larger) data file
+        rates = dataclasses.replace(rates, bandwidth=_bandwidth(p, work, rates))
         factors["k_bandwidth"] = ref.bandwidth / rates.bandwidth
     return rates, factors
 
