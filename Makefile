@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 CORES  ?= 2
 
-.PHONY: all install test test-fast mutate test-cluster test-data lint report bench paper-smoke images images-offline clean
+.PHONY: all install test test-fast mutate test-cluster test-data gpu-check lint report bench paper-smoke images images-offline clean
 
 all: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --profile profiles/local --cores $(CORES)
@@ -67,6 +67,14 @@ test-data:
 # SLURM integration test: needs root; installs Debian's slurm packages and writes /etc/slurm.
 test-cluster: install test-data
 	$(BIN)/pytest -q -m slurm -p no:cacheprovider tests/cluster
+
+# On a GPU node, before the study (README "Run it on your cluster", step 3): the same small batch on CPU,
+# CUDA eager and CUDA graphs (curves compared, steps/s), the CUDA tests, then this node's CUDA rates for
+# the plan. Without a GPU it says so in one line and stops (exit 2).
+gpu-check: install
+	$(BIN)/mfae gpu-check
+	$(BIN)/pytest -q -rs -k cuda tests/test_perf_paths.py
+	$(BIN)/mfae plan --calibrate --device cuda
 
 # Workflow style (snakefmt, black's defaults) and Snakemake's own linter; `$(BIN)/snakefmt $(SMK)` fixes the first.
 SMK := Snakefile $(wildcard workflow/rules/*.smk)
