@@ -137,20 +137,24 @@ def test_real_dimension_of_a_user_matrix(tmp_path):
     assert study.real_dimension(dict(source="array", path=str(tmp_path / "missing.npy"))) is None
 
 
-def test_defaults_agree_with_the_schema():
+def test_the_figure_table_covers_the_schemas_experiments():
     schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
-
-    def defaults(node):
-        return {k: v["default"] for k, v in node["properties"].items() if "default" in v and v["default"] != {}}
-
-    exp = schema["$defs"]["experiment"]
-    assert study.EXPERIMENT_DEFAULTS == defaults(exp)
-    assert study.DATA_DEFAULTS == defaults(exp["properties"]["data"])
-    for name, sec in study.SECTION_DEFAULTS.items():
-        assert sec == defaults(schema["properties"][name]), name
     assert set(study.FIGURES) >= {"F1_phases", "F2_shrinkage", "F3_activations", "F4_convergence", "F6_projections"}
     assert set(schema["properties"]["experiments"]["properties"]) == {x for f in study.FIGURES.values()
                                                                       for x in f.experiments}
+
+
+def test_each_figure_is_drawn_by_a_figures_subcommand_whose_help_is_its_title():
+    import argparse
+
+    from mfae.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    figures = next(a for a in sub.choices["figures"]._actions if isinstance(a, argparse._SubParsersAction))
+    helps = {c.dest: c.help for c in figures._choices_actions}
+    assert set(helps) == {f.command for f in study.FIGURES.values()}
+    for stem, fig in study.FIGURES.items():
+        assert helps[fig.command] == fig.title and fig.title.startswith(stem.split("_")[0] + ": "), stem
 
 
 def bad(edit):
