@@ -200,7 +200,7 @@ def test_bench_reads_the_finished_studys_batch_jobs(tiny_run):
     import csv
 
     wd, cfgfile = tiny_run
-    p = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_jobs.py"), "--study-share", str(cfgfile)],
+    p = subprocess.run([sys.executable, str(ROOT / "bench" / "study_time.py"), str(cfgfile)],
                        capture_output=True, text=True, cwd=wd, timeout=300)
     assert p.returncode == 0, p.stdout + p.stderr[-2000:]
     with open(wd / "results" / "runs.csv", newline="") as f:
