@@ -23,7 +23,8 @@ import numpy as np
 import torch
 
 from mfae.data import gaussian_data, train_inputs
-from mfae.train import TrainConfig, train, train_batch
+from mfae.runconfig import TrainConfig
+from mfae.train import train, train_batch
 
 PAPER = [(256, 256, 5), (256, 4096, 5), (512, 2048, 5), (1024, 1024, 5), (1024, 16384, 5)]
 QUICK = [(48, 96, 3), (48, 1500, 3)]

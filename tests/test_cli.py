@@ -107,7 +107,7 @@ def test_train_flags_default_to_the_trainers_defaults():
     """`mfae train` with only --N gives the TrainConfig defaults (the library's run), field by field."""
     import dataclasses
 
-    from mfae.train import TrainConfig
+    from mfae.runconfig import TrainConfig
 
     args = _subparser("train").parse_args(["--data", "x.nc", "--N", "10", "--out", "o.nc"])
     for f in dataclasses.fields(TrainConfig):

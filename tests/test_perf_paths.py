@@ -15,7 +15,8 @@ from mfae.cli import build_parser
 from mfae.data import gaussian_data, real_data, train_inputs
 from mfae.reference import TiedAutoencoder, autograd_optimizer, autograd_step
 from mfae.sgd import CudaGraphRunner, Stepper
-from mfae.train import TrainConfig, train
+from mfae.runconfig import TrainConfig
+from mfae.train import train
 
 ACTS = ["tanh", "relu", "linear", "erf"]
 TOL = {torch.float64: dict(rtol=1e-12, atol=1e-12), torch.float32: dict(rtol=1e-5, atol=1e-6)}

@@ -7,11 +7,13 @@ import pytest
 import torch
 
 from mfae import MfaeError
-from mfae.data import gaussian_data, spectrum_of, train_inputs
+from mfae.data import gaussian_data, train_inputs
+from mfae.spectrum import spectrum_of
 from mfae.meanfield import integrate_reduced_ode
 from mfae.reference import TiedAutoencoder, autograd_optimizer, autograd_step
 from mfae.sgd import Stepper, sgd_direction
-from mfae.train import Interrupted, TrainConfig, train
+from mfae.runconfig import TrainConfig
+from mfae.train import Interrupted, train
 
 ACTS = ["tanh", "relu", "linear", "erf"]
 

@@ -1,7 +1,7 @@
 """The study's experiment grid, in plain Python (no Snakemake): which experiments run, their data
 files and N values, every output path, the `mfae data` arguments, which figure shows which
 experiments, and every training job as a row. Reading and checking a config (read_yaml, load_config,
-check_config, ConfigError) live in mfae.config and are re-exported here.
+check_config, ConfigError) live in mfae.config; the defaults in mfae.defaults.
 
 The workflow (workflow/rules/common.smk) and `mfae plan` both build on this module. Functions take
 the config dict (config.yaml, after the schema in workflow/schemas/config.schema.yaml); defaults
@@ -53,7 +53,8 @@ FIGURES: dict[str, Figure] = {
 
 # --- the grid ---------------------------------------------------------------------------------
 
-def csv(values: Iterable[Any]) -> str:
+def csv_list(values: Iterable[Any]) -> str:
+    """Values as one comma-separated command-line argument (4,1,0.25)."""
     return ",".join(fmt(v) for v in values)
 
 
@@ -143,7 +144,7 @@ def data_args(config: dict, exp: str, dkey: str) -> str:
         return a + (f" --max-test {d['max_test']}" if d["max_test"] else "")  # absent when 0: no rerun of old studies
     dim, rank = parse_dkey(dkey)
     if src == "gaussian":
-        a = f"gaussian --eigenvalues {csv(d['eigenvalues'])} --fractions {csv(d['fractions'])} --d {dim}"
+        a = f"gaussian --eigenvalues {csv_list(d['eigenvalues'])} --fractions {csv_list(d['fractions'])} --d {dim}"
     else:  # lowrank: eigenvalue d/r on r directions, 0 on the rest, so E||x||^2 = 1
         r = rank if rank is not None else d["rank"]
         a = f"gaussian --eigenvalues {fmt(dim / r)},0 --fractions {r},{dim - r} --d {dim}"
@@ -258,7 +259,7 @@ def figure_options(config: dict, stem: str) -> dict[str, Any]:
     fig, f = FIGURES[stem], section(config, "figures")
     out: dict[str, Any] = {}
     if fig.times:
-        out["times"] = csv(f[fig.times])
+        out["times"] = csv_list(f[fig.times])
     if fig.reads == "first_activation":
         out["activation"] = figure_activation(config, stem)
     if fig.data:

@@ -40,42 +40,42 @@ def _report(paths) -> None:
 
 def _runs_and_meanfields(args: argparse.Namespace, **load_kw):
     """Check the output path and inputs, then load the train runs and the mean-field file(s)."""
-    from .. import figures as F
+    from .. import figures as plots
 
-    F.check_out(args.out)
+    plots.check_out(args.out)
     _check_inputs(args.train, args.meanfield)
     mf_paths = args.meanfield if isinstance(args.meanfield, list) else [args.meanfield]
-    return F, F.load_runs(args.train, **load_kw), F.load_meanfields(mf_paths)
+    return plots, plots.load_runs(args.train, **load_kw), plots.load_meanfields(mf_paths)
 
 
 def cmd_phases(args: argparse.Namespace) -> int:
-    F, rs, (mf,) = _runs_and_meanfields(args)
-    _report(F.plot_phases(rs, mf, args.out))
+    plots, rs, (mf,) = _runs_and_meanfields(args)
+    _report(plots.plot_phases(rs, mf, args.out))
     return 0
 
 
 def cmd_shrinkage(args: argparse.Namespace) -> int:
-    F, rs, mfs = _runs_and_meanfields(args)
-    _report(F.plot_shrinkage(rs, mfs, args.times, args.out, activation=args.activation))
+    plots, rs, mfs = _runs_and_meanfields(args)
+    _report(plots.plot_shrinkage(rs, mfs, args.times, args.out, activation=args.activation))
     return 0
 
 
 def cmd_activations(args: argparse.Namespace) -> int:
-    F, rs, mfs = _runs_and_meanfields(args)
-    _report(F.plot_activations(rs, mfs, args.out))
+    plots, rs, mfs = _runs_and_meanfields(args)
+    _report(plots.plot_activations(rs, mfs, args.out))
     return 0
 
 
 def cmd_realdata(args: argparse.Namespace) -> int:
-    from .. import figures as F
+    from .. import figures as plots
     from ..io import read_dataset, write_text
 
-    F.check_out(args.out)
+    plots.check_out(args.out)
     _check_inputs(args.data, args.train, args.meanfield)
     data = read_dataset(args.data, "data", require=("eigenvalue", "eigenvector", "group_eigenvalue"))
-    rs = F.load_runs(args.train)
-    (mf,) = F.load_meanfields([args.meanfield])
-    paths, line = F.plot_realdata(data, rs, mf, args.times, args.out, n_images=args.n_images)
+    rs = plots.load_runs(args.train)
+    (mf,) = plots.load_meanfields([args.meanfield])
+    paths, line = plots.plot_realdata(data, rs, mf, args.times, args.out, n_images=args.n_images)
     if args.summary is not None:
         paths = [*paths, write_text(line + "\n", args.summary)]
     print(line)
@@ -86,30 +86,30 @@ def cmd_realdata(args: argparse.Namespace) -> int:
 def cmd_projections(args: argparse.Namespace) -> int:
     from ..figures import TRAIN_VARS
 
-    F, rs, (mf,) = _runs_and_meanfields(args, require=TRAIN_VARS + ("projection",),
+    plots, rs, (mf,) = _runs_and_meanfields(args, require=TRAIN_VARS + ("projection",),
                                         check=("risk", "gain", "projection"))
-    _report(F.plot_projections(rs, mf, args.times, args.out, bins=args.bins))
+    _report(plots.plot_projections(rs, mf, args.times, args.out, bins=args.bins))
     return 0
 
 
 def cmd_convergence(args: argparse.Namespace) -> int:
-    from .. import figures as F
+    from .. import figures as plots
     from ..io import read_dataset
 
-    F.check_out(args.out)
+    plots.check_out(args.out)
     _check_inputs(args.convergence)
     results = [read_dataset(p, "convergence") for p in args.convergence]
-    _report(F.plot_convergence(results, args.out, metric=args.metric))
+    _report(plots.plot_convergence(results, args.out, metric=args.metric))
     return 0
 
 
 def cmd_rank(args: argparse.Namespace) -> int:
-    from .. import figures as F
+    from .. import figures as plots
     from ..io import read_dataset
 
-    F.check_out(args.out)
+    plots.check_out(args.out)
     _check_inputs(args.convergence)
-    _report(F.plot_rank(read_dataset(args.convergence, "convergence"), args.out, metric=args.metric))
+    _report(plots.plot_rank(read_dataset(args.convergence, "convergence"), args.out, metric=args.metric))
     return 0
 
 

@@ -17,7 +17,7 @@ from .. import MfaeError
 from ..io import attr
 from ..runs import match_meanfield, model_mismatch
 from .fit import rank_n_risk_bound
-from ..spectrum import data_rank, whole_groups  # noqa: F401  (convergence.data_rank)
+from ..spectrum import data_rank, whole_groups
 
 METRICS: tuple[str, ...] = ("excess_risk", "gain_error")
 
