@@ -38,7 +38,9 @@ from mfae.measure import measure
 from mfae.reference import TiedAutoencoder, autograd_optimizer, autograd_step
 from mfae.sgd import CudaGraphRunner, Stepper
 from mfae.runconfig import n_steps
-from mfae.train import TrainConfig, prepare_run, train
+from mfae.runconfig import TrainConfig
+from mfae.runsetup import prepare_run
+from mfae.train import train
 
 LR, LAM, R0, ACT = 0.12, 0.1, 0.3, "tanh"
 DEFAULT_SHAPES = [(8, 400, 48), (8, 400, 96), (8, 2000, 48), (8, 2000, 96)]

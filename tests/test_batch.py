@@ -15,7 +15,9 @@ from mfae.data import gaussian_data, train_inputs
 from mfae.runconfig import derived_seed
 from mfae.reference import TiedAutoencoder, autograd_optimizer, autograd_step
 from mfae.sgd import Stepper
-from mfae.train import GaussianSampler, Interrupted, TrainConfig, train, train_batch
+from mfae.runconfig import TrainConfig
+from mfae.runsetup import GaussianSampler
+from mfae.train import Interrupted, train, train_batch
 
 ACTS = ["tanh", "relu", "linear", "erf"]
 CPU = torch.device("cpu")

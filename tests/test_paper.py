@@ -35,7 +35,7 @@ def smoke(steps: int = 32) -> dict:
 
 
 def steps_of(job: dict) -> int:
-    """SGD steps of a job, as mfae.train.prepare_run counts them (eps = lr / d)."""
+    """SGD steps of a job, as mfae.runsetup.prepare_run counts them (eps = lr / d)."""
     return math.ceil(job["t_max"] / (job["lr"] / job["d"]) - 1e-9)
 
 

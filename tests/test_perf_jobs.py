@@ -14,7 +14,9 @@ from mfae.data import (gaussian_data, load_digits_matrix, pixel_codes, real_data
                        train_inputs)
 from mfae.io import read_dataset, write_dataset
 from mfae.measure import Measurer, measure, measure_reference
-from mfae.train import TrainConfig, prepare_run, train
+from mfae.runconfig import TrainConfig
+from mfae.runsetup import prepare_run
+from mfae.train import train
 
 KEYS = ("risk", "gain", "c", "q", "p")
 

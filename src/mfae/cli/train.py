@@ -66,7 +66,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from ..data import TRAIN_INPUT_VARS, train_inputs
     from ..io import read_dataset
-    from ..train import Interrupted, TrainConfig, check_grid, resolve_device, train_batch
+    from ..runconfig import TrainConfig, check_grid
+    from ..train import Interrupted, resolve_device, train_batch
 
     cfgs = [TrainConfig(N=N, seed=seed, activation=args.activation, lam=args.lam, r0=args.r0, lr=args.lr,
                         batch=args.batch, t_max=args.t_max, n_times=args.n_times, dtype=args.dtype,
