@@ -36,10 +36,9 @@ from common import median_seconds, seconds_per_call
 from mfae.data import gaussian_data, train_inputs
 from mfae.measure import measure
 from mfae.reference import TiedAutoencoder, autograd_optimizer, autograd_step
-from mfae.sgd import CudaGraphRunner, Stepper
-from mfae.runconfig import n_steps
-from mfae.runconfig import TrainConfig
+from mfae.runconfig import TrainConfig, n_steps
 from mfae.runsetup import prepare_run
+from mfae.sgd import CudaGraphRunner, Stepper
 from mfae.train import train
 
 LR, LAM, R0, ACT = 0.12, 0.1, 0.3, "tanh"

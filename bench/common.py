@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 from typing import Callable, Mapping
 
-
 # --- timing -----------------------------------------------------------------------------------------------
 
 def seconds_per_call(fn: Callable[[], object], min_time: float = 0.0, sync: Callable[[], None] | None = None,

@@ -19,7 +19,6 @@ import argparse
 import sys
 import time
 
-import numpy as np
 import torch
 
 from mfae.data import gaussian_data, train_inputs

@@ -12,11 +12,10 @@ import xarray as xr
 
 from mfae import MfaeError
 from mfae.data import gaussian_data, train_inputs
-from mfae.runconfig import derived_seed
 from mfae.reference import TiedAutoencoder, autograd_optimizer, autograd_step
-from mfae.sgd import Stepper
-from mfae.runconfig import TrainConfig
+from mfae.runconfig import TrainConfig, derived_seed
 from mfae.runsetup import GaussianSampler
+from mfae.sgd import Stepper
 from mfae.train import Interrupted, train, train_batch
 
 ACTS = ["tanh", "relu", "linear", "erf"]

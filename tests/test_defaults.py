@@ -3,6 +3,7 @@
 command line. The one intended difference (mfae.defaults.CLI_SHRINKAGE_TIMES) is checked with its reason."""
 
 import dataclasses
+from pathlib import Path
 
 import yaml
 
@@ -10,8 +11,7 @@ from mfae import defaults, study
 from mfae.cli import build_parser
 from mfae.runconfig import TrainConfig
 
-from conftest import ROOT
-
+ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
 EXP_SCHEMA = SCHEMA["$defs"]["experiment"]
 

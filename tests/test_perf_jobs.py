@@ -10,8 +10,7 @@ import pytest
 import torch
 
 import mfae.train as T
-from mfae.data import (gaussian_data, load_digits_matrix, pixel_codes, real_data, real_source_data, samples,
-                       train_inputs)
+from mfae.data import gaussian_data, load_digits_matrix, pixel_codes, real_data, real_source_data, samples, train_inputs
 from mfae.io import read_dataset, write_dataset
 from mfae.measure import Measurer, measure, measure_reference
 from mfae.runconfig import TrainConfig

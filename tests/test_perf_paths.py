@@ -14,8 +14,8 @@ import torch
 from mfae.cli import build_parser
 from mfae.data import gaussian_data, real_data, train_inputs
 from mfae.reference import TiedAutoencoder, autograd_optimizer, autograd_step
-from mfae.sgd import CudaGraphRunner, Stepper
 from mfae.runconfig import TrainConfig
+from mfae.sgd import CudaGraphRunner, Stepper
 from mfae.train import train
 
 ACTS = ["tanh", "relu", "linear", "erf"]

@@ -8,11 +8,11 @@ import torch
 
 from mfae import MfaeError
 from mfae.data import gaussian_data, train_inputs
-from mfae.spectrum import spectrum_of
 from mfae.meanfield import integrate_reduced_ode
 from mfae.reference import TiedAutoencoder, autograd_optimizer, autograd_step
-from mfae.sgd import Stepper, sgd_direction
 from mfae.runconfig import TrainConfig
+from mfae.sgd import Stepper, sgd_direction
+from mfae.spectrum import spectrum_of
 from mfae.train import Interrupted, train
 
 ACTS = ["tanh", "relu", "linear", "erf"]

@@ -15,8 +15,8 @@ import yaml
 
 from mfae import MfaeError
 from mfae.constants import IDX_SOURCES, IDX_STEMS, REAL_SOURCES, SIZE_MAX
-from mfae.runconfig import n_steps
 from mfae.layout import fmt
+from mfae.runconfig import n_steps
 from mfae.study import FIGURES, dkeys, experiment, experiments, fetch_folder, figure_experiments, n_values, section
 
 

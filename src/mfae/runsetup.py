@@ -13,7 +13,6 @@ import torch
 
 from .runconfig import TrainConfig, check_grid, derived_seed, measure_steps, n_steps, time_grid
 
-
 # --- sampling ---------------------------------------------------------------------------------------
 
 class GaussianSampler:

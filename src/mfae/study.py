@@ -19,6 +19,7 @@ from mfae import defaults, layout
 from mfae.constants import IDX_SOURCES, REAL_EXPERIMENTS, REAL_SHAPES, REAL_SOURCES
 from mfae.layout import fmt
 
+
 @dataclass(frozen=True)
 class Figure:
     """One figure: the `mfae figures` command drawing it, what it shows (the command's help), the

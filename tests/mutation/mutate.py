@@ -447,7 +447,7 @@ def sample(mutants: dict[str, list[Mutant]], n: int, seed: int) -> list[Mutant]:
         return [m for v in mutants.values() for m in v]
     rng = random.Random(seed)
     out = []
-    for rel, ms in mutants.items():
+    for ms in mutants.values():
         k = min(len(ms), max(2, round(n * len(ms) / total)))
         out += rng.sample(ms, k)
     return out

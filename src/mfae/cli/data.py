@@ -6,9 +6,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._args import add_out, count, floats, fraction, integer, seed
 from ..constants import IDX_SOURCES, SIZE_MAX
 from ..defaults import DATA
+from ._args import add_out, count, floats, fraction, integer, seed
 
 REAL = {
     "digits": ("scikit-learn's bundled 8x8 digits (no network)", False),

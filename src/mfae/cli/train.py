@@ -91,12 +91,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"mfae: interrupted: {exc}", file=sys.stderr)
         return 3
     diverged = 0
-    for (N, seed), out_path, res in zip(runs, args.out, results):
-        params = {**params_of(args, data=args.data, out=out_path), "N": N, "seed": seed, "batch_runs": len(runs)}
+    for (N, run_seed), out_path, res in zip(runs, args.out, results):
+        params = {**params_of(args, data=args.data, out=out_path), "N": N, "seed": run_seed, "batch_runs": len(runs)}
         _write_run(res, data, device, params, ds.attrs, out_path, ckpt)
         if res["diverged"]:
             diverged += 1
-            print(f"mfae: run N={N} seed={seed} DIVERGED at step {res['diverged_step']} (lr={args.lr}); "
+            print(f"mfae: run N={N} seed={run_seed} DIVERGED at step {res['diverged_step']} (lr={args.lr}); "
                   f"recorded diverged=1 in {out_path}", file=sys.stderr)
         else:
             steps_s = res["steps_done"] / max(res["wall_seconds"], 1e-9)

@@ -16,8 +16,16 @@ import xarray as xr
 
 from .. import MfaeError
 from .errors import AXES, METRICS
-from .fit import (CI_LEVEL, MODEL, N_STAR_OK, N_STAR_STATUS_MEANINGS, bootstrap_fit, fit_floor_power_law,
-                  n_star_in_range, required_n)
+from .fit import (
+    CI_LEVEL,
+    MODEL,
+    N_STAR_OK,
+    N_STAR_STATUS_MEANINGS,
+    bootstrap_fit,
+    fit_floor_power_law,
+    n_star_in_range,
+    required_n,
+)
 
 METRIC_LONG_NAMES = {
     "excess_risk": "excess final risk R_N(T) - R_MF(T)",
