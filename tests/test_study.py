@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
+from gridcount import count_runs
 from mfae import MfaeError, study
 from mfae import config as config_mod
 
@@ -21,16 +22,23 @@ def cfg(name: str = ".test/config.yaml") -> dict:
 
 
 def test_train_jobs_of_the_shipped_configs():
-    # config.yaml: phases 2 N x 3 seeds; shrinkage 3 activations x 2 lams x 2 seeds;
-    # convergence 3 d x 3 N/d x 3 seeds; convergence_lowrank 3 d x 4 N x 3 seeds; convergence_rank
-    # 4 ranks x 4 N/r x 3 seeds; digits 2 seeds (mnist, userdata disabled)
-    jobs = study.train_jobs(cfg("config.yaml"))
-    assert len(jobs) == 6 + 12 + 27 + 36 + 48 + 2 == 131
-    # paper: 15 phases, 4 x 5 x 3 shrinkage, 5 d x 6 N x 5 seeds twice, 5 r x 6 N x 3 seeds, 3 x 5 digits,
-    # 2 x 3 mnist and fashion_mnist
-    assert len(study.train_jobs(cfg("config/paper.yaml"))) == 15 + 60 + 150 + 150 + 90 + 15 + 6 + 6 == 492
-    assert len(study.train_jobs(cfg())) == 32 + 16  # + the rank sweep: 2 ranks x 4 N x 2 seeds
-    assert len({j["path"] for j in jobs}) == len(jobs)
+    """One job per run of each enabled experiment's grid (counted from the YAML by tests/gridcount.py),
+    each with its own output path."""
+    for name in ("config.yaml", "config/paper.yaml", ".test/config.yaml"):
+        c = cfg(name)
+        jobs = study.train_jobs(c)
+        assert len(jobs) == count_runs(c) > 0, name
+        assert len({j["path"] for j in jobs}) == len(jobs), name
+
+
+def test_doubling_an_experiments_seeds_doubles_its_runs():
+    c = cfg()
+    phases = c["experiments"]["phases"]
+    seeds = phases.get("seeds", [0])
+    before = study.train_jobs(c)
+    n_phases = sum(j["experiment"] == "phases" for j in before)
+    phases["seeds"] = seeds + [max(seeds) + 1 + i for i in range(len(seeds))]
+    assert n_phases > 0 and len(study.train_jobs(c)) == len(before) + n_phases
 
 
 def test_a_training_job_row():
