@@ -123,7 +123,7 @@ def bad_configs():
     yield "d not split", edit(lambda c: c["experiments"]["phases"].update(d=[13])), "experiments.phases.d"
     yield "unknown experiment", edit(lambda c: c["experiments"].update(phasess=c["experiments"]["phases"])), "phasess"
     yield "N and N_over_d", edit(lambda c: c["experiments"]["phases"].update(N_over_d=[2])), "experiments.phases"
-    # beyond the schema (mfae.study.check_config) and before it (duplicate keys)
+    # beyond the schema (mfae.config.check_config) and before it (duplicate keys)
     yield "NaN lr", edit(lambda c: c["experiments"]["phases"].update(lr=float("nan"))), "experiments.phases.lr"
     yield "infinite lambda", edit(lambda c: c["experiments"]["shrinkage"].update(lams=[0.1, float("inf")])), \
         "experiments.shrinkage.lams[1]"
