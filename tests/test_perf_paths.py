@@ -243,3 +243,13 @@ def test_bench_ode_runs(root):
                        cwd=root)
     assert p.returncode == 0, p.stderr[-2000:]
     assert "ODE tanh" in p.stdout and "RHS evaluations" in p.stdout
+
+
+@pytest.mark.slow
+def test_gpu_check_runs_on_cpu(root):
+    """bench/gpu_check.py's code path (the paper's shapes read through mfae.study, batch vs runs alone) on
+    CPU with its small smoke shapes; exit 0 means every batched run equalled its run alone."""
+    p = subprocess.run([sys.executable, str(root / "bench" / "gpu_check.py"), "--device", "cpu", "--quick"],
+                       capture_output=True, text=True, timeout=300, cwd=root)
+    assert p.returncode == 0, p.stdout + p.stderr[-2000:]
+    assert "every batched run equals its run alone" in p.stdout, p.stdout
