@@ -3,12 +3,14 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 CORES  ?= 2
+# every Snakemake run of the targets below: this venv's tools first on PATH (the jobs' `mfae`), the local profile
+SNAKEMAKE = PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --profile profiles/local --cores $(CORES)
 
 .PHONY: all install test test-fast mutate test-cluster test-data gpu-check lint report bench paper-smoke images images-offline clean
 
 all: install
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --profile profiles/local --cores $(CORES)
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --profile profiles/local --cores $(CORES) --report results/report.html
+	$(SNAKEMAKE)
+	$(SNAKEMAKE) --report results/report.html
 
 # The venv is rebuilt only when the project's dependency files change.
 install: $(VENV)/.installed
@@ -39,21 +41,19 @@ mutate: install
 # Prints the wall time and the sum of the jobs' times (from results/paper-smoke/benchmarks).
 paper-smoke: install
 	@start=$$(date +%s); \
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --profile profiles/local --cores $(CORES) \
-	  --configfile config/paper.yaml config/paper-smoke.yaml && \
+	$(SNAKEMAKE) --configfile config/paper.yaml config/paper-smoke.yaml && \
 	echo "paper-smoke: $$(( $$(date +%s) - start )) s wall on $(CORES) cores;" \
 	  "sum of job times $$(cat $$(find results/paper-smoke/benchmarks -name '*.tsv') | awk '$$1 != "s" {t += $$1} END {printf "%.0f", t}') s"
 
 # The image study (MNIST and Fashion-MNIST at d = 784; config/images.yaml); downloads the data on first use.
 images: install
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --profile profiles/local --cores $(CORES) --configfile config/images.yaml
+	$(SNAKEMAKE) --configfile config/images.yaml
 
 # The same study without internet: Fashion-MNIST from Debian's package for both experiments
 # (config/images-offline.yaml says why); prints the wall time.
 images-offline: install
 	@start=$$(date +%s); \
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --profile profiles/local --cores $(CORES) \
-	  --configfile config/images.yaml config/images-offline.yaml && \
+	$(SNAKEMAKE) --configfile config/images.yaml config/images-offline.yaml && \
 	echo "images-offline: $$(( $$(date +%s) - start )) s wall on $(CORES) cores"
 
 # Fashion-MNIST's IDX files from Debian/Ubuntu (/usr/share/datasets/fashion-mnist) for the tests and
@@ -76,14 +76,16 @@ gpu-check: install
 	$(BIN)/pytest -q -rs -k cuda tests/test_perf_paths.py
 	$(BIN)/mfae plan --calibrate --device cuda
 
-# Workflow style (snakefmt, black's defaults) and Snakemake's own linter; `$(BIN)/snakefmt $(SMK)` fixes the first.
+# Python (ruff: pyflakes, import order, bugbear; pyproject.toml), workflow style (snakefmt, black's defaults)
+# and Snakemake's own linter. `$(BIN)/ruff check --fix src tests bench` and `$(BIN)/snakefmt $(SMK)` fix most.
 SMK := Snakefile $(wildcard workflow/rules/*.smk)
 lint: install
+	$(BIN)/ruff check src tests bench
 	$(BIN)/snakefmt --check $(SMK)
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --lint --cores 1
+	$(SNAKEMAKE) --lint
 
 report: install
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --profile profiles/local --report results/report.html
+	$(SNAKEMAKE) --report results/report.html
 
 bench: install
 	$(BIN)/python bench/bench_train.py

@@ -68,9 +68,10 @@ def main(argv=None) -> int:
     print(f"tanh moments c1(q) and c3(q): {t_moments * 1e6:.1f} us per q")
     for act in args.activations.split(","):
         c = np.full(args.groups, args.r0**2)
-        t_rhs = timed(lambda: [mf.growth_rate(act, spec, args.lam, c) for _ in range(200)], args.repeats) / 200
+        t_rhs = timed(lambda act=act, c=c: [mf.growth_rate(act, spec, args.lam, c) for _ in range(200)],
+                      args.repeats) / 200
         nfev = count_rhs(act, spec, args.lam, args.r0, times)
-        t = timed(lambda: mf.integrate_reduced_ode(act, spec, args.lam, args.r0, times), args.repeats)
+        t = timed(lambda act=act: mf.integrate_reduced_ode(act, spec, args.lam, args.r0, times), args.repeats)
         sol = mf.integrate_reduced_ode(act, spec, args.lam, args.r0, times)
         target = "  (target < 1 s: " + ("met" if t < 1.0 else "MISSED") + ")" if act == "tanh" else ""
         print(f"ODE {act:<6} {args.groups} groups to t={args.t_max:g}: {t:7.3f} s, {nfev} RHS evaluations "

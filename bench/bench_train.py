@@ -3,7 +3,7 @@
 
 For each shape (B, N, d) it measures, in one run:
   mfae-step   `Stepper.run` on a preallocated chunk of samples (the trainer's inner loop)
-  autograd    the plain step (bench/common.autograd_sgd): nn.Parameter + autograd + torch.optim.SGD, one batch per step
+  autograd    the plain step (mfae.reference): an nn.Module, autograd and torch.optim.SGD, one batch per step
   matmul      the four torch.mm of a step alone: (B x d)(d x N) twice, (B x N)(N x d), (N x 2B)(2B x d);
               their summed time is the "matmul-bound" step, i.e. the device's matmul rate at these shapes
   train()     the full `mfae.train.train` (sampling, measurements on the time grid, setup) against a
@@ -32,12 +32,14 @@ import time
 import numpy as np
 import torch
 
-from common import autograd_sgd, median_seconds, seconds_per_call, torch_activation
+from common import median_seconds, seconds_per_call
 from mfae.data import gaussian_data, train_inputs
 from mfae.measure import measure
+from mfae.reference import TiedAutoencoder, autograd_optimizer, autograd_step
+from mfae.runconfig import TrainConfig, n_steps
+from mfae.runsetup import prepare_run
 from mfae.sgd import CudaGraphRunner, Stepper
-from mfae.runconfig import n_steps
-from mfae.train import TrainConfig, prepare_run, train
+from mfae.train import train
 
 LR, LAM, R0, ACT = 0.12, 0.1, 0.3, "tanh"
 DEFAULT_SHAPES = [(8, 400, 48), (8, 400, 96), (8, 2000, 48), (8, 2000, 96)]
@@ -83,11 +85,12 @@ class Case:
         return lambda: runner.run(self.xe)
 
     def autograd(self):
-        step = autograd_sgd(torch.nn.Parameter(self.theta0.clone()), torch_activation(ACT), self.eps, LAM)
+        model = TiedAutoencoder(self.theta0, ACT)
+        opt = autograd_optimizer(model, self.eps, LAM)
 
         def run():
             for x in self.X:
-                step(x)
+                autograd_step(model, opt, x)
         return run
 
     def compiled(self):
@@ -168,17 +171,17 @@ def plain_train(cfg: TrainConfig, data: dict, device: torch.device) -> int:
     the same initialisation, test set and measurements on the same grid as mfae.train.train."""
     run = prepare_run(cfg, data, device)
     eps, total, ksteps, V, sampler, x_test = run.eps, run.total, run.ksteps, run.V, run.sampler, run.x_test
-    theta = torch.nn.Parameter(run.theta0.clone())
-    step = autograd_sgd(theta, torch_activation(cfg.activation), eps, cfg.lam)
+    model = TiedAutoencoder(run.theta0, cfg.activation)
+    opt = autograd_optimizer(model, eps, cfg.lam)
     nxt = 0
     for k in range(total + 1):
         while nxt < cfg.n_times and ksteps[nxt] == k:
-            measure(cfg.activation, theta.detach(), x_test, V, data["group"], data["group_eigenvalue"],
+            measure(cfg.activation, model.theta.detach(), x_test, V, data["group"], data["group_eigenvalue"],
                     data["group_fraction"])
             nxt += 1
         if k == total:
             break
-        step(sampler.draw(cfg.batch))
+        autograd_step(model, opt, sampler.draw(cfg.batch))
     return total
 
 

@@ -1,30 +1,16 @@
-"""What the benchmark scripts share: timing, Snakemake's benchmark files, exporting a git revision, and the
-plain autograd SGD loop that mfae's trainer is compared with.
+"""What the benchmark scripts share: timing and Snakemake's benchmark files. The plain SGD that mfae's
+trainer is compared with is mfae.reference (the tests' reference too).
 
-Only the standard library is imported at module level, so that the standalone "plain script" of
-bench_jobs.py can use `autograd_sgd` without importing mfae (torch is imported inside the functions).
+Only the standard library is imported at module level (mfae inside the functions that need it).
 """
 
 from __future__ import annotations
 
 import csv
-import shutil
 import statistics
-import subprocess
 import time
 from pathlib import Path
 from typing import Callable, Mapping
-
-ROOT = Path(__file__).resolve().parents[1]
-
-# The default baseline revision of bench_jobs.py --baseline and bench_study.py --baseline: the state of
-# the code before the whole-job work (docs/performance.md "Whole jobs" compares against it). Any other
-# revision can be given on the command line.
-DEFAULT_BASELINE = "dd01a14"
-# The default baseline of bench_batch.py and bench_jobs.py --batches: one process per SGD run, before
-# many runs per process (docs/performance.md "Many runs per process" compares against it).
-BATCH_BASELINE = "e84be0a"
-
 
 # --- timing -----------------------------------------------------------------------------------------------
 
@@ -87,63 +73,3 @@ def read_benchmark(path: str | Path) -> dict[str, float]:
         except (TypeError, ValueError):
             out[k] = float("nan")
     return out
-
-
-# --- a revision's files -----------------------------------------------------------------------------------
-
-def export_tree(dest: Path, rev: str | None = None, paths: tuple[str, ...] = ()) -> Path:
-    """The files of git revision `rev` (`git archive`), or of the working tree when rev is None (tracked and
-    untracked-but-not-ignored files), limited to `paths` when given, copied into `dest`."""
-    dest.mkdir(parents=True, exist_ok=True)
-    if rev is not None:
-        arch = subprocess.run(["git", "archive", rev, *paths], cwd=ROOT, capture_output=True, check=True)
-        subprocess.run(["tar", "-x", "-C", str(dest)], input=arch.stdout, check=True)
-        return dest
-    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", *paths],
-                           cwd=ROOT, capture_output=True, check=True).stdout.decode().split("\0")
-    for f in filter(None, files):
-        src = ROOT / f
-        if src.is_file():
-            (dest / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / f)
-    return dest
-
-
-# --- the plain SGD loop -----------------------------------------------------------------------------------
-
-def autograd_sgd(theta, activation: Callable, eps: float, lam: float) -> Callable:
-    """The SGD step the way typical research code writes it: `theta` an nn.Parameter (N, d), the loss
-    d*N * mean_batch 1/2 ||x - xhat||^2 (docs/theory.md §2 scaling) through autograd, torch.optim.SGD with
-    lr = eps and weight decay lambda. Returns step(x) for one mini-batch x (B, d)."""
-    import torch
-
-    opt = torch.optim.SGD([theta], lr=eps, weight_decay=lam)
-    n, d = theta.shape
-
-    def step(x) -> None:
-        loss = 0.5 * d * n * ((x - activation(x @ theta.T) @ theta / n) ** 2).sum(1).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    return step
-
-
-def torch_activation(name: str) -> Callable:
-    import torch
-
-    return dict(tanh=torch.tanh, relu=torch.relu, linear=lambda u: u, erf=torch.erf)[name]
-
-
-def tree_env(tree: Path) -> dict:
-    """Environment running `tree`'s own code: PYTHONPATH=tree/src (before the venv's editable install)
-    and an `mfae` wrapper for that code first on PATH, as jobs call it under Snakemake."""
-    import os
-    import sys
-
-    bindir = tree / ".bench_bin"
-    bindir.mkdir(exist_ok=True)
-    wrapper = bindir / "mfae"
-    wrapper.write_text(f'#!/bin/sh\nPYTHONPATH="{tree / "src"}" exec "{sys.executable}" -m mfae "$@"\n')
-    wrapper.chmod(0o755)
-    return dict(os.environ, PYTHONPATH=str(tree / "src"),
-                PATH=os.pathsep.join([str(bindir), str(Path(sys.executable).parent), os.environ.get("PATH", "")]))

@@ -22,7 +22,6 @@ import runpy
 import sys
 import sysconfig
 
-
 _STDLIB = sorted({sysconfig.get_path("stdlib"), sysconfig.get_path("platstdlib")})
 _STDLIB += [os.path.join(p, "lib-dynload") for p in _STDLIB]
 

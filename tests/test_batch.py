@@ -12,10 +12,11 @@ import xarray as xr
 
 from mfae import MfaeError
 from mfae.data import gaussian_data, train_inputs
-from mfae.runconfig import derived_seed
 from mfae.reference import TiedAutoencoder, autograd_optimizer, autograd_step
+from mfae.runconfig import TrainConfig, derived_seed
+from mfae.runsetup import GaussianSampler
 from mfae.sgd import Stepper
-from mfae.train import GaussianSampler, Interrupted, TrainConfig, train, train_batch
+from mfae.train import Interrupted, train, train_batch
 
 ACTS = ["tanh", "relu", "linear", "erf"]
 CPU = torch.device("cpu")

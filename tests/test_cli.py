@@ -107,7 +107,7 @@ def test_train_flags_default_to_the_trainers_defaults():
     """`mfae train` with only --N gives the TrainConfig defaults (the library's run), field by field."""
     import dataclasses
 
-    from mfae.train import TrainConfig
+    from mfae.runconfig import TrainConfig
 
     args = _subparser("train").parse_args(["--data", "x.nc", "--N", "10", "--out", "o.nc"])
     for f in dataclasses.fields(TrainConfig):
@@ -189,9 +189,8 @@ def test_cli_kill_and_resume(gdata, mfae_bin, tmp_path):
 def test_sigterm_saves_checkpoint_and_resume_is_identical(gdata, mfae_bin, tmp_path):
     """A preempted job (SIGTERM) exits non-zero with a checkpoint and no output; rerunning resumes."""
     import signal
-    import time
-
     import threading
+    import time
 
     base = [mfae_bin, "train", "--data", str(gdata / "D.nc"), "--N", "1500", "--lr", "0.05", "--t-max", "150",
             "--n-times", "5", "--threads", "1", "--block-steps", "64"]

@@ -12,9 +12,20 @@ import pytest
 import xarray as xr
 
 from mfae import cli
-from mfae.convergence import (N_STAR_ABOVE, N_STAR_BELOW, N_STAR_NOT_FITTED, N_STAR_OK, bootstrap_fit,
-                              collect_runs, convergence_dataset, fit_floor_power_law, n_star_in_range,
-                              rank_n_risk_bound, required_n, run_errors)
+from mfae.convergence import (
+    N_STAR_ABOVE,
+    N_STAR_BELOW,
+    N_STAR_NOT_FITTED,
+    N_STAR_OK,
+    bootstrap_fit,
+    collect_runs,
+    convergence_dataset,
+    fit_floor_power_law,
+    n_star_in_range,
+    rank_n_risk_bound,
+    required_n,
+    run_errors,
+)
 from mfae.io import curves_dataset, write_dataset
 
 TRUE = dict(a=1.0, b=1.0, C=0.09)

@@ -8,8 +8,15 @@ import pytest
 
 from mfae import MfaeError
 from mfae.arrays import load_array
-from mfae.data import (gaussian_data, group_sizes, load_digits_matrix, load_mnist, random_rotation,
-                       read_idx, real_data)
+from mfae.data import (
+    gaussian_data,
+    group_sizes,
+    load_digits_matrix,
+    load_mnist,
+    random_rotation,
+    read_idx,
+    real_data,
+)
 
 
 def test_gaussian_groups_and_rotation():

@@ -286,7 +286,7 @@ def test_debian_files_match_the_published_content():
 
 
 def test_checksum_table_is_well_formed():
-    for dataset, (urls, pins) in DATASETS.items():
+    for urls, pins in DATASETS.values():
         assert urls and all(u.endswith("/") for u in urls)
         assert sorted(pins) == sorted(FILES)
         for pin in pins.values():

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from mfae import figures as F
+from mfae import MfaeError
+from mfae import figures as plots
 from mfae.cli import main
 from mfae.io import read_dataset, write_dataset
 from mfae.meanfield import closed_form_gain
@@ -57,7 +58,7 @@ def inp(tmp_path_factory) -> dict:
 def captured(monkeypatch) -> list:
     """The figures handed to save_figure, with their texts and plotted lines, before they are closed."""
     figs: list = []
-    orig = F.style.save_figure
+    orig = plots.style.save_figure
 
     def spy(fig, out):
         legends = fig.legends + [a.get_legend() for a in fig.axes if a.get_legend()]
@@ -66,7 +67,7 @@ def captured(monkeypatch) -> list:
                          ydata=[np.asarray(ln.get_ydata(), dtype=float) for a in fig.axes for ln in a.get_lines()]))
         return orig(fig, out)
 
-    monkeypatch.setattr(F.style, "save_figure", spy)
+    monkeypatch.setattr(plots.style, "save_figure", spy)
     return figs
 
 
@@ -149,13 +150,13 @@ def test_no_name_lists_figures(capsys):
 
 @pytest.mark.parametrize("case", ["missing", "not_png", "lam_mismatch", "bad_time", "not_netcdf", "wrong_kind"])
 def test_bad_input_exits_2_with_one_line(inp, tmp_path, capsys, case):
-    out = tmp_path / "F.png"
+    out = tmp_path / "plots.png"
     t, m = inp["T_tanh_0.1_0"], inp["M_tanh_0.1"]
     bad = tmp_path / "bad.nc"
     bad.write_text("not a netCDF file")
     argv = {
         "missing": ("phases", "--train", tmp_path / "nope.nc", "--meanfield", m, "--out", out),
-        "not_png": ("phases", "--train", t, "--meanfield", m, "--out", tmp_path / "F.pdf"),
+        "not_png": ("phases", "--train", t, "--meanfield", m, "--out", tmp_path / "plots.pdf"),
         "lam_mismatch": ("phases", "--train", inp["T_tanh_0.5_0"], "--meanfield", m, "--out", out),
         "bad_time": ("projections", "--train", t, "--meanfield", m, "--times", "0,5", "--out", out),
         "not_netcdf": ("shrinkage", "--train", bad, "--meanfield", m, "--out", out),
@@ -170,8 +171,8 @@ def test_bad_input_exits_2_with_one_line(inp, tmp_path, capsys, case):
 
 def test_save_figure_is_atomic(tmp_path, monkeypatch):
     """A failure while rendering leaves neither a partial PNG/PDF nor temp files."""
-    F.setup_style()
-    fig = F.new_figure(2, 2)
+    plots.setup_style()
+    fig = plots.new_figure(2, 2)
     fig.add_subplot().plot([0, 1], [0, 1])
     out = tmp_path / "A.png"
     out.write_bytes(b"old")
@@ -181,7 +182,7 @@ def test_save_figure_is_atomic(tmp_path, monkeypatch):
 
     monkeypatch.setattr(type(fig), "savefig", boom)
     with pytest.raises(OSError):
-        F.save_figure(fig, out)
+        plots.save_figure(fig, out)
     assert sorted(q.name for q in tmp_path.iterdir()) == ["A.png"] and out.read_bytes() == b"old"
 
 
@@ -190,6 +191,6 @@ def test_mf_interpolation_and_fixed_points():
     assert np.allclose(closed_form_gain("linear", s, 1.0), [0, 0.5, 0.875])
     assert np.allclose(closed_form_gain("relu", s, 1.0), [0, 0, 0.75])
     mf = xr.Dataset(dict(gain=(("time", "group"), np.array([[0.0, 0.0], [1.0, 2.0]]))), coords=dict(time=[0.0, 2.0]))
-    assert np.allclose(F.mf_at(mf, "gain", 0.5), [0.25, 0.5])
-    with pytest.raises(F.MfaeError):
-        F.mf_at(mf, "gain", 3.0)
+    assert np.allclose(plots.mf_at(mf, "gain", 0.5), [0.25, 0.5])
+    with pytest.raises(MfaeError):
+        plots.mf_at(mf, "gain", 3.0)

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mfae import config as config_mod, jobsize, plan
+from mfae import config as config_mod
+from mfae import jobsize, plan
 
 ROOT = Path(__file__).resolve().parents[1]
 

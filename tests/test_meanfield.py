@@ -11,7 +11,6 @@ from mfae import MfaeError
 from mfae.activations import c1, c3, sigma, sigma_and_derivative
 from mfae.meanfield import Spectrum, closed_form_gain, growth_rate, integrate_reduced_ode, risk
 
-
 SPECTRUM = Spectrum(np.array([4.0, 1.0, 0.25, 0.04]), np.full(4, 0.25))
 
 

@@ -4,7 +4,6 @@
 Tests reading real images use Debian's Fashion-MNIST (`make test-data`: apt-get install
 dataset-fashion-mnist) and are skipped, saying so, without it."""
 
-import copy
 import math
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from gridcount import count_runs
 from mfae import MfaeError, study
 from mfae import config as config_mod
 from test_workflow import ROOT, dump, job_counts, load, smk
@@ -35,7 +35,7 @@ def smoke(steps: int = 32) -> dict:
 
 
 def steps_of(job: dict) -> int:
-    """SGD steps of a job, as mfae.train.prepare_run counts them (eps = lr / d)."""
+    """SGD steps of a job, as mfae.runsetup.prepare_run counts them (eps = lr / d)."""
     return math.ceil(job["t_max"] / (job["lr"] / job["d"]) - 1e-9)
 
 
@@ -44,7 +44,7 @@ def steps_of(job: dict) -> int:
 def test_paper_has_both_image_experiments_with_fetch():
     c = paper()
     jobs = study.train_jobs(c)
-    assert len(jobs) == 396 + 90 + 6  # the rank sweep (5 r x 6 N x 3 seeds); the image experiments: 2 N x 3 seeds each
+    assert len(jobs) == count_runs(c)  # the image experiments among them
     fashion = [j for j in jobs if j["experiment"] == "fashion_mnist"]
     assert {(j["d"], j["N"]) for j in fashion} == {(784, 4000), (784, 16000)}
     assert study.data_args(c, "fashion_mnist", "real") == (
@@ -188,7 +188,7 @@ def test_paper_smoke_dag_runs_every_paper_job(tmp_path):
     assert counts["train"] == len(batches)
     runs = sorted(p for b in batches for p in b.paths)
     assert runs == sorted(j["path"] for j in study.train_jobs(smoke))
-    assert len(runs) == len(study.train_jobs(paper())) == 402 + 90  # + the rank sweep, 5 r x 6 N x 3 seeds
+    assert len(runs) == len(study.train_jobs(paper())) == count_runs(paper())
     assert "fetch" not in counts and sum(n for r, n in counts.items() if r.startswith("figure_F5_")) == 3
 
 

@@ -10,11 +10,12 @@ import pytest
 import torch
 
 import mfae.train as T
-from mfae.data import (gaussian_data, load_digits_matrix, pixel_codes, real_data, real_source_data, samples,
-                       train_inputs)
+from mfae.data import gaussian_data, load_digits_matrix, pixel_codes, real_data, real_source_data, samples, train_inputs
 from mfae.io import read_dataset, write_dataset
 from mfae.measure import Measurer, measure, measure_reference
-from mfae.train import TrainConfig, prepare_run, train
+from mfae.runconfig import TrainConfig
+from mfae.runsetup import prepare_run
+from mfae.train import train
 
 KEYS = ("risk", "gain", "c", "q", "p")
 
@@ -230,29 +231,3 @@ def test_help_imports_no_numerics(root):
                         f"print([m for m in {PROBE!r} if m in sys.modules])"], capture_output=True, text=True,
                        cwd=root, timeout=120)
     assert p.returncode == 0 and p.stdout.strip() == "[]", (p.stdout, p.stderr[-1000:])
-
-
-def test_bench_jobs_quick_prints_ratios(root):
-    p = subprocess.run([sys.executable, str(root / "bench" / "bench_jobs.py"), "--quick"], capture_output=True,
-                       text=True, timeout=900, cwd=root)
-    assert p.returncode == 0, p.stderr[-2000:]
-    for kind in ("help ", "data ", "meanfield ", "train ", "convergence ", "figure "):
-        assert any(line.startswith(kind) for line in p.stdout.splitlines()), (kind, p.stdout)
-    assert "ratio plain/current" in p.stdout and "measurements/wall" in p.stdout, p.stdout
-
-
-@pytest.mark.slow
-def test_bench_jobs_batch_budget_runs_the_studys_batch(root, tmp_path):
-    """`bench_jobs.py --batches`: the default study's phases batch, one process per run against one batch
-    process (the same runs); the batch pays one start-up instead of one per run."""
-    out = tmp_path / "budget.json"
-    p = subprocess.run([sys.executable, str(root / "bench" / "bench_jobs.py"), "--batches", "--quick",
-                        "--json", str(out)], capture_output=True, text=True, timeout=900, cwd=root)
-    assert p.returncode == 0, p.stderr[-2000:]
-    (rows,) = json.loads(out.read_text()).values()
-    one, batch = rows["current, 1 run/process"], rows["current, batch"]
-    assert all(v > 0 for v in one.values()) and all(v > 0 for v in batch.values())
-    # one start-up instead of one per run; the times are printed, not asserted (a loaded machine skews them)
-    assert (one["processes"], batch["processes"]) == (6, 1), (one, batch)
-    # the same runs: the batch's risks are the one-run processes' risks
-    assert rows["final_risk_max_rel_diff"] < 1e-12, rows

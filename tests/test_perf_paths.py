@@ -14,36 +14,15 @@ import torch
 from mfae.cli import build_parser
 from mfae.data import gaussian_data, real_data, train_inputs
 from mfae.reference import TiedAutoencoder, autograd_optimizer, autograd_step
+from mfae.runconfig import TrainConfig
 from mfae.sgd import CudaGraphRunner, Stepper
-from mfae.train import TrainConfig, train
+from mfae.train import train
 
 ACTS = ["tanh", "relu", "linear", "erf"]
 TOL = {torch.float64: dict(rtol=1e-12, atol=1e-12), torch.float32: dict(rtol=1e-5, atol=1e-6)}
 
 
 data_dict = train_inputs
-
-
-def legacy_step(activation, th, XE, B, eps, lam):
-    """The trainer's step as first written (separate U buffer, views made per step): the reference for
-    the closure-based Stepper, which must do the same arithmetic."""
-    n, d = th.shape
-    U = torch.mm(XE[B:], th.T)
-    u = U.clone()
-    if activation == "tanh":
-        S = torch.tanh(u)
-        D = torch.addcmul(torch.ones_like(S), S, S, value=-1.0)
-    elif activation == "relu":
-        S, D = torch.clamp(u, min=0), (u > 0).to(u.dtype)
-    elif activation == "linear":
-        S, D = u.clone(), torch.ones_like(u)
-    else:
-        S, D = torch.erf(u), torch.exp(-(u * u)) * (2.0 / math.sqrt(math.pi))
-    X = XE[B:]
-    E = torch.addmm(X, S, th, beta=1.0, alpha=-1.0 / n)
-    SP = torch.mm(E, th.T) * D
-    XE[:B] = E
-    th.mul_(1.0 - eps * lam).add_(torch.cat([S, SP]).T @ XE, alpha=eps * d / B)
 
 
 def batches(g, L, B, d, dtype):
@@ -71,23 +50,26 @@ def test_stepper_run_equals_autograd_sgd(activation, dtype):
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("activation", ACTS)
-def test_stepper_equals_legacy_step_and_run_equals_step(activation, dtype):
+def test_stepper_run_equals_its_steps_and_the_reference(activation, dtype):
+    """Stepper.run over a chunk == Stepper.step one batch at a time (the same kernels, bit for bit), and
+    both == mfae.reference, the plain autograd SGD."""
     g = torch.Generator().manual_seed(12)
     N, d, B, L, eps, lam = 90, 14, 5, 7, 0.03, 0.1
     theta = (0.6 * torch.randn(N, d, generator=g, dtype=torch.float64)).to(dtype)
     xe = torch.zeros(L, 2 * B, d, dtype=dtype)
     xe[:, B:] = torch.stack(batches(g, L, B, d, dtype))
-    a, b, c = theta.clone(), theta.clone(), theta.clone()
+    a, b = theta.clone(), theta.clone()
     Stepper(activation, a, B, eps, lam).run(xe.clone())
     st = Stepper(activation, b, B, eps, lam)
     xb = xe.clone()
     for j in range(L):
         st.step(xb[j])
-    xc = xe.clone()
+    model = TiedAutoencoder(theta, activation)
+    opt = autograd_optimizer(model, eps, lam)
     for j in range(L):
-        legacy_step(activation, c, xc[j], B, eps, lam)
+        autograd_step(model, opt, xe[j, B:])
     torch.testing.assert_close(a, b, rtol=0, atol=0)  # run() and step() are the same kernels
-    torch.testing.assert_close(a, c, **TOL[dtype])
+    torch.testing.assert_close(a, model.theta.detach(), **TOL[dtype])
 
 
 # --- the reference run: written from docs/theory.md §2, §4 and the documented seed streams, sharing no
@@ -243,6 +225,7 @@ def test_cuda_train_graph_equals_eager():
         np.testing.assert_allclose(a["records"][k], b["records"][k], rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_bench_train_quick_prints_ratios(root):
     p = subprocess.run([sys.executable, str(root / "bench" / "bench_train.py"), "--quick"], capture_output=True,
                        text=True, timeout=300, cwd=root)
@@ -253,9 +236,20 @@ def test_bench_train_quick_prints_ratios(root):
         assert line in out, out
 
 
+@pytest.mark.slow
 def test_bench_ode_runs(root):
     p = subprocess.run([sys.executable, str(root / "bench" / "bench_ode.py"), "--groups", "20", "--t-max", "2",
                         "--repeats", "1", "--activations", "tanh"], capture_output=True, text=True, timeout=300,
                        cwd=root)
     assert p.returncode == 0, p.stderr[-2000:]
     assert "ODE tanh" in p.stdout and "RHS evaluations" in p.stdout
+
+
+@pytest.mark.slow
+def test_gpu_check_runs_on_cpu(root):
+    """bench/gpu_check.py's code path (the paper's shapes read through mfae.study, batch vs runs alone) on
+    CPU with its small smoke shapes; exit 0 means every batched run equalled its run alone."""
+    p = subprocess.run([sys.executable, str(root / "bench" / "gpu_check.py"), "--device", "cpu", "--quick"],
+                       capture_output=True, text=True, timeout=300, cwd=root)
+    assert p.returncode == 0, p.stdout + p.stderr[-2000:]
+    assert "every batched run equals its run alone" in p.stdout, p.stdout

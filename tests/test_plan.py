@@ -16,13 +16,14 @@ import torch
 import yaml
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from mfae import config as config_mod, datasize, jobsize, pack, plan, study, traincost
-from mfae.constants import REAL_SOURCES
+from mfae import config as config_mod
+from mfae import datasize, jobsize, pack, plan, study, traincost
 from mfae.cli import main
+from mfae.constants import REAL_SOURCES
 from mfae.data import gaussian_data, real_data, train_inputs
 from mfae.io import write_dataset
-from mfae.runconfig import n_steps
-from mfae.train import TrainConfig, prepare_run
+from mfae.runconfig import TrainConfig, n_steps
+from mfae.runsetup import prepare_run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -311,7 +312,7 @@ def test_dry_run_gives_train_jobs_the_plans_limits(tmp_path, gpu):
     (as profiles/slurm gives one) for cuda, each batch its share of its submission's limit; else for cpu,
     each its own limit."""
     c = yaml.safe_load((ROOT / "config/paper.yaml").read_text())
-    for name, e in c["experiments"].items():
+    for e in c["experiments"].values():
         if "N" in e and e["data"]["source"] in REAL_SOURCES:
             e["enabled"] = False
     f = tmp_path / "p.yaml"

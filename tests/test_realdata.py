@@ -3,9 +3,11 @@
 import numpy as np
 import torch
 
-from mfae.data import load_digits_matrix, real_data, spectrum_of
+from mfae.data import load_digits_matrix, real_data
 from mfae.meanfield import integrate_reduced_ode
-from mfae.train import TrainConfig, train
+from mfae.runconfig import TrainConfig
+from mfae.spectrum import spectrum_of
+from mfae.train import train
 from test_train import data_dict
 
 

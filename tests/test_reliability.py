@@ -178,7 +178,7 @@ def test_meanfield_nan_lambda_does_not_hang_in_the_library(files):
 
 def test_library_rejects_bad_seed_and_diverge_risk():
     from mfae import MfaeError
-    from mfae.train import TrainConfig
+    from mfae.runconfig import TrainConfig
 
     for bad in (dict(seed=-1), dict(seed=2**32), dict(diverge_risk=float("nan")), dict(diverge_risk=-1.0)):
         with pytest.raises(MfaeError):

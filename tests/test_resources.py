@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mfae import config as config_mod, jobsize, stagecost
+from mfae import config as config_mod
+from mfae import jobsize, stagecost
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
+from gridcount import count_runs
 from mfae import MfaeError, study
 from mfae import config as config_mod
 
@@ -21,16 +22,23 @@ def cfg(name: str = ".test/config.yaml") -> dict:
 
 
 def test_train_jobs_of_the_shipped_configs():
-    # config.yaml: phases 2 N x 3 seeds; shrinkage 3 activations x 2 lams x 2 seeds;
-    # convergence 3 d x 3 N/d x 3 seeds; convergence_lowrank 3 d x 4 N x 3 seeds; convergence_rank
-    # 4 ranks x 4 N/r x 3 seeds; digits 2 seeds (mnist, userdata disabled)
-    jobs = study.train_jobs(cfg("config.yaml"))
-    assert len(jobs) == 6 + 12 + 27 + 36 + 48 + 2 == 131
-    # paper: 15 phases, 4 x 5 x 3 shrinkage, 5 d x 6 N x 5 seeds twice, 5 r x 6 N x 3 seeds, 3 x 5 digits,
-    # 2 x 3 mnist and fashion_mnist
-    assert len(study.train_jobs(cfg("config/paper.yaml"))) == 15 + 60 + 150 + 150 + 90 + 15 + 6 + 6 == 492
-    assert len(study.train_jobs(cfg())) == 32 + 16  # + the rank sweep: 2 ranks x 4 N x 2 seeds
-    assert len({j["path"] for j in jobs}) == len(jobs)
+    """One job per run of each enabled experiment's grid (counted from the YAML by tests/gridcount.py),
+    each with its own output path."""
+    for name in ("config.yaml", "config/paper.yaml", ".test/config.yaml"):
+        c = cfg(name)
+        jobs = study.train_jobs(c)
+        assert len(jobs) == count_runs(c) > 0, name
+        assert len({j["path"] for j in jobs}) == len(jobs), name
+
+
+def test_doubling_an_experiments_seeds_doubles_its_runs():
+    c = cfg()
+    phases = c["experiments"]["phases"]
+    seeds = phases.get("seeds", [0])
+    before = study.train_jobs(c)
+    n_phases = sum(j["experiment"] == "phases" for j in before)
+    phases["seeds"] = seeds + [max(seeds) + 1 + i for i in range(len(seeds))]
+    assert n_phases > 0 and len(study.train_jobs(c)) == len(before) + n_phases
 
 
 def test_a_training_job_row():
@@ -137,20 +145,24 @@ def test_real_dimension_of_a_user_matrix(tmp_path):
     assert study.real_dimension(dict(source="array", path=str(tmp_path / "missing.npy"))) is None
 
 
-def test_defaults_agree_with_the_schema():
+def test_the_figure_table_covers_the_schemas_experiments():
     schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
-
-    def defaults(node):
-        return {k: v["default"] for k, v in node["properties"].items() if "default" in v and v["default"] != {}}
-
-    exp = schema["$defs"]["experiment"]
-    assert study.EXPERIMENT_DEFAULTS == defaults(exp)
-    assert study.DATA_DEFAULTS == defaults(exp["properties"]["data"])
-    for name, sec in study.SECTION_DEFAULTS.items():
-        assert sec == defaults(schema["properties"][name]), name
     assert set(study.FIGURES) >= {"F1_phases", "F2_shrinkage", "F3_activations", "F4_convergence", "F6_projections"}
     assert set(schema["properties"]["experiments"]["properties"]) == {x for f in study.FIGURES.values()
                                                                       for x in f.experiments}
+
+
+def test_each_figure_is_drawn_by_a_figures_subcommand_whose_help_is_its_title():
+    import argparse
+
+    from mfae.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    figures = next(a for a in sub.choices["figures"]._actions if isinstance(a, argparse._SubParsersAction))
+    helps = {c.dest: c.help for c in figures._choices_actions}
+    assert set(helps) == {f.command for f in study.FIGURES.values()}
+    for stem, fig in study.FIGURES.items():
+        assert helps[fig.command] == fig.title and fig.title.startswith(stem.split("_")[0] + ": "), stem
 
 
 def bad(edit):

@@ -7,13 +7,15 @@ import pytest
 import torch
 
 from mfae import MfaeError
-from mfae.data import gaussian_data, spectrum_of, train_inputs
+from mfae.cli import main
+from mfae.data import gaussian_data, train_inputs
+from mfae.io import write_dataset
 from mfae.meanfield import integrate_reduced_ode
 from mfae.reference import TiedAutoencoder, autograd_optimizer, autograd_step
+from mfae.runconfig import TrainConfig
 from mfae.sgd import Stepper, sgd_direction
-from mfae.cli import main
-from mfae.io import write_dataset
-from mfae.train import Interrupted, TrainConfig, train
+from mfae.spectrum import spectrum_of
+from mfae.train import Interrupted, train
 
 ACTS = ["tanh", "relu", "linear", "erf"]
 

@@ -1,6 +1,7 @@
 """mfae: mean-field analysis of weight-tied autoencoders (Nguyen, 2021), as a reproducible pipeline."""
 
-from importlib.metadata import PackageNotFoundError, version as _version
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _version
 
 try:
     __version__ = _version("mfae")

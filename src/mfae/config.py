@@ -15,9 +15,9 @@ import yaml
 
 from mfae import MfaeError
 from mfae.constants import IDX_SOURCES, IDX_STEMS, REAL_SOURCES, SIZE_MAX
+from mfae.layout import fmt
 from mfae.runconfig import n_steps
-from mfae.study import (FIGURES, dkeys, experiment, experiments, fetch_folder, figure_experiments, fmt, n_values,
-                        section)
+from mfae.study import FIGURES, dkeys, experiment, experiments, fetch_folder, figure_experiments, n_values, section
 
 
 class ConfigError(MfaeError):

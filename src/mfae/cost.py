@@ -1,6 +1,6 @@
 """What a `mfae train` job costs in memory, estimated before anything is allocated.
 
-`train_memory_mb` counts the arrays one run holds (see `mfae.train.prepare_run`, `mfae.sgd.Stepper`,
+`train_memory_mb` counts the arrays one run holds (see `mfae.runsetup.prepare_run`, `mfae.sgd.Stepper`,
 `mfae.measure.measure`) plus a fixed baseline for the interpreter, torch, xarray and netCDF4. It is
 what `mfae train` checks against the memory available before it starts, and what planning tools
 use to size jobs. tests/test_cost.py checks it against the measured peak RSS (VmHWM) of real
@@ -8,6 +8,8 @@ use to size jobs. tests/test_cost.py checks it against the measured peak RSS (Vm
 """
 
 from __future__ import annotations
+
+from . import defaults
 
 MB = 2.0**20
 
@@ -29,8 +31,10 @@ def _itemsize(dtype: str) -> int:
     return 4 if dtype == "float32" else 8
 
 
-def train_memory_mb(N: int, d: int, batch: int, *, n_test: int, n_train: int = 0, block_steps: int = 256,
-                    dtype: str = "float32", n_projections: int = 1000, n_times: int = 50, runs: int = 1) -> float:
+def train_memory_mb(N: int, d: int, batch: int, *, n_test: int, n_train: int = 0,
+                    block_steps: int = defaults.RUN["block_steps"], dtype: str = "float32",
+                    n_projections: int = defaults.RUN["n_projections"],
+                    n_times: int = defaults.SECTIONS["train"]["n_times"], runs: int = 1) -> float:
     """Estimated peak memory (MB = 2^20 bytes) of one `mfae train` process, baseline included.
 
     N neurons, input dimension d, mini-batch `batch`, `n_test` test samples (Gaussian data; for real

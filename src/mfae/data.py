@@ -25,7 +25,7 @@ import xarray as xr
 from . import MfaeError
 from .arrays import load_array
 from .constants import IDX_IMAGES, IDX_SOURCES, IDX_STEMS, REAL_SOURCES, split_sizes
-from .spectrum import Spectrum, group_sizes, principal_axes, spectrum_of  # noqa: F401  (mfae.data.spectrum_of, ...)
+from .spectrum import group_sizes, principal_axes
 
 NULL_TOL = 1e-9  # eigenvalues below NULL_TOL * max(eigenvalue) count as zero-variance directions
 

@@ -23,7 +23,6 @@ from .activations import c1, check_activation, moments
 from .ode import dormand_prince
 from .spectrum import Spectrum, spectrum_of
 
-
 # Steps of one integration before it is called a failure: the 784-group MNIST spectrum to t = 20 takes
 # ~2200 (bench/bench_ode.py), so 10^5 means something is wrong, and stops it in seconds, not minutes.
 MAX_STEPS = 100_000

@@ -13,6 +13,11 @@ import numpy as np
 from . import MfaeError
 from .activations import check_activation
 from .constants import SEED_MAX, SIZE_MAX
+from .defaults import EXPERIMENT as _EXPERIMENT
+from .defaults import RUN as _RUN
+from .defaults import SECTIONS as _SECTIONS
+
+_TRAIN = _SECTIONS["train"]
 
 
 def n_steps(t_max: float, d: int, lr: float) -> int:
@@ -23,24 +28,25 @@ def n_steps(t_max: float, d: int, lr: float) -> int:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Every parameter of one SGD run. Units: lr = eps*d (dimensionless), t_max in mean-field time."""
+    """Every parameter of one SGD run. Units: lr = eps*d (dimensionless), t_max in mean-field time.
+    The defaults are the config's (mfae.defaults: a run's first activation, lambda and seed)."""
 
     N: int
-    seed: int = 0
-    activation: str = "tanh"
-    lam: float = 0.1
-    r0: float = 0.3
-    lr: float = 0.12
-    batch: int = 8
-    t_max: float = 6.0
-    n_times: int = 50
-    dtype: str = "float32"
-    n_test: int = 4096
-    test_seed: int = 20210216
-    block_steps: int = 256
-    diverge_risk: float = 1e4
-    n_projections: int = 1000
-    n_modes: int = 16
+    seed: int = _EXPERIMENT["seeds"][0]
+    activation: str = _EXPERIMENT["activations"][0]
+    lam: float = _EXPERIMENT["lams"][0]
+    r0: float = _EXPERIMENT["r0"]
+    lr: float = _EXPERIMENT["lr"]
+    batch: int = _TRAIN["batch"]
+    t_max: float = float(_EXPERIMENT["t_max"])
+    n_times: int = _TRAIN["n_times"]
+    dtype: str = _TRAIN["dtype"]
+    n_test: int = _TRAIN["n_test"]
+    test_seed: int = _RUN["test_seed"]
+    block_steps: int = _RUN["block_steps"]
+    diverge_risk: float = _RUN["diverge_risk"]
+    n_projections: int = _RUN["n_projections"]
+    n_modes: int = _RUN["n_modes"]
     tf32: bool = False  # CUDA float32 matmuls in TF32 (faster, ~1e-3 relative rounding); off by default
 
     def validate(self) -> "TrainConfig":

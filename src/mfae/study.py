@@ -1,7 +1,7 @@
 """The study's experiment grid, in plain Python (no Snakemake): which experiments run, their data
 files and N values, every output path, the `mfae data` arguments, which figure shows which
 experiments, and every training job as a row. Reading and checking a config (read_yaml, load_config,
-check_config, ConfigError) live in mfae.config and are re-exported here.
+check_config, ConfigError) live in mfae.config; the defaults in mfae.defaults.
 
 The workflow (workflow/rules/common.smk) and `mfae plan` both build on this module. Functions take
 the config dict (config.yaml, after the schema in workflow/schemas/config.schema.yaml); defaults
@@ -16,33 +16,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from mfae import layout
-from mfae.arrays import array_shape
+from mfae import defaults, layout
 from mfae.constants import IDX_SOURCES, REAL_EXPERIMENTS, REAL_SHAPES, REAL_SOURCES
 from mfae.layout import fmt
-
-# Defaults of the schema (tests/test_study.py checks they agree with it).
-EXPERIMENT_DEFAULTS: dict[str, Any] = dict(enabled=True, activations=["tanh"], lams=[0.1], r0=0.3, lr=0.12,
-                                           t_max=6, seeds=[0], n_boot=1000, tol=0.01)
-DATA_DEFAULTS: dict[str, Any] = dict(rotate=False, seed=0, test_fraction=0.2, max_samples=0, max_test=0, fetch=False,
-                                     mirrors=[])
-SECTION_DEFAULTS: dict[str, dict[str, Any]] = {
-    "train": dict(device="auto", dtype="float32", batch=8, n_times=25, n_test=4096, checkpoint_seconds=300,
-                  plan_device="auto", pack_seconds=120),
-    "meanfield": dict(n_times=200),
-    "cluster": dict(max_runtime_min=240, submission_minutes=30),
-    "figures": dict(shrinkage_times=[1, 3, 10], realdata_times=[0.5, 1, 4], projection_times=[0, 1, 3, 6],
-                    n_images=8),
-    "smoke": dict(enabled=False, steps=32, n_times=3, n_test=256, meanfield_n_times=20, n_boot=20),
-}
 
 
 @dataclass(frozen=True)
 class Figure:
-    """One figure: the `mfae figures` command drawing it, the experiments it shows (it is drawn when
-    any is enabled) and what it reads. The workflow makes one rule per figure from this table."""
+    """One figure: the `mfae figures` command drawing it, what it shows (the command's help), the
+    experiments it shows (it is drawn when any is enabled) and what it reads. The workflow makes one
+    rule per figure from this table; `mfae figures` takes its subcommands' help from it."""
 
     command: str
+    title: str
     experiments: tuple[str, ...]
     reads: str  # first_model | first_activation | all (train + meanfield files) | convergence
     times: str | None = None  # key under `figures:` of the times it shows (each <= t_max)
@@ -50,35 +36,43 @@ class Figure:
 
 
 FIGURES: dict[str, Figure] = {
-    "F1_phases": Figure("phases", ("phases",), "first_model"),
-    "F2_shrinkage": Figure("shrinkage", ("shrinkage",), "first_activation", "shrinkage_times"),
-    "F3_activations": Figure("activations", ("shrinkage",), "all"),
-    "F4_convergence": Figure("convergence", ("convergence", "convergence_lowrank"), "convergence"),
-    **{f"F5_{x}": Figure("realdata", (x,), "first_model", "realdata_times", data=True) for x in REAL_EXPERIMENTS},
-    "F6_projections": Figure("projections", ("phases",), "first_model", "projection_times"),
-    "F7_rank": Figure("rank", ("convergence_rank",), "convergence"),
+    "F1_phases": Figure("phases", "F1: risk and per-group gain vs time, SGD (mean ± sd per N) against the mean field",
+                        ("phases",), "first_model"),
+    "F2_shrinkage": Figure("shrinkage", "F2: gain vs eigenvalue s at several stopping times, one panel per lambda",
+                           ("shrinkage",), "first_activation", "shrinkage_times"),
+    "F3_activations": Figure("activations", "F3: final gain vs s for tanh/relu/linear(/erf) with the closed-form "
+                             "fixed points", ("shrinkage",), "all"),
+    "F4_convergence": Figure("convergence", "F4: finite-N error vs (d, N) and the fitted required-N exponent",
+                             ("convergence", "convergence_lowrank"), "convergence"),
+    **{f"F5_{x}": Figure("realdata", "F5: real data: gains, risk and principal directions vs learned eigenvectors",
+                         (x,), "first_model", "realdata_times", data=True) for x in REAL_EXPERIMENTS},
+    "F6_projections": Figure("projections", "F6: histograms of the weights along the top direction vs the "
+                             "mean-field Gaussian", ("phases",), "first_model", "projection_times"),
+    "F7_rank": Figure("rank", "F7: rank sweep: final risk vs N with the rank-N bound, error vs N per rank, N*(r) "
+                      "and beta", ("convergence_rank",), "convergence"),
 }
 
 
 # --- the grid ---------------------------------------------------------------------------------
 
-def csv(values: Iterable[Any]) -> str:
+def csv_list(values: Iterable[Any]) -> str:
+    """Values as one comma-separated command-line argument (4,1,0.25)."""
     return ",".join(fmt(v) for v in values)
 
 
 def section(config: dict, name: str) -> dict[str, Any]:
     """A top-level settings block (train, meanfield, figures) with the schema's defaults."""
-    return {**SECTION_DEFAULTS[name], **(config.get(name) or {})}
+    return {**defaults.SECTIONS[name], **(config.get(name) or {})}
 
 
 def results(config: dict) -> str:
-    return config.get("results", "results")
+    return config.get("results", defaults.RESULTS)
 
 
 def experiment(config: dict, name: str) -> dict[str, Any]:
     """One experiment's settings with the schema's defaults."""
     e = config["experiments"][name]
-    return {**EXPERIMENT_DEFAULTS, **e, "data": {**DATA_DEFAULTS, **e["data"]}}
+    return {**defaults.EXPERIMENT, **e, "data": {**defaults.DATA, **e["data"]}}
 
 
 def experiments(config: dict) -> dict[str, dict[str, Any]]:
@@ -152,7 +146,7 @@ def data_args(config: dict, exp: str, dkey: str) -> str:
         return a + (f" --max-test {d['max_test']}" if d["max_test"] else "")  # absent when 0: no rerun of old studies
     dim, rank = parse_dkey(dkey)
     if src == "gaussian":
-        a = f"gaussian --eigenvalues {csv(d['eigenvalues'])} --fractions {csv(d['fractions'])} --d {dim}"
+        a = f"gaussian --eigenvalues {csv_list(d['eigenvalues'])} --fractions {csv_list(d['fractions'])} --d {dim}"
     else:  # lowrank: eigenvalue d/r on r directions, 0 on the rest, so E||x||^2 = 1
         r = rank if rank is not None else d["rank"]
         a = f"gaussian --eigenvalues {fmt(dim / r)},0 --fractions {r},{dim - r} --d {dim}"
@@ -163,6 +157,8 @@ def real_dimension(data: dict) -> int | None:
     """d of a real-data source when known without running `mfae data` (None otherwise)."""
     if data["source"] in REAL_SHAPES:
         return REAL_SHAPES[data["source"]][0]
+    from mfae.arrays import array_shape  # numpy: not for `mfae --help`, which reads the figure table here
+
     shape = array_shape(data.get("path", ""))
     return shape[1] if shape else None
 
@@ -256,7 +252,7 @@ def figure_options(config: dict, stem: str) -> dict[str, Any]:
     fig, f = FIGURES[stem], section(config, "figures")
     out: dict[str, Any] = {}
     if fig.times:
-        out["times"] = csv(f[fig.times])
+        out["times"] = csv_list(f[fig.times])
     if fig.reads == "first_activation":
         out["activation"] = figure_activation(config, stem)
     if fig.data:

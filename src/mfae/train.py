@@ -1,9 +1,10 @@
 """Finite-N online SGD runs (docs/theory.md §2) with measurements on a time grid (§4).
 
-`prepare_run` sets a run up (step size, step count, measurement steps, sampler, test set, initial
-weights); `train_batch` trains several runs (same data and schedule, any N and seeds) in one process
-with checkpoints, `train` one run; `train_dataset` turns a result into the `mfae train` product. The
-step itself is in `mfae.sgd`; the run's parameters and schedule in `mfae.runconfig`.
+`train_batch` trains several runs (same data and schedule, any N and seeds) in one process with
+checkpoints, `train` one run; `train_dataset` turns a result into the `mfae train` product. A run is
+set up (step size, step count, measurement steps, sampler, test set, initial weights) by
+`mfae.runsetup.prepare_run`; the step itself is in `mfae.sgd`; the run's parameters and schedule in
+`mfae.runconfig`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import math
 import signal
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -25,7 +25,8 @@ from tqdm import tqdm
 from . import MfaeError
 from .checkpoint import StackState, data_hash, fingerprint, load_checkpoint, save_checkpoint
 from .measure import Measurer, second_moment_modes
-from .runconfig import TrainConfig, check_grid, derived_seed, measure_steps, n_steps, time_grid  # noqa: F401
+from .runconfig import TrainConfig
+from .runsetup import RunSetup, prepare_run
 from .sgd import CudaGraphRunner, Stepper
 
 
@@ -39,100 +40,8 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-# --- sampling ---------------------------------------------------------------------------------------
-
-class GaussianSampler:
-    """Fresh Gaussian samples x = V (sqrt(s/d) * z): Cov(x) = V diag(s) V^T / d (docs/theory.md §2)."""
-
-    def __init__(self, V: torch.Tensor, s: torch.Tensor, d: int, gen: torch.Generator):
-        self.Vt = V.T.contiguous()
-        self.scale = torch.sqrt(s / d)
-        self.gen, self.m = gen, V.shape[1]
-
-    @classmethod
-    def like(cls, other: "GaussianSampler", gen: torch.Generator) -> "GaussianSampler":
-        """The same distribution (shared arrays) with another generator: another run of a batch."""
-        new = cls.__new__(cls)
-        new.Vt, new.scale, new.m, new.gen = other.Vt, other.scale, other.m, gen
-        return new
-
-    def draw(self, n: int) -> torch.Tensor:
-        z = torch.randn(n, self.m, generator=self.gen, device=self.Vt.device, dtype=self.Vt.dtype)
-        return (z * self.scale) @ self.Vt
-
-
-class RowSampler:
-    """Rows of a finite training set drawn with replacement (docs/theory.md §2)."""
-
-    def __init__(self, x: torch.Tensor, gen: torch.Generator):
-        self.x, self.gen = x, gen
-
-    def draw(self, n: int) -> torch.Tensor:
-        idx = torch.randint(self.x.shape[0], (n,), generator=self.gen, device=self.x.device)
-        return self.x.index_select(0, idx)
-
-
-# --- the run ------------------------------------------------------------------------------------------
-
 class Interrupted(Exception):
     """Raised after a checkpoint was saved on SIGTERM/SIGINT."""
-
-
-@dataclass
-class RunSetup:
-    """Everything a run needs before its first step, derived from (cfg, data, device) alone.
-
-    eps = lr/d, total = ceil(t_max/eps) steps, `ksteps[i]` the step at which grid time `times[i]` is
-    measured; the sampler draws training samples (seeded stream 1), `x_test` is the float64 test set
-    (Gaussian data: seeded stream 2 of cfg.test_seed; real data: the test split) and `theta0` the
-    initial weights (stream 0).
-    """
-
-    dtype: torch.dtype
-    d: int
-    eps: float
-    total: int
-    times: np.ndarray
-    ksteps: np.ndarray
-    V: torch.Tensor
-    sampler: "GaussianSampler | RowSampler"
-    sample_gen: torch.Generator
-    x_test: torch.Tensor
-    theta0: torch.Tensor
-
-
-def prepare_run(cfg: TrainConfig, data: Mapping[str, np.ndarray], device: torch.device,
-                shared: RunSetup | None = None) -> RunSetup:
-    """Set up one run (see `RunSetup`); `data` comes from `mfae.data.train_inputs`. With `shared`, the
-    setup of another run of the same batch (same data, schedule and test seed), its eigenbasis and test
-    set are reused instead of being made again (they are the same arrays)."""
-    dtype = getattr(torch, cfg.dtype)
-    V_np = data["eigenvector"]
-    d = V_np.shape[0]
-    eps = cfg.lr / d
-    total = n_steps(cfg.t_max, d, cfg.lr)
-    check_grid(cfg, d)
-    times = time_grid(cfg.t_max, cfg.n_times)
-    sample_gen = torch.Generator(device=device).manual_seed(derived_seed(cfg.seed, 1))
-    if shared is not None:
-        V, x_test = shared.V, shared.x_test
-        sampler = (RowSampler(shared.sampler.x, sample_gen) if isinstance(shared.sampler, RowSampler)
-                   else GaussianSampler.like(shared.sampler, sample_gen))
-    elif "x_train" in data:
-        V = torch.as_tensor(V_np, dtype=dtype, device=device)
-        sampler = RowSampler(torch.as_tensor(data["x_train"], dtype=dtype, device=device), sample_gen)
-        x_test = torch.as_tensor(data["x_test"], dtype=torch.float64)
-    else:
-        V = torch.as_tensor(V_np, dtype=dtype, device=device)
-        sampler = GaussianSampler(V, torch.as_tensor(data["eigenvalue"], dtype=dtype, device=device), d, sample_gen)
-        tg = torch.Generator().manual_seed(derived_seed(cfg.test_seed, 2))
-        Vd = torch.as_tensor(V_np, dtype=torch.float64)
-        z = torch.randn(cfg.n_test, Vd.shape[1], generator=tg, dtype=torch.float64)
-        x_test = (z * torch.sqrt(torch.as_tensor(data["eigenvalue"], dtype=torch.float64) / d)) @ Vd.T
-    g0 = torch.Generator().manual_seed(derived_seed(cfg.seed, 0))
-    theta0 = (cfg.r0 * torch.randn(cfg.N, d, generator=g0, dtype=torch.float64)).to(device=device, dtype=dtype)
-    return RunSetup(dtype=dtype, d=d, eps=eps, total=total, times=times, ksteps=measure_steps(times, eps, total),
-                    V=V, sampler=sampler, sample_gen=sample_gen, x_test=x_test.to(device), theta0=theta0)
 
 
 def check_batchable(cfgs: Sequence[TrainConfig]) -> None:
@@ -187,8 +96,8 @@ def train_batch(cfgs: Sequence[TrainConfig], data: Mapping[str, np.ndarray], dev
     stacks = stacks_of(cfgs)
     runs: list[RunSetup | None] = [None] * len(cfgs)  # set up a stack at a time (its weights, samplers)
     first = prepare_run(cfgs[0], data, device)  # the schedule, eigenbasis and test set all runs share
-    fp = fingerprint(cfgs, data_hash(data)) if checkpoint is not None else None
-    saved = load_checkpoint(checkpoint, fp) if checkpoint is not None else None
+    key = fingerprint(cfgs, data_hash(data)) if checkpoint is not None else None
+    saved = load_checkpoint(checkpoint, key) if checkpoint is not None else None
     states: list[StackState | None] = saved if saved is not None else [None] * len(stacks)
     finished_before = saved is not None and all(s is not None and _finished(s, first.total) for s in saved)
     if saved is not None:
@@ -209,7 +118,7 @@ def train_batch(cfgs: Sequence[TrainConfig], data: Mapping[str, np.ndarray], dev
                desc=(f"train {len(cfgs)} run{'s' * (len(cfgs) > 1)} d={first.d} "
                      f"N={','.join(map(str, Ns))}"), unit="step", disable=not progress, file=sys.stderr,
                mininterval=1.0 if sys.stderr.isatty() else 30.0)
-    ctl = _Control(checkpoint, fp, states, checkpoint_seconds, stop_after_steps, stop, log)
+    control = _Control(checkpoint, key, states, checkpoint_seconds, stop_after_steps, stop, log)
     try:
         for si, idx in enumerate(stacks):
             for i in idx:
@@ -221,7 +130,7 @@ def train_batch(cfgs: Sequence[TrainConfig], data: Mapping[str, np.ndarray], dev
                 for i, rng in zip(idx, states[si].sample_rng):
                     runs[i].sample_gen.set_state(rng)
             _train_stack(cfgs[idx[0]], [runs[i] for i in idx], states[si], device, measurer, cuda_graph, bar,
-                         ctl, first.total * sum(len(j) for j in stacks[:si]), log)
+                         control, first.total * sum(len(j) for j in stacks[:si]), log)
             if si + 1 < len(stacks):  # done with this stack: its state waits on the host (device memory
                 states[si].sample_rng = [runs[i].sample_gen.get_state() for i in idx]  # holds one stack)
                 states[si].theta = states[si].theta.cpu()
@@ -237,7 +146,7 @@ def train_batch(cfgs: Sequence[TrainConfig], data: Mapping[str, np.ndarray], dev
         # the checkpoint once every output is safely in place
         for si, idx in enumerate(stacks):
             states[si].sample_rng = [runs[i].sample_gen.get_state() for i in idx]
-        checkpoint_error = save_checkpoint(checkpoint, fp, states)
+        checkpoint_error = save_checkpoint(checkpoint, key, states)
     out: list[dict] = [{} for _ in cfgs]
     for si, idx in enumerate(stacks):
         for r, i in enumerate(idx):
@@ -252,8 +161,8 @@ def _finished(st: StackState, total: int) -> bool:
 class _Control:
     """Checkpoint timing, stop requests (signals, `stop_after_steps`) and the batch's state to save."""
 
-    def __init__(self, path, fp, states, every, stop_after, stop, log):
-        self.path, self.fp, self.states, self.every = path, fp, states, every
+    def __init__(self, path, key, states, every, stop_after, stop, log):
+        self.path, self.key, self.states, self.every = path, key, states, every
         self.stop_after, self.stop, self.log = stop_after, stop, log
         self.last = time.monotonic()
 
@@ -266,7 +175,7 @@ class _Control:
         if sig is None and not hit and time.monotonic() - self.last < self.every:
             return
         st.sample_rng = [r.sample_gen.get_state() for r in runs]
-        failed = save_checkpoint(self.path, self.fp, self.states)
+        failed = save_checkpoint(self.path, self.key, self.states)
         self.last = time.monotonic()
         if failed:  # training goes on: a lost checkpoint must not cost the runs
             self.log(f"warning: {failed}")
@@ -297,7 +206,7 @@ def _measurer(cfg: TrainConfig, data: Mapping[str, np.ndarray], run: RunSetup, d
 
 
 def _train_stack(cfg: TrainConfig, runs: Sequence[RunSetup], st: StackState, device: torch.device,
-                 measurer: Measurer, cuda_graph: bool, bar, ctl: _Control, offset: int, log) -> None:
+                 measurer: Measurer, cuda_graph: bool, bar, control: _Control, offset: int, log) -> None:
     """Train one stack of runs (same N) from its state to the end, measuring on the grid."""
     run0 = runs[0]
     total, ksteps, R, B = run0.total, run0.ksteps, len(runs), cfg.batch
@@ -351,7 +260,7 @@ def _train_stack(cfg: TrainConfig, runs: Sequence[RunSetup], st: StackState, dev
             for r in [r for r in live if not finite[r]]:
                 _freeze(r)
             st.wall_seconds = time.perf_counter() - t_start
-            ctl.after_chunk(offset + st.step * R, runs, st)
+            control.after_chunk(offset + st.step * R, runs, st)
     finally:
         if tf32_before is not None:
             torch.backends.cuda.matmul.allow_tf32 = tf32_before

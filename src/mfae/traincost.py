@@ -23,18 +23,16 @@ the GPU constants are documented assumptions (see GPU_RATES), not measurements. 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
-from . import MfaeError
+from . import MfaeError, defaults
 from .cost import train_memory_mb
 from .ratesfile import apply as apply_calibration
-from .runconfig import TrainConfig
 
 DEVICES = ("cpu", "cuda")
 # the trainer's own settings that the cost depends on (not study settings: the workflow never sets them)
-BLOCK_STEPS = TrainConfig.block_steps      # steps of samples drawn at once
-N_PROJECTIONS = TrainConfig.n_projections  # neurons whose projection is recorded
+BLOCK_STEPS = defaults.RUN["block_steps"]      # steps of samples drawn at once
+N_PROJECTIONS = defaults.RUN["n_projections"]  # neurons whose projection is recorded
 
 
 @dataclass(frozen=True)

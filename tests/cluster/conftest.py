@@ -13,7 +13,6 @@ import shutil
 import subprocess
 
 import pytest
-
 from slurm_harness import HERE, PARTITION, STATE
 
 

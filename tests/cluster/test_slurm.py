@@ -24,7 +24,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from slurm_harness import HERE, REPO, SlurmJob, diagnostics, job_env, run_snakemake, slurm_jobs, snakemake_exe
 
 pytestmark = pytest.mark.slurm

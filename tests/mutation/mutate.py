@@ -55,15 +55,15 @@ EQUIVALENT = Path(__file__).with_name("equivalent.txt")
 # made to the checkout while mutants run change nothing: every worker copies the snapshot).
 BASE = ROOT
 
-# target file -> the top-level functions/classes mutated (None: the whole module). train.py: its sampler
-# and test set (the step, the measurements and the schedule have their own targets).
+# target file -> the top-level functions/classes mutated (None: the whole module). runsetup.py: a run's
+# samplers, test set and initial weights (the step, the measurements and the schedule have their own targets).
 TARGETS: dict[str, tuple[str, ...] | None] = {
     "src/mfae/sgd.py": ("sgd_direction", "Stepper"),
     "src/mfae/meanfield.py": None,
     "src/mfae/activations.py": None,
     "src/mfae/ode.py": None,
     "src/mfae/measure.py": None,
-    "src/mfae/train.py": ("GaussianSampler", "RowSampler", "prepare_run"),
+    "src/mfae/runsetup.py": ("GaussianSampler", "RowSampler", "prepare_run"),
     "src/mfae/runconfig.py": ("n_steps", "derived_seed", "time_grid", "check_grid", "measure_steps"),
     "src/mfae/convergence/fit.py": None,
     "src/mfae/convergence/errors.py": ("run_errors", "collect_runs"),
@@ -447,7 +447,7 @@ def sample(mutants: dict[str, list[Mutant]], n: int, seed: int) -> list[Mutant]:
         return [m for v in mutants.values() for m in v]
     rng = random.Random(seed)
     out = []
-    for rel, ms in mutants.items():
+    for ms in mutants.values():
         k = min(len(ms), max(2, round(n * len(ms) / total)))
         out += rng.sample(ms, k)
     return out

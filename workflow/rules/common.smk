@@ -43,7 +43,7 @@ else:
 
 RESULTS = study.results(config)
 EXP = study.experiments(config)
-csv = study.csv
+csv = study.csv_list
 FETCH = study.fetches(config)  # data folders the fetch rule fills, by folder
 
 

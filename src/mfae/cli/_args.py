@@ -12,6 +12,7 @@ from typing import Callable, Iterable
 
 from .. import MfaeError
 from ..constants import N_TIMES_MAX, SEED_MAX, SIZE_MAX
+from ..defaults import EXPERIMENT
 
 
 def _number(text: str) -> float:
@@ -117,13 +118,16 @@ def add_model(p: argparse.ArgumentParser, many: bool = False) -> None:
     comma-separated lists)."""
     p.add_argument("--data", required=True, type=Path, help="data file from `mfae data`")
     lists = " (comma-separated list: one model each)" if many else ""
-    p.add_argument("--activation", default=["tanh"] if many else "tanh", type=activations if many else str,
-                   help=f"tanh (default), relu, linear or erf{lists}")
+    act, lam = EXPERIMENT["activations"], EXPERIMENT["lams"]
+    p.add_argument("--activation", default=list(act) if many else act[0], type=activations if many else str,
+                   help=f"tanh, relu, linear or erf (default {','.join(act)}){lists}")
     p.add_argument("--lam", type=(lambda t: floats(t, nonneg=True)) if many else nonnegative,
-                   default=[0.1] if many else 0.1, help=f"l2-regularisation lambda >= 0 (default 0.1){lists}")
-    p.add_argument("--r0", type=positive, default=0.3,
-                   help="initial weight std: theta_i ~ N(0, r0^2 I), > 0 (default 0.3)")
-    p.add_argument("--t-max", type=positive, default=6.0, help="final mean-field time t = k*eps > 0 (default 6)")
+                   default=list(lam) if many else lam[0],
+                   help=f"l2-regularisation lambda >= 0 (default {','.join(map(str, lam))}){lists}")
+    p.add_argument("--r0", type=positive, default=EXPERIMENT["r0"],
+                   help=f"initial weight std: theta_i ~ N(0, r0^2 I), > 0 (default {EXPERIMENT['r0']})")
+    p.add_argument("--t-max", type=positive, default=float(EXPERIMENT["t_max"]),
+                   help=f"final mean-field time t = k*eps > 0 (default {EXPERIMENT['t_max']})")
 
 
 def activations(text: str) -> list[str]:

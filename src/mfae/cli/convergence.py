@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from .. import MfaeError
+from ..defaults import EXPERIMENT
 from ._args import integer, seed
 
 
@@ -102,13 +103,13 @@ def add_parser(sub) -> None:
     p.add_argument("--by", choices=("d", "rank"), default="d",
                    help="the axis N* is fitted against: d (the runs' input dimension; default) or rank (the "
                         "number r of directions with non-zero variance in the runs' data; all runs at one d)")
-    p.add_argument("--tol", type=parse_tol, default="0.01", metavar="TOL",
+    p.add_argument("--tol", type=parse_tol, default=str(EXPERIMENT["tol"]), metavar="TOL",
                    help="tolerance above the floor defining N*(d), in the metric's units (risk units for "
                         "excess_risk, gain units for gain_error): one number for all metrics or "
-                        "excess_risk=0.01,gain_error=0.02 (default 0.01)")
-    p.add_argument("--n-boot", type=integer(0, 1_000_000), default=1000,
+                        f"excess_risk=0.01,gain_error=0.02 (default {EXPERIMENT['tol']})")
+    p.add_argument("--n-boot", type=integer(0, 1_000_000), default=EXPERIMENT["n_boot"],
                    help="bootstrap replicates (seeds resampled within each (d, N) cell; 0 = no intervals) "
-                        "(default 1000)")
+                        f"(default {EXPERIMENT['n_boot']})")
     p.add_argument("--seed", type=seed, default=0, help="seed of the bootstrap resampling, 0..2^32-1 (default 0)")
     p.add_argument("--label", default=None,
                    help="experiment label stored in the attrs and the table, e.g. full_rank or low_rank "

@@ -6,8 +6,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._args import add_out, count, floats, fraction, integer, seed
 from ..constants import IDX_SOURCES, SIZE_MAX
+from ..defaults import DATA
+from ._args import add_out, count, floats, fraction, integer, seed
 
 REAL = {
     "digits": ("scikit-learn's bundled 8x8 digits (no network)", False),
@@ -61,7 +62,8 @@ def add_parser(sub) -> None:
                    help="relative group sizes, e.g. 1,1,1; d*f_k/sum(f) must be whole numbers")
     g.add_argument("--d", type=integer(2, SIZE_MAX), required=True, help="input dimension d >= 2")
     g.add_argument("--rotate", action="store_true", help="use a Haar-random eigenbasis instead of the standard one")
-    g.add_argument("--seed", type=seed, default=0, help="seed of the random rotation, 0..2^32-1 (default 0)")
+    g.add_argument("--seed", type=seed, default=DATA["seed"],
+                   help=f"seed of the random rotation, 0..2^32-1 (default {DATA['seed']})")
     add_out(g)
     g.set_defaults(func=cmd_data, inputs=(), outputs=("out",))
     for name, (help_, needs_path) in REAL.items():
@@ -69,12 +71,14 @@ def add_parser(sub) -> None:
                          "E||x||^2 = 1 on the training split; the spectrum is that of d*Cov(train).")
         if needs_path:
             r.add_argument("--path", required=True, help="X.npy or X.csv" if name == "array" else "folder with the IDX files")
-        r.add_argument("--test-fraction", type=fraction, default=0.2,
-                       help="fraction of rows held out for measurements (default 0.2; (Fashion-)MNIST uses its "
-                            "t10k set)")
-        r.add_argument("--seed", type=seed, default=0, help="seed of the train/test split, 0..2^32-1 (default 0)")
-        r.add_argument("--max-samples", type=count, default=0, help="subsample to at most this many rows (0 = all)")
-        r.add_argument("--max-test", type=count, default=0,
+        r.add_argument("--test-fraction", type=fraction, default=DATA["test_fraction"],
+                       help=f"fraction of rows held out for measurements (default {DATA['test_fraction']}; "
+                            "(Fashion-)MNIST uses its t10k set)")
+        r.add_argument("--seed", type=seed, default=DATA["seed"],
+                       help=f"seed of the train/test split, 0..2^32-1 (default {DATA['seed']})")
+        r.add_argument("--max-samples", type=count, default=DATA["max_samples"],
+                       help="subsample to at most this many rows (0 = all)")
+        r.add_argument("--max-test", type=count, default=DATA["max_test"],
                        help="keep a seeded random subset of at most this many test rows (0 = all); every "
                             "measurement reconstructs the whole test set")
         add_out(r)
@@ -86,7 +90,7 @@ def add_parser(sub) -> None:
                                  "already there that verify are not downloaded again. Prints the verified paths.")
     f.add_argument("dataset", choices=IDX_SOURCES, help="mnist or fashion-mnist")
     f.add_argument("--dest", required=True, type=Path, help="folder for the .gz files (created if needed)")
-    f.add_argument("--mirror", action="append", default=[], metavar="URL",
+    f.add_argument("--mirror", action="append", default=list(DATA["mirrors"]), metavar="URL",
                    help="base URL to try first (repeatable; tried in order)")
     f.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     f.set_defaults(func=cmd_fetch)

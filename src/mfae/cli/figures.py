@@ -10,17 +10,18 @@ import argparse
 from pathlib import Path
 
 from .. import MfaeError
+from ..defaults import CLI_SHRINKAGE_TIMES, EXPERIMENT, SECTIONS
+from ..study import FIGURES
 from ._args import integer, times
 
-FIGURES = {
-    "phases": "F1: risk and per-group gain vs time, SGD (mean ± sd per N) against the mean field",
-    "shrinkage": "F2: gain vs eigenvalue s at several stopping times, one panel per lambda",
-    "convergence": "F4: finite-N error vs (d, N) and the fitted required-N exponent",
-    "activations": "F3: final gain vs s for tanh/relu/linear(/erf) with the closed-form fixed points",
-    "realdata": "F5: real data: gains, risk and principal directions vs learned eigenvectors",
-    "projections": "F6: histograms of the weights along the top direction vs the mean-field Gaussian",
-    "rank": "F7: rank sweep: final risk vs N with the rank-N bound, error vs N per rank, N*(r) and beta",
-}
+FIGURE_SETTINGS = SECTIONS["figures"]
+
+# each subcommand's help: what its figure shows (the study's figure table; F5's entries share one command)
+TITLES = {fig.command: fig.title for fig in FIGURES.values()}
+
+
+def _listed(values) -> str:
+    return ",".join(f"{v:g}" for v in values)
 
 
 def _check_inputs(*paths) -> None:
@@ -39,42 +40,42 @@ def _report(paths) -> None:
 
 def _runs_and_meanfields(args: argparse.Namespace, **load_kw):
     """Check the output path and inputs, then load the train runs and the mean-field file(s)."""
-    from .. import figures as F
+    from .. import figures as plots
 
-    F.check_out(args.out)
+    plots.check_out(args.out)
     _check_inputs(args.train, args.meanfield)
     mf_paths = args.meanfield if isinstance(args.meanfield, list) else [args.meanfield]
-    return F, F.load_runs(args.train, **load_kw), F.load_meanfields(mf_paths)
+    return plots, plots.load_runs(args.train, **load_kw), plots.load_meanfields(mf_paths)
 
 
 def cmd_phases(args: argparse.Namespace) -> int:
-    F, rs, (mf,) = _runs_and_meanfields(args)
-    _report(F.plot_phases(rs, mf, args.out))
+    plots, rs, (mf,) = _runs_and_meanfields(args)
+    _report(plots.plot_phases(rs, mf, args.out))
     return 0
 
 
 def cmd_shrinkage(args: argparse.Namespace) -> int:
-    F, rs, mfs = _runs_and_meanfields(args)
-    _report(F.plot_shrinkage(rs, mfs, args.times, args.out, activation=args.activation))
+    plots, rs, mfs = _runs_and_meanfields(args)
+    _report(plots.plot_shrinkage(rs, mfs, args.times, args.out, activation=args.activation))
     return 0
 
 
 def cmd_activations(args: argparse.Namespace) -> int:
-    F, rs, mfs = _runs_and_meanfields(args)
-    _report(F.plot_activations(rs, mfs, args.out))
+    plots, rs, mfs = _runs_and_meanfields(args)
+    _report(plots.plot_activations(rs, mfs, args.out))
     return 0
 
 
 def cmd_realdata(args: argparse.Namespace) -> int:
-    from .. import figures as F
+    from .. import figures as plots
     from ..io import read_dataset, write_text
 
-    F.check_out(args.out)
+    plots.check_out(args.out)
     _check_inputs(args.data, args.train, args.meanfield)
     data = read_dataset(args.data, "data", require=("eigenvalue", "eigenvector", "group_eigenvalue"))
-    rs = F.load_runs(args.train)
-    (mf,) = F.load_meanfields([args.meanfield])
-    paths, line = F.plot_realdata(data, rs, mf, args.times, args.out, n_images=args.n_images)
+    rs = plots.load_runs(args.train)
+    (mf,) = plots.load_meanfields([args.meanfield])
+    paths, line = plots.plot_realdata(data, rs, mf, args.times, args.out, n_images=args.n_images)
     if args.summary is not None:
         paths = [*paths, write_text(line + "\n", args.summary)]
     print(line)
@@ -85,30 +86,30 @@ def cmd_realdata(args: argparse.Namespace) -> int:
 def cmd_projections(args: argparse.Namespace) -> int:
     from ..figures import TRAIN_VARS
 
-    F, rs, (mf,) = _runs_and_meanfields(args, require=TRAIN_VARS + ("projection",),
+    plots, rs, (mf,) = _runs_and_meanfields(args, require=TRAIN_VARS + ("projection",),
                                         check=("risk", "gain", "projection"))
-    _report(F.plot_projections(rs, mf, args.times, args.out, bins=args.bins))
+    _report(plots.plot_projections(rs, mf, args.times, args.out, bins=args.bins))
     return 0
 
 
 def cmd_convergence(args: argparse.Namespace) -> int:
-    from .. import figures as F
+    from .. import figures as plots
     from ..io import read_dataset
 
-    F.check_out(args.out)
+    plots.check_out(args.out)
     _check_inputs(args.convergence)
     results = [read_dataset(p, "convergence") for p in args.convergence]
-    _report(F.plot_convergence(results, args.out, metric=args.metric))
+    _report(plots.plot_convergence(results, args.out, metric=args.metric))
     return 0
 
 
 def cmd_rank(args: argparse.Namespace) -> int:
-    from .. import figures as F
+    from .. import figures as plots
     from ..io import read_dataset
 
-    F.check_out(args.out)
+    plots.check_out(args.out)
     _check_inputs(args.convergence)
-    _report(F.plot_rank(read_dataset(args.convergence, "convergence"), args.out, metric=args.metric))
+    _report(plots.plot_rank(read_dataset(args.convergence, "convergence"), args.out, metric=args.metric))
     return 0
 
 
@@ -147,26 +148,27 @@ def add_parser(sub) -> None:
 
 def _add_gain_figures(s) -> None:
     """`mfae figures phases | shrinkage | activations`: train and mean-field files."""
-    f = s.add_parser("phases", help=FIGURES["phases"], description=FIGURES["phases"] + ". Risk on a log axis; "
+    f = s.add_parser("phases", help=TITLES["phases"], description=TITLES["phases"] + ". Risk on a log axis; "
                      "dotted lines mark when each group's mean-field gain is half-way to its final value.")
     _train(f, " (any N and seeds, same model as --meanfield)")
     f.add_argument("--meanfield", required=True, type=Path, metavar="M.nc", help="meanfield file from `mfae meanfield`")
     _out(f)
     f.set_defaults(func=cmd_phases, inputs=("train", "meanfield"), outputs=("out",))
 
-    f = s.add_parser("shrinkage", help=FIGURES["shrinkage"], description=FIGURES["shrinkage"] + ": mean-field "
+    f = s.add_parser("shrinkage", help=TITLES["shrinkage"], description=TITLES["shrinkage"] + ": mean-field "
                      "lines, SGD points (mean ± sd over seeds, one marker per N, at the nearest measured time) and "
                      "the linear closed form (1 - lambda/(2s))_+ dashed.")
     _train(f, " (several lambdas/activations allowed)")
     f.add_argument("--meanfield", required=True, nargs="+", type=Path, metavar="M.nc",
                    help="meanfield files, one per lambda (and activation)")
-    f.add_argument("--times", type=times, default=[1.0, 3.0, 6.0], metavar="T1,T2,...",
-                   help="stopping times t, comma-separated (default 1,3,6)")
-    f.add_argument("--activation", default="tanh", help="activation whose runs are plotted (default tanh)")
+    f.add_argument("--times", type=times, default=list(CLI_SHRINKAGE_TIMES), metavar="T1,T2,...",
+                   help=f"stopping times t, comma-separated (default {_listed(CLI_SHRINKAGE_TIMES)})")
+    f.add_argument("--activation", default=EXPERIMENT["activations"][0],
+                   help=f"activation whose runs are plotted (default {EXPERIMENT['activations'][0]})")
     _out(f)
     f.set_defaults(func=cmd_shrinkage, inputs=("train", "meanfield"), outputs=("out",))
 
-    f = s.add_parser("activations", help=FIGURES["activations"], description=FIGURES["activations"] + ", one "
+    f = s.add_parser("activations", help=TITLES["activations"], description=TITLES["activations"] + ", one "
                      "panel per lambda at the final time (the earliest final time of the panel's files); SGD "
                      "points are the largest N, mean ± sd over seeds.")
     _train(f, " (several activations and lambdas)")
@@ -178,7 +180,7 @@ def _add_gain_figures(s) -> None:
 
 def _add_convergence_figures(s) -> None:
     """`mfae figures convergence | rank`: convergence files."""
-    f = s.add_parser("convergence", help=FIGURES["convergence"], description=FIGURES["convergence"] + ".")
+    f = s.add_parser("convergence", help=TITLES["convergence"], description=TITLES["convergence"] + ".")
     f.add_argument("--convergence", required=True, nargs="+", type=Path, metavar="C.nc",
                    help="convergence files from `mfae convergence` (e.g. full-rank and low-rank study), "
                         "one column each")
@@ -187,7 +189,7 @@ def _add_convergence_figures(s) -> None:
     _out(f)
     f.set_defaults(func=cmd_convergence, inputs=("convergence",), outputs=("out",))
 
-    f = s.add_parser("rank", help=FIGURES["rank"], description=FIGURES["rank"] + ". The input is a rank sweep "
+    f = s.add_parser("rank", help=TITLES["rank"], description=TITLES["rank"] + ". The input is a rank sweep "
                      "(`mfae convergence --by rank`); N* is shown only inside the measured N range.")
     f.add_argument("--convergence", required=True, type=Path, metavar="C.nc",
                    help="rank-sweep convergence file from `mfae convergence --by rank`")
@@ -199,28 +201,30 @@ def _add_convergence_figures(s) -> None:
 
 def _add_data_figures(s) -> None:
     """`mfae figures realdata | projections`."""
-    f = s.add_parser("realdata", help=FIGURES["realdata"], description=FIGURES["realdata"] + ". Prints a one-line "
+    f = s.add_parser("realdata", help=TITLES["realdata"], description=TITLES["realdata"] + ". Prints a one-line "
                      "summary: max |a_SGD - a_MF| over the top 8 directions at the final time, and final risk "
                      "SGD vs MF.")
     f.add_argument("--data", required=True, type=Path, metavar="D.nc", help="real-data file from `mfae data`")
     _train(f, " on that data (several seeds)")
     f.add_argument("--meanfield", required=True, type=Path, metavar="M.nc", help="meanfield file for that data")
-    f.add_argument("--times", type=times, default=[0.5, 1.0, 4.0], metavar="T1,T2,...",
-                   help="times of panel (a), comma-separated (default 0.5,1,4)")
-    f.add_argument("--n-images", type=integer(1, 32), default=8,
-                   help="principal directions shown as pictures, 1..32 (default 8)")
+    f.add_argument("--times", type=times, default=[float(t) for t in FIGURE_SETTINGS["realdata_times"]],
+                   metavar="T1,T2,...", help="times of panel (a), comma-separated (default "
+                                             f"{_listed(FIGURE_SETTINGS['realdata_times'])})")
+    f.add_argument("--n-images", type=integer(1, 32), default=FIGURE_SETTINGS["n_images"],
+                   help=f"principal directions shown as pictures, 1..32 (default {FIGURE_SETTINGS['n_images']})")
     f.add_argument("--summary", type=Path, default=None, metavar="S.txt",
                    help="also write the one-line summary to this text file")
     _out(f)
     f.set_defaults(func=cmd_realdata, inputs=("data", "train", "meanfield"), outputs=("out", "summary"))
 
-    f = s.add_parser("projections", help=FIGURES["projections"], description=FIGURES["projections"] + ": "
+    f = s.add_parser("projections", help=TITLES["projections"], description=TITLES["projections"] + ": "
                      "<theta_i, v_1> pooled over the runs at the nearest measured time, against N(0, c_1(t)) of "
                      "the top group (group 0), interpolated to t.")
     _train(f, " (pooled)")
     f.add_argument("--meanfield", required=True, type=Path, metavar="M.nc", help="meanfield file, same model")
-    f.add_argument("--times", type=times, default=[0.0, 1.0, 3.0, 6.0], metavar="T1,T2,...",
-                   help="times t of the panels, comma-separated (default 0,1,3,6)")
+    f.add_argument("--times", type=times, default=[float(t) for t in FIGURE_SETTINGS["projection_times"]],
+                   metavar="T1,T2,...", help="times t of the panels, comma-separated (default "
+                                             f"{_listed(FIGURE_SETTINGS['projection_times'])})")
     f.add_argument("--bins", type=integer(1, 10_000), default=40, help="histogram bins, 1..10000 (default 40)")
     _out(f)
     f.set_defaults(func=cmd_projections, inputs=("train", "meanfield"), outputs=("out",))

@@ -7,7 +7,9 @@ import argparse
 from pathlib import Path
 
 from .. import MfaeError
-from ._args import N_TIMES_MAX, add_model, n_times, params_of
+from ..constants import N_TIMES_MAX
+from ..defaults import SECTIONS
+from ._args import add_model, n_times, params_of
 
 
 def cmd_meanfield(args: argparse.Namespace) -> None:
@@ -41,8 +43,9 @@ def add_parser(sub) -> None:
                                    "time grid. Lists of activations and lambdas give one output per "
                                    "(activation, lambda), activation-major, from one process.")
     add_model(p, many=True)
-    p.add_argument("--n-times", type=n_times, default=200,
-                   help=f"points of the time grid 0..t_max inclusive, 2..{N_TIMES_MAX} (default 200)")
+    n = SECTIONS["meanfield"]["n_times"]
+    p.add_argument("--n-times", type=n_times, default=n,
+                   help=f"points of the time grid 0..t_max inclusive, 2..{N_TIMES_MAX} (default {n})")
     p.add_argument("--out", required=True, type=Path, nargs="+",
                    help="output netCDF file of each (activation, lambda), activation-major (each written atomically)")
     p.set_defaults(func=cmd_meanfield, inputs=("data",), outputs=("out",))

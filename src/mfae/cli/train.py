@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from .. import MfaeError
+from ..defaults import EXPERIMENT, RUN, SECTIONS
 from ._args import add_model, count, finite, integer, listed, n_times, params_of, positive, seed, size
 
 
@@ -65,7 +66,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from ..data import TRAIN_INPUT_VARS, train_inputs
     from ..io import read_dataset
-    from ..train import Interrupted, TrainConfig, check_grid, resolve_device, train_batch
+    from ..runconfig import TrainConfig, check_grid
+    from ..train import Interrupted, resolve_device, train_batch
 
     cfgs = [TrainConfig(N=N, seed=seed, activation=args.activation, lam=args.lam, r0=args.r0, lr=args.lr,
                         batch=args.batch, t_max=args.t_max, n_times=args.n_times, dtype=args.dtype,
@@ -89,12 +91,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"mfae: interrupted: {exc}", file=sys.stderr)
         return 3
     diverged = 0
-    for (N, seed), out_path, res in zip(runs, args.out, results):
-        params = {**params_of(args, data=args.data, out=out_path), "N": N, "seed": seed, "batch_runs": len(runs)}
+    for (N, run_seed), out_path, res in zip(runs, args.out, results):
+        params = {**params_of(args, data=args.data, out=out_path), "N": N, "seed": run_seed, "batch_runs": len(runs)}
         _write_run(res, data, device, params, ds.attrs, out_path, ckpt)
         if res["diverged"]:
             diverged += 1
-            print(f"mfae: run N={N} seed={seed} DIVERGED at step {res['diverged_step']} (lr={args.lr}); "
+            print(f"mfae: run N={N} seed={run_seed} DIVERGED at step {res['diverged_step']} (lr={args.lr}); "
                   f"recorded diverged=1 in {out_path}", file=sys.stderr)
         else:
             steps_s = res["steps_done"] / max(res["wall_seconds"], 1e-9)
@@ -135,28 +137,36 @@ def add_parser(sub) -> None:
     p.add_argument("--N", type=listed(size), required=True,
                    help="number of neurons N; a comma-separated list trains several runs in this process "
                         "(zipped with --seed, one --out each; runs of one N are stepped together as a batch)")
-    p.add_argument("--seed", type=listed(seed), default=[0],
-                   help="seed of initialisation and samples, 0..2^32-1 (default 0); a list: one per run")
-    p.add_argument("--lr", type=positive, default=0.12, help="dimensionless learning rate lr = eps*d (default 0.12)")
-    p.add_argument("--batch", type=size, default=8, help="mini-batch size B (default 8)")
-    p.add_argument("--n-times", type=n_times, default=50,
-                   help="measurement times on 0..t_max inclusive, 2..min(steps+1, 10^6) (default 50)")
-    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda (default auto)")
-    p.add_argument("--dtype", default="float32", help="float32 (default) or float64 for the SGD weights")
+    settings = SECTIONS["train"]
+    p.add_argument("--seed", type=listed(seed), default=EXPERIMENT["seeds"][:1],
+                   help=f"seed of initialisation and samples, 0..2^32-1 (default {EXPERIMENT['seeds'][0]}); "
+                        "a list: one per run")
+    p.add_argument("--lr", type=positive, default=EXPERIMENT["lr"],
+                   help=f"dimensionless learning rate lr = eps*d (default {EXPERIMENT['lr']})")
+    p.add_argument("--batch", type=size, default=settings["batch"], help=f"mini-batch size B (default {settings['batch']})")
+    p.add_argument("--n-times", type=n_times, default=settings["n_times"],
+                   help=f"measurement times on 0..t_max inclusive, 2..min(steps+1, 10^6) (default {settings['n_times']})")
+    p.add_argument("--device", default=settings["device"],
+                   help=f"auto (CUDA if available), cpu or cuda (default {settings['device']})")
+    p.add_argument("--dtype", default=settings["dtype"],
+                   help=f"float32 or float64 for the SGD weights (default {settings['dtype']})")
     p.add_argument("--threads", type=integer(0, 1024), default=0,
                    help="torch CPU threads (0 = torch's default); when given, inter-op threads are set to 1")
     p.add_argument("--cuda-graph", action=argparse.BooleanOptionalAction, default=True,
                    help="on CUDA, replay the SGD steps from a CUDA graph (default on; falls back to eager)")
     p.add_argument("--tf32", action="store_true", help="on CUDA, allow TF32 float32 matmuls (default off)")
-    p.add_argument("--n-test", type=size, default=4096, help="Gaussian test-set size (default 4096)")
-    p.add_argument("--block-steps", type=size, default=256, help="steps whose samples are drawn at once (default 256)")
-    p.add_argument("--diverge-risk", type=positive, default=1e4,
-                   help="a test risk (> 0) above this (or non-finite weights) counts as divergence (default 1e4)")
+    p.add_argument("--n-test", type=size, default=settings["n_test"],
+                   help=f"Gaussian test-set size (default {settings['n_test']})")
+    p.add_argument("--block-steps", type=size, default=RUN["block_steps"],
+                   help=f"steps whose samples are drawn at once (default {RUN['block_steps']})")
+    p.add_argument("--diverge-risk", type=positive, default=RUN["diverge_risk"],
+                   help=f"a test risk (> 0) above this (or non-finite weights) counts as divergence "
+                        f"(default {RUN['diverge_risk']:g})")
     p.add_argument("--fail-on-divergence", action="store_true",
                    help="exit with status 4 when the run diverges (default: record diverged=1 and exit 0)")
-    p.add_argument("--checkpoint-seconds", type=finite, default=300.0,
-                   help="save a resumable checkpoint OUT.ckpt.pt this often and on SIGTERM/SIGINT (default 300; "
-                        "negative disables). Rerunning the same command resumes from it; it is removed only "
+    p.add_argument("--checkpoint-seconds", type=finite, default=float(settings["checkpoint_seconds"]),
+                   help=f"save a resumable checkpoint OUT.ckpt.pt this often and on SIGTERM/SIGINT (default "
+                        f"{settings['checkpoint_seconds']}; negative disables). Rerunning the same command resumes from it; it is removed only "
                         "once every output is written, so a failed final write costs no retraining")
     p.add_argument("--checkpoint", type=Path, default=None,
                    help="checkpoint file of the batch (default: the first --out + .ckpt.pt)")

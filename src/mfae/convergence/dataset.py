@@ -15,10 +15,17 @@ import numpy as np
 import xarray as xr
 
 from .. import MfaeError
-from .errors import (AXES, METRICS, _SHARED_SETTINGS, collect_runs, data_rank, run_errors,  # noqa: F401
-                     spectrum_sizes)
-from .fit import (CI_LEVEL, MODEL, N_STAR_OK, N_STAR_STATUS_MEANINGS, bootstrap_fit, fit_floor_power_law,
-                  n_star_in_range, required_n)
+from .errors import AXES, METRICS
+from .fit import (
+    CI_LEVEL,
+    MODEL,
+    N_STAR_OK,
+    N_STAR_STATUS_MEANINGS,
+    bootstrap_fit,
+    fit_floor_power_law,
+    n_star_in_range,
+    required_n,
+)
 
 METRIC_LONG_NAMES = {
     "excess_risk": "excess final risk R_N(T) - R_MF(T)",
@@ -80,17 +87,17 @@ def convergence_dataset(records: Sequence[Mapping[str, Any]], *, tol: str | floa
     D = "d" if dim == "d" else "r"  # the symbol in long names
     data_vars = {**_run_vars(g, dim, D), **_fit_vars(fits, metrics, tols, dim, D), **_excluded_vars(g["excluded"])}
     mdims = ("metric",)
-    data_vars[expo] = (mdims, fits["alpha"], _L(f"{expo} = a/b: required N grows as {D}^{expo}"))
+    data_vars[expo] = (mdims, fits["alpha"], _attrs(f"{expo} = a/b: required N grows as {D}^{expo}"))
     for k in ("a", "b", "C", "alpha"):
         name = expo if k == "alpha" else k
         for side, word in (("lo", "lower"), ("hi", "upper")):
             data_vars[f"{name}_{side}"] = (mdims, fits[f"{k}_{side}"],
-                                           _L(f"{name}, {word} end of the {CI_LEVEL:.0%} bootstrap percentile interval"))
+                                           _attrs(f"{name}, {word} end of the {CI_LEVEL:.0%} bootstrap percentile interval"))
     if by == "rank":
         data_vars["excluded_rank"] = (("excluded",), np.array([r["rank"] for r in g["excluded"]], np.int64),
-                                      _L("rank of the excluded run's data"))
-    dim_attrs = (_L("input dimension d") if dim == "d" else
-                 _L("rank r of the data: directions with non-zero variance (intrinsic dimension)"))
+                                      _attrs("rank of the excluded run's data"))
+    dim_attrs = (_attrs("input dimension d") if dim == "d" else
+                 _attrs("rank r of the data: directions with non-zero variance (intrinsic dimension)"))
     ds = xr.Dataset(
         data_vars,
         coords={
@@ -98,7 +105,7 @@ def convergence_dataset(records: Sequence[Mapping[str, Any]], *, tol: str | floa
                        dict(long_name="error metric", description="; ".join(f"{m}: {METRIC_LONG_NAMES.get(m, m)}"
                                                                              for m in metrics))),
             dim: (dim, g["d_c"], dim_attrs),
-            "N": ("N", g["N_c"], _L("number of neurons N", "neurons")),
+            "N": ("N", g["N_c"], _attrs("number of neurons N", "neurons")),
             "seed": ("seed", g["s_c"], dict(long_name="training seed")),
         },
     )
@@ -122,7 +129,7 @@ def convergence_dataset(records: Sequence[Mapping[str, Any]], *, tol: str | floa
     return ds
 
 
-def _L(long_name: str, units: str = "1", **kw: Any) -> dict[str, Any]:
+def _attrs(long_name: str, units: str = "1", **kw: Any) -> dict[str, Any]:
     """Variable attrs: long_name, units and any more."""
     return dict(long_name=long_name, units=units, **kw)
 
@@ -239,20 +246,20 @@ def _run_vars(g: Mapping[str, Any], dim: str, D: str) -> dict[str, Any]:
     """The data variables of the runs: errors and their seed statistics, status, risks, in_fit."""
     cnt, mean, std = _seed_stats(g["err"])
     return dict(
-        err=(("metric", dim, "N", "seed"), g["err"], _L("distance of the finite-N run to the mean-field ODE "
+        err=(("metric", dim, "N", "seed"), g["err"], _attrs("distance of the finite-N run to the mean-field ODE "
                                                         "(NaN: missing or excluded run)")),
-        err_mean=(("metric", dim, "N"), mean, _L("mean of err over seeds")),
-        err_std=(("metric", dim, "N"), std, _L("standard deviation of err over seeds (ddof=1)")),
-        n_seeds=(("metric", dim, "N"), cnt.astype(np.int64), _L("number of seeds with a finite err", "count")),
+        err_mean=(("metric", dim, "N"), mean, _attrs("mean of err over seeds")),
+        err_std=(("metric", dim, "N"), std, _attrs("standard deviation of err over seeds (ddof=1)")),
+        n_seeds=(("metric", dim, "N"), cnt.astype(np.int64), _attrs("number of seeds with a finite err", "count")),
         run_status=((dim, "N", "seed"), g["status"],
                     dict(long_name="status of the run", flag_values=np.array([0, 1, 2, 3], np.int8),
                          flag_meanings="missing used excluded_diverged nonfinite_error")),
-        risk_final=((dim, "N", "seed"), g["risk_f"], _L("finite-N risk R_N(T) at the run's final time")),
-        risk_mf_final=((dim, "N", "seed"), g["risk_mf"], _L("mean-field risk R_MF(T) at the run's final time")),
-        risk_bound=((dim, "N"), g["bound"], _L("lower bound on the risk of any N-neuron reconstruction: 1/(2d) x the "
+        risk_final=((dim, "N", "seed"), g["risk_f"], _attrs("finite-N risk R_N(T) at the run's final time")),
+        risk_mf_final=((dim, "N", "seed"), g["risk_mf"], _attrs("mean-field risk R_MF(T) at the run's final time")),
+        risk_bound=((dim, "N"), g["bound"], _attrs("lower bound on the risk of any N-neuron reconstruction: 1/(2d) x the "
                                                "sum of the d - N smallest eigenvalues of d Cov(x) ((r - N)/(2r) for "
                                                "low-rank data, 0 for N >= r)")),
-        in_fit=((dim, "N"), g["in_fit"].astype(np.int8), _L(f"1 if the runs of this ({D}, N) cell enter the fit, 0 "
+        in_fit=((dim, "N"), g["in_fit"].astype(np.int8), _attrs(f"1 if the runs of this ({D}, N) cell enter the fit, 0 "
                                                             "if N is below the data's rank r")),
     )
 
@@ -262,38 +269,38 @@ def _fit_vars(f: Mapping[str, Any], metrics: Sequence[str], tols: Mapping[str, f
     """The data variables of the fits: floor, prefactor and N* per dimension value, exponents, bootstrap."""
     mdims, ddims = ("metric",), ("metric", dim)
     return dict(
-        floor=(ddims, f["floor"], _L(f"fitted finite-{D} floor F({D})")),
-        floor_lo=(ddims, f["floor_lo"], _L(f"F({D}), lower end of the {CI_LEVEL:.0%} bootstrap interval")),
-        floor_hi=(ddims, f["floor_hi"], _L(f"F({D}), upper end of the {CI_LEVEL:.0%} bootstrap interval")),
-        prefactor=(ddims, f["prefactor"], _L(f"fitted C {D}^a (coefficient of N^-b at this {D})")),
+        floor=(ddims, f["floor"], _attrs(f"fitted finite-{D} floor F({D})")),
+        floor_lo=(ddims, f["floor_lo"], _attrs(f"F({D}), lower end of the {CI_LEVEL:.0%} bootstrap interval")),
+        floor_hi=(ddims, f["floor_hi"], _attrs(f"F({D}), upper end of the {CI_LEVEL:.0%} bootstrap interval")),
+        prefactor=(ddims, f["prefactor"], _attrs(f"fitted C {D}^a (coefficient of N^-b at this {D})")),
         n_star_model=(ddims, f["n_star_model"],
-                      _L(f"the fitted curve's crossing of F({D}) + tol, (C {D}^a / tol)^(1/b), wherever it falls "
+                      _attrs(f"the fitted curve's crossing of F({D}) + tol, (C {D}^a / tol)^(1/b), wherever it falls "
                          "(extrapolated when n_star_status is not ok)", "neurons")),
-        n_star=(ddims, f["n_star"], _L(f"required width N*({D}) = (C {D}^a / tol)^(1/b), only where it lies "
+        n_star=(ddims, f["n_star"], _attrs(f"required width N*({D}) = (C {D}^a / tol)^(1/b), only where it lies "
                                        "inside the measured N range (NaN otherwise; see n_star_status)",
                                        "neurons")),
         n_star_status=(ddims, f["n_star_status"],
                        dict(long_name=f"where N*({D}) falls relative to the N measured at this {D}",
                             flag_values=np.array([0, 1, 2, 3], np.int8), flag_meanings=N_STAR_STATUS_MEANINGS)),
-        n_min=(ddims, f["n_min"], _L(f"smallest N measured at this {D} (finite error)", "neurons")),
-        n_max=(ddims, f["n_max"], _L(f"largest N measured at this {D} (finite error)", "neurons")),
-        n_star_lo=(ddims, f["n_star_lo"], _L(f"N*({D}), lower end of the {CI_LEVEL:.0%} bootstrap interval "
+        n_min=(ddims, f["n_min"], _attrs(f"smallest N measured at this {D} (finite error)", "neurons")),
+        n_max=(ddims, f["n_max"], _attrs(f"largest N measured at this {D} (finite error)", "neurons")),
+        n_star_lo=(ddims, f["n_star_lo"], _attrs(f"N*({D}), lower end of the {CI_LEVEL:.0%} bootstrap interval "
                                              "(NaN where N* is out of range)", "neurons")),
-        n_star_hi=(ddims, f["n_star_hi"], _L(f"N*({D}), upper end of the {CI_LEVEL:.0%} bootstrap interval "
+        n_star_hi=(ddims, f["n_star_hi"], _attrs(f"N*({D}), upper end of the {CI_LEVEL:.0%} bootstrap interval "
                                              "(NaN where N* is out of range)", "neurons")),
         n_star_in_range=(mdims, np.sum(f["n_star_status"] == N_STAR_OK, axis=1).astype(np.int64),
-                         _L(f"number of {D} values whose N* lies inside the measured N range", "count")),
+                         _attrs(f"number of {D} values whose N* lies inside the measured N range", "count")),
         n_star_fitted=(mdims, np.sum(np.isfinite(f["n_star_model"]), axis=1).astype(np.int64),
-                       _L(f"number of fitted {D} values", "count")),
-        a=(mdims, f["a"], _L(f"exponent of {D} in C {D}^a N^-b")),
-        b=(mdims, f["b"], _L(f"exponent of N in C {D}^a N^-b")),
-        C=(mdims, f["C"], _L(f"prefactor C in C {D}^a N^-b")),
-        tol=(mdims, np.array([tols[m] for m in metrics]), _L(f"tolerance above the floor defining N*({D})")),
-        n_runs=(mdims, f["n_runs"], _L("runs with a finite error entering the fit", "count")),
-        n_boot_ok=(mdims, f["n_boot_ok"], _L("bootstrap refits that succeeded", "count")),
-        fit_ok=(mdims, f["fit_ok"], _L("1 if the point fit succeeded, 0 if its values are NaN (see fit_warning_*)")),
-        boot_a=(("metric", "boot"), f["boot_a"], _L("bootstrap replicates of a")),
-        boot_b=(("metric", "boot"), f["boot_b"], _L("bootstrap replicates of b")),
+                       _attrs(f"number of fitted {D} values", "count")),
+        a=(mdims, f["a"], _attrs(f"exponent of {D} in C {D}^a N^-b")),
+        b=(mdims, f["b"], _attrs(f"exponent of N in C {D}^a N^-b")),
+        C=(mdims, f["C"], _attrs(f"prefactor C in C {D}^a N^-b")),
+        tol=(mdims, np.array([tols[m] for m in metrics]), _attrs(f"tolerance above the floor defining N*({D})")),
+        n_runs=(mdims, f["n_runs"], _attrs("runs with a finite error entering the fit", "count")),
+        n_boot_ok=(mdims, f["n_boot_ok"], _attrs("bootstrap refits that succeeded", "count")),
+        fit_ok=(mdims, f["fit_ok"], _attrs("1 if the point fit succeeded, 0 if its values are NaN (see fit_warning_*)")),
+        boot_a=(("metric", "boot"), f["boot_a"], _attrs("bootstrap replicates of a")),
+        boot_b=(("metric", "boot"), f["boot_b"], _attrs("bootstrap replicates of b")),
     )
 
 
@@ -302,8 +309,8 @@ def _excluded_vars(excluded: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return dict(
         excluded_file=(("excluded",), np.array([str(r["file"]) for r in excluded], dtype=object),
                        dict(long_name="train files excluded because they diverged")),
-        excluded_d=(("excluded",), np.array([r["d"] for r in excluded], np.int64), _L("d of the excluded run")),
-        excluded_N=(("excluded",), np.array([r["N"] for r in excluded], np.int64), _L("N of the excluded run",
+        excluded_d=(("excluded",), np.array([r["d"] for r in excluded], np.int64), _attrs("d of the excluded run")),
+        excluded_N=(("excluded",), np.array([r["N"] for r in excluded], np.int64), _attrs("N of the excluded run",
                                                                                          "neurons")),
         excluded_seed=(("excluded",), np.array([r["seed"] for r in excluded], np.int64),
                        dict(long_name="seed of the excluded run")),

@@ -16,8 +16,8 @@ import xarray as xr
 from .. import MfaeError
 from ..io import attr
 from ..runs import match_meanfield, model_mismatch
+from ..spectrum import data_rank, whole_groups
 from .fit import rank_n_risk_bound
-from ..spectrum import data_rank, whole_groups  # noqa: F401  (convergence.data_rank)
 
 METRICS: tuple[str, ...] = ("excess_risk", "gain_error")
 

@@ -7,14 +7,17 @@ silently: a run that diverged (or holds non-finite measurements) is left out and
 Plotting libraries are imported when a figure is drawn, not when this package is imported.
 """
 
-from .. import MfaeError  # noqa: F401  (figures raise it for bad input)
-from .activations import plot_activations  # noqa: F401
-from .convergence import plot_convergence  # noqa: F401
-from .load import (MF_VARS, TRAIN_VARS, Run, RunSet, check_match, load_meanfields, load_runs,  # noqa: F401
-                   mf_at, run_from_dataset)
-from .phases import plot_phases  # noqa: F401
-from .projections import plot_projections  # noqa: F401
-from .rank import plot_rank  # noqa: F401
-from .realdata import plot_realdata, realdata_summary, summary_line  # noqa: F401
-from .shrinkage import plot_shrinkage  # noqa: F401
-from .style import check_out, new_figure, save_figure, setup_style  # noqa: F401
+from .activations import plot_activations
+from .convergence import plot_convergence
+from .load import MF_VARS, TRAIN_VARS, Run, RunSet, check_match, load_meanfields, load_runs, mf_at, run_from_dataset
+from .phases import plot_phases
+from .projections import plot_projections
+from .rank import plot_rank
+from .realdata import plot_realdata, realdata_summary, summary_line
+from .shrinkage import plot_shrinkage
+from .style import check_out, new_figure, save_figure, setup_style
+
+__all__ = ["MF_VARS", "TRAIN_VARS", "Run", "RunSet", "check_match", "check_out", "load_meanfields", "load_runs",
+           "mf_at", "new_figure", "plot_activations", "plot_convergence", "plot_phases", "plot_projections",
+           "plot_rank", "plot_realdata", "plot_shrinkage", "realdata_summary", "run_from_dataset", "save_figure",
+           "setup_style", "summary_line"]

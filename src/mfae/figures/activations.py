@@ -10,11 +10,10 @@ import numpy as np
 import xarray as xr
 
 from .. import MfaeError
-from ..io import attr
 from ..meanfield import closed_form_gain
-from .load import RunSet, mf_key, same_lam, check_match, by_N, mf_at, panel_lams, mf_for, runs_for, sgd_at
 from . import style
-from .style import check_out, new_figure, annotate_excluded, log_x, s_grid
+from .load import RunSet, by_N, check_match, mf_at, mf_for, mf_key, panel_lams, runs_for, same_lam, sgd_at
+from .style import annotate_excluded, check_out, log_x, new_figure, s_grid
 
 ACTIVATION_ORDER = ("tanh", "relu", "linear", "erf")
 

@@ -81,7 +81,7 @@ def _top_panel(ax, ds: xr.Dataset, metric: str, colors) -> None:
     b_txt = _fmt_ci(b, float(sel["b_lo"]), float(sel["b_hi"]))
     note = f"  ({n_hidden} non-positive means not shown)" if n_hidden else ""
     if "in_fit" in ds and not ds["in_fit"].values.all():
-        note += f"\nopen: $N<r$, not fitted"
+        note += "\nopen: $N<r$, not fitted"
     ax.text(0.02, 0.02, f"$a$ = {a_txt},  $b$ = {b_txt}" + note, transform=ax.transAxes, fontsize=7, va="bottom",
             bbox=dict(facecolor="white", alpha=0.8, edgecolor="none", pad=1.5))  # readable over the floor lines
     if ax.get_legend_handles_labels()[0]:

@@ -11,8 +11,8 @@ import numpy as np
 import xarray as xr
 
 from .. import MfaeError
-from ..io import attr, read_dataset
 from .. import runs as _runs
+from ..io import attr, read_dataset
 
 TIME_TOL = 1e-6
 

@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import xarray as xr
 
-from .. import MfaeError
 from ..io import attr
-from .load import RunSet, mf_key, check_match, by_N, stack_seeds, mean_sd
 from . import style
-from .style import N_MARKERS, check_out, new_figure, annotate_excluded, group_label, shades, seeds_label, log_y, errorbar
+from .load import RunSet, by_N, check_match, mean_sd, mf_key, stack_seeds
+from .style import (
+    N_MARKERS,
+    annotate_excluded,
+    check_out,
+    errorbar,
+    group_label,
+    log_y,
+    new_figure,
+    seeds_label,
+    shades,
+)
 
 
 def half_time(t: np.ndarray, a: np.ndarray) -> float | None:

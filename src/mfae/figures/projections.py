@@ -10,10 +10,9 @@ import numpy as np
 import xarray as xr
 
 from .. import MfaeError
-from ..io import attr
-from .load import TIME_TOL, RunSet, mf_key, check_match, mf_at, nearest_index
 from . import style
-from .style import check_out, new_figure, annotate_excluded
+from .load import TIME_TOL, RunSet, check_match, mf_at, mf_key, nearest_index
+from .style import annotate_excluded, check_out, new_figure
 
 
 def plot_projections(rs: RunSet, mf: xr.Dataset, times: Sequence[float], out: str | os.PathLike,

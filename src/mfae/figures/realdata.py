@@ -11,9 +11,9 @@ import xarray as xr
 
 from .. import MfaeError
 from ..io import attr
-from .load import TIME_TOL, RunSet, check_match, by_N, stack_seeds, mean_sd, mf_at, nearest_index
 from . import style
-from .style import N_MARKERS, check_out, new_figure, annotate_excluded, seeds_label, log_y, log_x, errorbar
+from .load import TIME_TOL, RunSet, by_N, check_match, mean_sd, mf_at, nearest_index, stack_seeds
+from .style import N_MARKERS, annotate_excluded, check_out, errorbar, log_x, log_y, new_figure, seeds_label
 
 SUMMARY_TOP = 8  # directions compared in the real-data summary line
 

@@ -10,11 +10,10 @@ import numpy as np
 import xarray as xr
 
 from .. import MfaeError
-from ..io import attr
 from ..meanfield import closed_form_gain
-from .load import RunSet, mf_key, check_match, by_N, mf_at, panel_lams, mf_for, runs_for, sgd_at
 from . import style
-from .style import N_MARKERS, check_out, new_figure, annotate_excluded, log_x, s_grid
+from .load import RunSet, by_N, check_match, mf_at, mf_for, mf_key, panel_lams, runs_for, sgd_at
+from .style import N_MARKERS, annotate_excluded, check_out, log_x, new_figure, s_grid
 
 
 def plot_shrinkage(rs: RunSet, mfs: Sequence[xr.Dataset], times: Sequence[float], out: str | os.PathLike,
