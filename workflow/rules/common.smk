@@ -21,7 +21,9 @@ except ImportError:  # a source checkout without `pip install -e .`
 try:
     for path in workflow.configfiles:
         mfae_config.read_yaml(path)
-    mfae_config.validate_schema(config, workflow.source_path("../schemas/config.schema.yaml"))
+    mfae_config.validate_schema(
+        config, workflow.source_path("../schemas/config.schema.yaml")
+    )
     validate(config, "../schemas/config.schema.yaml")
     # smoke.enabled: the same jobs, cut short (make paper-smoke; mfae.study.smoke_config)
     if config["smoke"]["enabled"]:
@@ -37,7 +39,9 @@ except mfae_config.ConfigError as e:
 # into .snakemake/conda/, so a relative `pip install -e ..` cannot find this checkout): jobs then
 # run this checkout's source with the env's python.
 if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method:
-    MFAE = f"PYTHONPATH={shlex.quote(str(Path(workflow.basedir) / 'src'))} python -m mfae"
+    MFAE = (
+        f"PYTHONPATH={shlex.quote(str(Path(workflow.basedir) / 'src'))} python -m mfae"
+    )
 else:
     MFAE = "mfae"
 
@@ -156,7 +160,10 @@ def train_group(batch):
             return None
         joined = workflow.group_settings.group_components
         if "train" not in joined:  # the settings Snakemake runs with exist only now
-            workflow.group_settings.group_components = {**joined, "train": len(TRAIN_PLAN.batches)}
+            workflow.group_settings.group_components = {
+                **joined,
+                "train": len(TRAIN_PLAN.batches),
+            }
         return group
 
     return get

@@ -10,7 +10,9 @@ def figure_args(stem, inputs, options, summary):
     """
     fig = study.FIGURES[stem]
     flags = [f"--{k} {quoted(v)}" for k, v in inputs.items()]
-    flags += [f"--{k.replace('_', '-')} {shlex.quote(str(v))}" for k, v in options.items()]
+    flags += [
+        f"--{k.replace('_', '-')} {shlex.quote(str(v))}" for k, v in options.items()
+    ]
     if fig.data:
         flags.append(f"--summary {shlex.quote(summary)}")
     return f"{fig.command} {' '.join(flags)}"
