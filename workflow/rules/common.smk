@@ -47,7 +47,6 @@ else:
 
 RESULTS = study.results(config)
 EXP = study.experiments(config)
-csv = study.csv_list
 FETCH = study.fetches(config)  # data folders the fetch rule fills, by folder
 
 

@@ -26,8 +26,8 @@ for exp, e in EXP.items():
             **stage_resources("meanfield", exp=exp),
         params:
             mfae=MFAE,
-            activations=csv(e["activations"]),
-            lams=csv(e["lams"]),
+            activations=study.csv_list(e["activations"]),
+            lams=study.csv_list(e["lams"]),
             r0=e["r0"],
             t_max=e["t_max"],
             n_times=config["meanfield"]["n_times"],

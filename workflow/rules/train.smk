@@ -32,8 +32,8 @@ for batch in TRAIN_PLAN.batches:
             **train_resources(batch),
         params:
             mfae=MFAE,
-            N=csv(batch.Ns),
-            seeds=csv(batch.seeds),
+            N=study.csv_list(batch.Ns),
+            seeds=study.csv_list(batch.seeds),
             activation=batch.activation,
             lam=batch.lam,
             r0=EXP[batch.experiment]["r0"],
