@@ -12,6 +12,7 @@ on your cluster" step by step; with cgroups (slurm_up.sh), SLURM enforces the me
 
 from __future__ import annotations
 
+import csv
 import http.server
 import re
 import shutil
@@ -188,15 +189,22 @@ def test_readme_cluster_steps_on_a_paper_slice(slurm_cluster, tmp_path):
     profiles = ["--profile", str(profile), "--profile", str(HERE / "profile")]
     smk = [snakemake_exe(), "--snakefile", str(REPO / "Snakefile"), *profiles, *configs]
 
-    # step 3: measure a compute node (its CPU: the test cluster's GPUs are fake; --quick), then plan
+    # step 3: `make gpu-check` on a compute node: the test's GPUs are fake, so it must stop at once in one
+    # line; then this node's CPU is calibrated instead (--quick), and the plan made with the profile
     mfae = str(Path(snakemake_exe()).with_name("mfae"))
+    gpu = run(["srun", "-t", "10", "make", "-s", "-C", str(REPO), "gpu-check"], tmp_path, 600)
+    assert gpu.returncode != 0 and "mfae: error: no CUDA device visible" in gpu.stderr, gpu.stdout + gpu.stderr
     cal = run(["srun", "-t", "10", mfae, "plan", "--calibrate", "--quick", "--repeats", "1"], tmp_path, 600)
     assert cal.returncode == 0 and f"wrote {tmp_path / 'rates.yaml'}" in cal.stdout, cal.stdout + cal.stderr
-    plan = run([mfae, "plan", *configs, "--out", "plan.csv", "--device", "cpu"], tmp_path, 300)
-    assert plan.returncode == 0 and "rates for cpu: calibrated on" in plan.stdout, plan.stdout + plan.stderr
-    # step 4: dry run
+    plan = run([mfae, "plan", *configs, "--profile", str(profile), "--out", "plan.csv", "--submissions", "subs.csv"],
+               tmp_path, 300)
+    assert plan.returncode == 0 and "runs, on cuda;" in plan.stdout, plan.stdout + plan.stderr
+    with open(tmp_path / "subs.csv") as f:
+        subs = {int(r["submission"]): r for r in csv.DictReader(f)}
+    # step 4: dry run: the plan's submissions, as group jobs
     dry = run(smk + ["-n"], tmp_path, 300)
     assert dry.returncode == 0 and "This was a dry-run" in dry.stdout, dry.stdout[-3000:] + dry.stderr[-3000:]
+    assert sorted(map(int, re.findall(r"Group job train_(\d+) ", dry.stdout))) == sorted(subs), dry.stdout[-3000:]
     # step 5: submit; the download's mirror is down, so fetch fails; the rest runs (keep-going)
     first = run(smk, tmp_path, 900)
     out1 = first.stdout + first.stderr
@@ -217,6 +225,10 @@ def test_readme_cluster_steps_on_a_paper_slice(slurm_cluster, tmp_path):
     assert "meanfield_phases" not in stats, f"a finished job ran again: {stats}"
     again = run(smk + ["-n"], tmp_path, 300)
     assert "Nothing to be done" in again.stdout + again.stderr, again.stdout[-2000:]
+    # step 7: the report of the finished study
+    report = run(smk + ["--report", "results/paper/report.html"], tmp_path, 300)
+    assert report.returncode == 0 and (tmp_path / "results/paper/report.html").stat().st_size > 10000, \
+        report.stdout[-2000:] + report.stderr[-2000:]
 
     # the memory each job's rule asks for, now that every input exists (the training batches are sized
     # from their data files, as when they were submitted)
@@ -234,15 +246,24 @@ def test_readme_cluster_steps_on_a_paper_slice(slurm_cluster, tmp_path):
         is_train = comment.startswith("rule_train_")
         assert bool(j.gpu_request) == is_train, f"{comment}: gpu request {j.gpu_request!r}"
         mem = int(j.fields["MinMemoryNode"].rstrip("M"))
-        if is_train:  # a group of batches: at least its largest batch, at most all of them at once
-            members = [m for k, m in want_mem.items() if k.startswith("rule_train_") and k[5:] in comment]
-            assert members and max(members) <= mem <= sum(members), (comment, mem, members)
+        if is_train:  # a submission of the plan: its time limit, and its largest batch's memory
+            sub = subs[int(re.match(r"rule_train_(\d+)_", comment).group(1))]
+            assert minutes(j.fields["TimeLimit"]) == int(sub["runtime_min"]), (comment, j.fields["TimeLimit"], sub)
+            assert mem == int(sub["mem_mb"]), (comment, mem, sub)
         else:
             assert mem == want_mem[comment], (comment, mem, want_mem.get(comment))
+    assert sorted(int(re.match(r"rule_train_(\d+)_", c).group(1)) for c in comments
+                  if c.startswith("rule_train_")) == sorted(subs), comments
     assert any(c.startswith("rule_data_wildcards_fashion_mnist") for c in comments), comments
-    assert sum(c.startswith("rule_train_") for c in comments) >= 1
     image = next(j for j in jobs if j.fields.get("Comment", "").startswith("rule_data_wildcards_fashion_mnist"))
     assert int(image.fields["MinMemoryNode"].rstrip("M")) >= 1.2 * 2365  # its measured peak (tests/test_resources.py)
+
+
+def minutes(limit: str) -> int:
+    """SLURM's TimeLimit ([D-]HH:MM:SS) in minutes."""
+    days, _, clock = limit.rpartition("-")
+    h, m, sec = (int(x) for x in clock.split(":"))
+    return int(days or 0) * 1440 + h * 60 + m + (sec > 0)
 
 
 def job_stats(output: str) -> dict[str, int]:
