@@ -93,10 +93,54 @@ def dkeys(config: dict, exp: str) -> list[str]:
     (d96_r6, ...: low-rank data with `ranks`), or a single 'real' one."""
     e = experiment(config, exp)
     if is_real(e):
-        return ["real"]
+        return list(e["data"].get("variants") or ["real"])
     if "ranks" in e["data"]:
         return [f"d{d}_r{r}" for d in e["d"] for r in e["data"]["ranks"]]
     return [f"d{d}" for d in e["d"]]
+
+
+# --- real-data variants (experiments with data.variants; docs/convergence.md, "N* against the intrinsic
+# dimension"): real, twin, pca<r>, pca<r>_d<D>, each pca variant optionally with _twin.
+VARIANT_PATTERN = r"real|twin|pca[1-9][0-9]*(_d[1-9][0-9]*)?(_twin)?"
+
+
+def parse_variant(key: str) -> dict[str, Any]:
+    """The `mfae data` transform of a real-data variant key: pca_rank, embed_d (0 = none) and twin
+    (real -> none; twin; pca8 -> rank 8; pca8_d32 -> rank 8 embedded in R^32; pca8_d32_twin -> and its twin)."""
+    import re
+
+    if not re.fullmatch(VARIANT_PATTERN, key):
+        raise ValueError(f"{key!r} is not a data variant (real, twin, pca<r>, pca<r>_d<D>, pca<r>[_d<D>]_twin)")
+    m = re.fullmatch(r"pca(\d+)(?:_d(\d+))?(_twin)?", key)
+    if m is None:
+        return dict(pca_rank=0, embed_d=0, twin=key == "twin")
+    return dict(pca_rank=int(m.group(1)), embed_d=int(m.group(2) or 0), twin=bool(m.group(3)))
+
+
+def variant_args(data: dict, key: str) -> str:
+    """The `mfae data` transform flags of a variant ('' for real)."""
+    v = parse_variant(key)
+    a = f" --pca-rank {v['pca_rank']}" if v["pca_rank"] else ""
+    a += f" --embed-d {v['embed_d']} --embed-seed {data.get('embed_seed', 0)}" if v["embed_d"] else ""
+    return a + (f" --gaussian-twin --twin-seed {data.get('twin_seed', 0)}" if v["twin"] else "")
+
+
+def is_variant_study(e: dict) -> bool:
+    """A real-data experiment with data.variants: N* of each variant against its intrinsic dimension."""
+    return is_real(e) and bool(e["data"].get("variants"))
+
+
+INTRINSIC_DIM_DEFAULTS: dict[str, Any] = dict(n_samples=1000, repeats=5, seed=0)
+
+
+def intrinsic_dim_options(config: dict, exp: str) -> dict[str, Any]:
+    """`mfae intrinsic-dim` settings of an experiment (its intrinsic_dim block with defaults)."""
+    return {**INTRINSIC_DIM_DEFAULTS, **(config["experiments"][exp].get("intrinsic_dim") or {})}
+
+
+def variant_studies(config: dict) -> list[str]:
+    """The enabled experiments with data variants (workflow/rules/intrinsic.smk)."""
+    return [x for x, e in experiments(config).items() if is_variant_study(e)]
 
 
 def parse_dkey(dkey: str) -> tuple[int, int | None]:
@@ -146,7 +190,8 @@ def data_args(config: dict, exp: str, dkey: str) -> str:
     if src in REAL_SOURCES:
         a = src + (f" --path {d['path']}" if src in (*IDX_SOURCES, "array") else "")
         a += f" --test-fraction {fmt(d['test_fraction'])} --seed {d['seed']} --max-samples {d['max_samples']}"
-        return a + (f" --max-test {d['max_test']}" if d["max_test"] else "")  # absent when 0: no rerun of old studies
+        a += f" --max-test {d['max_test']}" if d["max_test"] else ""  # absent when 0: no rerun of old studies
+        return a + (variant_args(d, dkey) if dkey != "real" else "")
     dim, rank = parse_dkey(dkey)
     if src == "gaussian":
         a = f"gaussian --eigenvalues {csv(d['eigenvalues'])} --fractions {csv(d['fractions'])} --d {dim}"
@@ -208,7 +253,12 @@ def fetch_args(config: dict, folder: str) -> str:
 def _train_jobs(config: dict, exp: str) -> list[dict[str, Any]]:
     e, t, r = experiment(config, exp), section(config, "train"), results(config)
     real_d = real_dimension(e["data"]) if is_real(e) else None
-    return [dict(experiment=exp, activation=a, lam=lm, d=real_d if k == "real" else parse_dkey(k)[0], N=n, seed=s,
+    def dim(k: str) -> int | None:
+        if not is_real(e):
+            return parse_dkey(k)[0]
+        return parse_variant(k)["embed_d"] or real_d  # a variant embedded in R^D has d = D
+
+    return [dict(experiment=exp, activation=a, lam=lm, d=dim(k), N=n, seed=s,
                  r0=e["r0"], lr=e["lr"], t_max=e["t_max"], batch=t["batch"], n_times=t["n_times"],
                  n_test=t["n_test"], dtype=t["dtype"], device=t["device"], data=k,
                  path=layout.train_file(r, exp, a, lm, k, n, s))
@@ -290,6 +340,8 @@ def targets(config: dict) -> list[str]:
             out += figure_files(config, stem)
         if fig.reads == "convergence":
             out += [f"{r}/{x}/convergence_fits.csv" for x in xs]
+    for x in variant_studies(config):  # workflow/rules/intrinsic.smk
+        out += [layout.intrinsic_table_file(r, x), layout.figure_file(r, f"F8_intrinsic_{x}", "png")]
     return out
 
 

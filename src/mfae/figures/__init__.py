@@ -10,6 +10,7 @@ Plotting libraries are imported when a figure is drawn, not when this package is
 from .. import MfaeError  # noqa: F401  (figures raise it for bad input)
 from .activations import plot_activations  # noqa: F401
 from .convergence import plot_convergence  # noqa: F401
+from .intrinsic import plot_intrinsic  # noqa: F401
 from .load import (MF_VARS, TRAIN_VARS, Run, RunSet, check_match, load_meanfields, load_runs,  # noqa: F401
                    mf_at, run_from_dataset)
 from .phases import plot_phases  # noqa: F401
