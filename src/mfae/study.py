@@ -34,6 +34,9 @@ SECTION_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
+INTRINSIC_EXPERIMENTS = ("intrinsic_digits", "intrinsic_fashion_mnist", "intrinsic_mnist")
+
+
 @dataclass(frozen=True)
 class Figure:
     """One figure: the `mfae figures` command drawing it, the experiments it shows (it is drawn when
@@ -41,7 +44,7 @@ class Figure:
 
     command: str
     experiments: tuple[str, ...]
-    reads: str  # first_model | first_activation | all (train + meanfield files) | convergence
+    reads: str  # first_model | first_activation | all (train + meanfield files) | convergence | intrinsic
     times: str | None = None  # key under `figures:` of the times it shows (each <= t_max)
     data: bool = False  # also reads the experiment's data file (and writes a one-line summary)
 
@@ -54,6 +57,8 @@ FIGURES: dict[str, Figure] = {
     **{f"F5_{x}": Figure("realdata", (x,), "first_model", "realdata_times", data=True) for x in REAL_EXPERIMENTS},
     "F6_projections": Figure("projections", ("phases",), "first_model", "projection_times"),
     "F7_rank": Figure("rank", ("convergence_rank",), "convergence"),
+    # N* of a real data set's variants against their intrinsic dimension (workflow/rules/intrinsic.smk)
+    **{f"F8_{x}": Figure("intrinsic", (x,), "intrinsic") for x in INTRINSIC_EXPERIMENTS},
 }
 
 
@@ -294,6 +299,13 @@ def figure_inputs(config: dict, stem: str) -> dict[str, Any]:
     xs = figure_experiments(config, stem)
     if fig.reads == "convergence":
         return dict(convergence=[layout.convergence_file(r, x) for x in xs])
+    if fig.reads == "intrinsic":  # the variants' table and fits, and the Gaussian rank sweep for reference
+        out = dict(table=[layout.intrinsic_table_file(r, x) for x in xs],
+                   convergence=[layout.variant_convergence_file(r, x, k) for x in xs for k in dkeys(config, x)])
+        ref = [experiment(config, x).get("reference") for x in xs]
+        if ref and ref[0] in experiments(config):
+            out["reference"] = [layout.convergence_file(r, ref[0])]
+        return out
     out: dict[str, Any] = dict(train=[], meanfield=[])
     for x in xs:
         e = experiment(config, x)
@@ -319,6 +331,9 @@ def figure_options(config: dict, stem: str) -> dict[str, Any]:
         out["activation"] = figure_activation(config, stem)
     if fig.data:
         out["n_images"] = f["n_images"]
+    if fig.reads == "intrinsic":
+        xs = figure_experiments(config, stem)
+        out.update(variants=" ".join(dkeys(config, xs[0])) if xs else "", label=xs[0] if xs else "")
     return out
 
 
@@ -340,8 +355,8 @@ def targets(config: dict) -> list[str]:
             out += figure_files(config, stem)
         if fig.reads == "convergence":
             out += [f"{r}/{x}/convergence_fits.csv" for x in xs]
-    for x in variant_studies(config):  # workflow/rules/intrinsic.smk
-        out += [layout.intrinsic_table_file(r, x), layout.figure_file(r, f"F8_intrinsic_{x}", "png")]
+    for x in variant_studies(config):  # workflow/rules/intrinsic.smk (F8 is in FIGURES)
+        out += [layout.intrinsic_table_file(r, x)]
     return out
 
 
