@@ -115,6 +115,14 @@ def sweeps(variants: Sequence[str], source_d: int) -> dict[str, list[tuple[str, 
     return out
 
 
+def source_dimension(variants: Sequence[str], d_of: Mapping[str, int]) -> int:
+    """The d of the source data: that of the variants not embedded elsewhere (real, twin, pca<r>)."""
+    from .study import parse_variant
+
+    ds = {d_of[v] for v in variants if not parse_variant(v)["embed_d"]}
+    return max(ds) if ds else 0
+
+
 def twin_pairs(variants: Sequence[str]) -> list[tuple[str, str]]:
     """(variant, its Gaussian twin) for every variant whose twin is also there: real/twin, pca8/pca8_twin."""
     out = []
@@ -163,7 +171,7 @@ def study_table(variants: Sequence[str], conv: Mapping[str, xr.Dataset],
                 rows.append(dict(section="rho", variant=f"{real}/{twin}", quantity=f"predicted_{name}", metric="",
                                  value=estimates[real][name]["value"] / estimates[twin][name]["value"], ci_low="",
                                  ci_high="", n="", note="ID(real) / ID(twin): rho if N* were proportional to it"))
-    source_d = max(p[PRIMARY]["d"] for p in ns.values()) if PRIMARY in metrics else 0
+    source_d = source_dimension(variants, {v: ns[v][metrics[0]]["d"] for v in variants})
     for name, pts in sweeps(variants, source_d).items():
         for m in metrics:
             ok = [(v, x) for v, x in pts if ns[v][m]["ok"]]

@@ -129,7 +129,7 @@ def plot_intrinsic(rows: Sequence[Mapping[str, str]], convs: Mapping[str, xr.Dat
     Gaussian rank sweep's convergence dataset. Writes ``out`` (PNG, dpi 150) and its PDF."""
     import seaborn as sns
 
-    from ..intrinsic_study import sweeps, twin_pairs
+    from ..intrinsic_study import source_dimension, sweeps, twin_pairs
     from ..study import parse_variant
 
     variants = list(convs)
@@ -140,11 +140,13 @@ def plot_intrinsic(rows: Sequence[Mapping[str, str]], convs: Mapping[str, xr.Dat
     for k, (ax, (est, title)) in enumerate(zip(axes[0], PANELS)):
         _nstar_panel(ax, rows, variants, est, title, colors, reference)
         ax.set_title(f"({'abcd'[k]}) {title}", fontsize=9)
-    axes[0][0].legend(fontsize=6, loc="upper left", ncol=2)
-    fig.delaxes(axes[1][1])
+    handles, labels = axes[0][0].get_legend_handles_labels()  # one legend for the top row, in the free slot
+    axes[1][1].axis("off")
+    axes[1][1].legend(handles, labels, fontsize=7, loc="center", ncol=2, title="data variants (N*: excess risk)",
+                      title_fontsize=7)
     curves = axes[1][0]
     _curves_panel(curves, convs, twin_pairs(variants), colors)
-    d0 = max(int(ds["d"].values[0]) if "d" in ds.dims else 0 for ds in convs.values())
+    d0 = source_dimension(variants, {v: int(ds["d"].values[0]) if "d" in ds.dims else 0 for v, ds in convs.items()})
     sw = sweeps(variants, d0)
     e3 = next((k for k in sw if k.startswith("embed_sweep")), None)
     if e3:
