@@ -325,7 +325,7 @@ def test_schema_documents_every_key():
     schema = load(ROOT / "workflow" / "schemas" / "config.schema.yaml")
     no_default = {"experiments.data", "data.source", "data.eigenvalues", "data.fractions", "data.rank", "data.ranks",
                   "data.path", "experiment.d", "experiment.N", "experiment.N_over_d", "experiment.N_over_r",
-                  "experiment.data"}
+                  "experiment.data", "data.variants", "experiment.reference"}
 
     def walk(node, where):
         for key, sub in node.get("properties", {}).items():

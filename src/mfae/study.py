@@ -23,7 +23,7 @@ from mfae.layout import fmt
 EXPERIMENT_DEFAULTS: dict[str, Any] = dict(enabled=True, activations=["tanh"], lams=[0.1], r0=0.3, lr=0.12,
                                            t_max=6, seeds=[0], n_boot=1000, tol=0.01)
 DATA_DEFAULTS: dict[str, Any] = dict(rotate=False, seed=0, test_fraction=0.2, max_samples=0, max_test=0, fetch=False,
-                                     mirrors=[])
+                                     mirrors=[], twin_seed=0, embed_seed=0)
 SECTION_DEFAULTS: dict[str, dict[str, Any]] = {
     "train": dict(device="auto", dtype="float32", batch=8, n_times=25, n_test=4096, checkpoint_seconds=300,
                   plan_device="auto", pack_seconds=120),
