@@ -384,7 +384,8 @@ def test_download_runs_table_and_figures_are_local_rules(tmp_path):
     assert {"all", "fetch", "runs_table"} <= local
     assert {r for r in local if r.startswith("figure_")} == {
         "figure_F1_phases", "figure_F2_shrinkage", "figure_F3_activations", "figure_F4_convergence", "figure_F5_digits",
-        "figure_F5_mnist", "figure_F5_fashion_mnist", "figure_F5_userdata", "figure_F6_projections", "figure_F7_rank"}
+        "figure_F5_mnist", "figure_F5_fashion_mnist", "figure_F5_userdata", "figure_F6_projections", "figure_F7_rank",
+        "figure_F8_intrinsic_digits", "figure_F8_intrinsic_fashion_mnist", "figure_F8_intrinsic_mnist"}
     assert not {r for r in local if r.startswith(("train", "meanfield", "data", "convergence"))}
 
 
