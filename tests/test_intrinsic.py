@@ -1,6 +1,7 @@
 """Intrinsic-dimension estimators (mfae.intrinsic, `mfae intrinsic-dim`) against ground truth: uniform
 samples of spheres S^m and balls B^m of known dimension m embedded in a larger space, exact spectra,
-and invariance under isometric embedding (docs/theory.md §7)."""
+and invariance under isometric embedding (docs/convergence.md, "N* against the intrinsic
+dimension")."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Intrinsic dimension of a data set, in its two readings (docs/theory.md §7; docs/convergence.md,
-"N* against the intrinsic dimension").
+"""Intrinsic dimension of a data set, in its two readings (docs/convergence.md, "N* against the
+intrinsic dimension").
 
 - **Spectral** (what the reduced mean-field ODE sees): from the covariance eigenvalues s_1 >= s_2 >= ...
   of the training samples: the `rank` (non-zero eigenvalues), the participation ratio

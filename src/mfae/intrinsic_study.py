@@ -21,6 +21,7 @@ behind its n_star_lo/hi). From them:
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -65,14 +66,17 @@ def nstar_replicates(ds: xr.Dataset) -> dict[str, dict[str, Any]]:
         dv, Nv, yv = dd.reshape(-1)[use], NN.reshape(-1)[use], y[use]
         tol = float(sel["tol"])
         fit = fit_floor_power_law(dv, Nv, yv, dim=dim)
-        boot = bootstrap_fit(dv, Nv, yv, n_boot=n_boot, seed=seed + 7919 * im, tol=tol, point=fit, dim=dim)
+        with warnings.catch_warnings():  # percentiles over replicates with an infinite N* (as in the stage)
+            warnings.simplefilter("ignore", RuntimeWarning)
+            boot = bootstrap_fit(dv, Nv, yv, n_boot=n_boot, seed=seed + 7919 * im, tol=tol, point=fit, dim=dim)
         reps = boot["samples"]["n_star"][:, 0] if boot["samples"]["n_star"].shape[1] else np.full(n_boot, np.nan)
         status = int(sel["n_star_status"].values[0])
         model = float(required_n(fit["prefactor"], fit["b"], tol)[0]) if fit["ok"] else math.nan
         out[m] = dict(n_star=float(sel["n_star"].values[0]), model=model, status=STATUS.get(status, "?"),
-                      ok=status == N_STAR_OK, lo=float(sel["n_star_lo"].values[0]), hi=float(sel["n_star_hi"].values[0]),
-                      floor=float(sel["floor"].values[0]), b=float(sel["b"]), tol=tol, reps=reps,
-                      d=int(ds[dim].values[0]), n_min=float(sel["n_min"].values[0]), n_max=float(sel["n_max"].values[0]))
+                      ok=status == N_STAR_OK, lo=float(sel["n_star_lo"].values[0]),
+                      hi=float(sel["n_star_hi"].values[0]), floor=float(sel["floor"].values[0]), b=float(sel["b"]),
+                      tol=tol, reps=reps, d=int(ds[dim].values[0]), n_min=float(sel["n_min"].values[0]),
+                      n_max=float(sel["n_max"].values[0]))
     return out
 
 
@@ -93,7 +97,7 @@ def slope_with_interval(x: Sequence[float], nstar: Sequence[dict]) -> tuple[floa
     point = slope(np.asarray(x), y)
     reps = np.array([p["reps"] for p in nstar])  # (points, boot)
     with np.errstate(all="ignore"):
-        boots = np.array([slope(np.asarray(x), reps[:, i]) for i in range(reps.shape[1])]) if reps.size else np.array([])
+        boots = np.array([slope(np.asarray(x), reps[:, i]) for i in range(reps.shape[1] if reps.size else 0)])
     return (point, *_q(boots))
 
 
@@ -108,7 +112,8 @@ def sweeps(variants: Sequence[str], source_d: int) -> dict[str, list[tuple[str, 
     if len(e2) >= 2:
         out["pca_sweep"] = [(v, math.nan) for v in e2]
     for r in sorted({p["pca_rank"] for p in parsed.values() if p["embed_d"] and not p["twin"]}):
-        pts = [(v, float(p["embed_d"])) for v, p in parsed.items() if p["pca_rank"] == r and p["embed_d"] and not p["twin"]]
+        pts = [(v, float(p["embed_d"])) for v, p in parsed.items()
+               if p["pca_rank"] == r and p["embed_d"] and not p["twin"]]
         if f"pca{r}" in parsed:
             pts.append((f"pca{r}", float(source_d)))
         out[f"embed_sweep_r{r}"] = sorted(pts, key=lambda t: t[1])
@@ -149,8 +154,8 @@ def study_table(variants: Sequence[str], conv: Mapping[str, xr.Dataset],
                                  note=e.get("kind", "")))
         for m in metrics:
             p = ns[v][m]
-            rows.append(dict(section="n_star", variant=v, quantity="n_star", metric=m, value=p["n_star"], ci_low=p["lo"],
-                             ci_high=p["hi"], n=int(np.isfinite(p["reps"]).sum()),
+            rows.append(dict(section="n_star", variant=v, quantity="n_star", metric=m, value=p["n_star"],
+                             ci_low=p["lo"], ci_high=p["hi"], n=int(np.isfinite(p["reps"]).sum()),
                              note=f"{p['status']}; model {p['model']:.4g}; N measured {p['n_min']:g}..{p['n_max']:g}; "
                                   f"tol {p['tol']:g}; d {p['d']}"))
             rows.append(dict(section="n_star", variant=v, quantity="floor", metric=m, value=p["floor"], ci_low="",
@@ -162,9 +167,11 @@ def study_table(variants: Sequence[str], conv: Mapping[str, xr.Dataset],
             a, b = ns[real][m], ns[twin][m]
             both = a["ok"] and b["ok"]  # like N*, rho and its interval only where both N* were measured
             rho = a["n_star"] / b["n_star"] if both else math.nan
-            lo, hi = _q(a["reps"] / b["reps"]) if both else (math.nan, math.nan)
+            with np.errstate(all="ignore"):
+                ratio = a["reps"] / b["reps"]
+            lo, hi = _q(ratio) if both else (math.nan, math.nan)
             rows.append(dict(section="rho", variant=f"{real}/{twin}", quantity="rho", metric=m, value=rho, ci_low=lo,
-                             ci_high=hi, n=int(np.isfinite(a["reps"] / b["reps"]).sum()),
+                             ci_high=hi, n=int(np.isfinite(ratio).sum()),
                              note="N*(real) / N*(twin); NaN unless both N* are in range"))
         for name in ESTIMATORS:
             if name in estimates[real] and name in estimates[twin]:
@@ -247,5 +254,6 @@ def verdict_rows(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
         if r["section"] == "exponent" and r["quantity"] == "slope_vs_d" and r["metric"] == PRIMARY:
             lo, hi = r["ci_low"], r["ci_high"]
             word = ("no growth with d" if hi < E3_SPLIT else "grows with d" if lo > E3_SPLIT else "undecided")
-            out.append((f"E3 {r['variant']}", f"{word}: slope of log N* on log d = {r['value']:.3g} [{lo:.3g}, {hi:.3g}]"))
+            out.append((f"E3 {r['variant']}",
+                        f"{word}: slope of log N* on log d = {r['value']:.3g} [{lo:.3g}, {hi:.3g}]"))
     return out

@@ -1,6 +1,6 @@
 """`mfae intrinsic-dim`: intrinsic-dimension estimates of a data file's training samples, spectral and
-manifold (docs/theory.md §7; the estimators are in `mfae.intrinsic`). `mfae intrinsic-table`: N* of data
-variants against them (`mfae.intrinsic_study`)."""
+manifold (docs/convergence.md, "N* against the intrinsic dimension"; the estimators are in
+`mfae.intrinsic`). `mfae intrinsic-table`: N* of data variants against them (`mfae.intrinsic_study`)."""
 
 from __future__ import annotations
 
@@ -43,7 +43,8 @@ def add_dim_parser(sub) -> None:
     p = sub.add_parser(
         "intrinsic-dim", help="intrinsic-dimension estimates of a data file (TwoNN, MLE, participation ratio, PCA)",
         description="Estimate the intrinsic dimension of a real-data file's training samples in two readings "
-                    "(docs/theory.md §7). Manifold: twonn (Facco et al. 2017, maximum likelihood over mu = r2/r1), "
+                    "(docs/convergence.md, 'N* against the intrinsic dimension'). Manifold: twonn (Facco et al. "
+                    "2017, maximum likelihood over mu = r2/r1), "
                     "mle_k10 and mle_k20 (Levina-Bickel at k neighbours, inverses averaged over samples as "
                     "MacKay-Ghahramani), on --repeats random subsamples of --n-samples distinct rows (duplicates "
                     "removed; value = mean over repeats, ci_low/ci_high = 2.5%%/97.5%% percentiles of the repeats; "

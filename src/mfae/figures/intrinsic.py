@@ -52,7 +52,8 @@ def _reference(ax, ref: xr.Dataset | None) -> None:
     r, n = ref["r"].values.astype(float), sel["n_star"].values
     ok = np.isfinite(n)
     if ok.any():
-        ax.plot(r[ok], n[ok], "s--", color="0.6", ms=4, lw=1, label=f"Gaussian rank sweep (d = {ref.attrs.get('d', '')})")
+        ax.plot(r[ok], n[ok], "s--", color="0.6", ms=4, lw=1,
+                label=f"Gaussian rank sweep (d = {ref.attrs.get('d', '')})")
 
 
 def _nstar_panel(ax, rows, variants, est: str, title: str, colors, ref) -> None:
@@ -159,7 +160,8 @@ def plot_intrinsic(rows: Sequence[Mapping[str, str]], convs: Mapping[str, xr.Dat
         pts = [(v, _f(_value(rows, "estimate", v, "rank")["value"])) for v, _ in sw["pca_sweep"]
                if _value(rows, "estimate", v, "rank")]
         _sweep_panel(axes[1][3], rows, sorted(pts, key=lambda t: t[1]), "rank $r$ (PCA projection, fixed $d$)",
-                     "(g) fixed d: N* against the rank", colors, _value(rows, "exponent", "pca_sweep", "slope_vs_rank", METRIC))
+                     "(g) fixed d: N* against the rank", colors,
+                     _value(rows, "exponent", "pca_sweep", "slope_vs_rank", METRIC))
     else:
         axes[1][3].set_visible(False)
     twins = [v for v in variants if parse_variant(v)["twin"]]
