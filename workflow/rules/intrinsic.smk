@@ -21,14 +21,21 @@ def variant_meanfield_files(wildcards):
     """The mean-field outputs of one data variant (one per activation and lambda; the config check
     allows one of each in a variant study)."""
     return [
-        f for f in study.meanfield_files(config, wildcards.exp) if f.endswith(f"/{wildcards.dkey}.nc")
+        f
+        for f in study.meanfield_files(config, wildcards.exp)
+        if f.endswith(f"/{wildcards.dkey}.nc")
     ]
 
 
 def variant_files(kind):
     """Per-variant files of the experiment {exp}, in the order of data.variants."""
-    build = {"convergence": layout.variant_convergence_file, "intrinsic": layout.intrinsic_file}[kind]
-    return lambda wildcards: [build(R, wildcards.exp, k) for k in study.dkeys(config, wildcards.exp)]
+    build = {
+        "convergence": layout.variant_convergence_file,
+        "intrinsic": layout.intrinsic_file,
+    }[kind]
+    return lambda wildcards: [
+        build(R, wildcards.exp, k) for k in study.dkeys(config, wildcards.exp)
+    ]
 
 
 def get_intrinsic_dim(key):
