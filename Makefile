@@ -6,7 +6,7 @@ CORES  ?= 2
 # every Snakemake run of the targets below: this venv's tools first on PATH (the jobs' `mfae`), the local profile
 SNAKEMAKE = PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --profile profiles/local --cores $(CORES)
 
-.PHONY: all install test test-fast mutate test-cluster test-data gpu-check lint report bench paper-smoke images images-offline clean
+.PHONY: all install test test-fast mutate test-cluster test-data gpu-check lint report bench paper-smoke images images-offline intrinsic clean
 
 all: install
 	$(SNAKEMAKE)
@@ -55,6 +55,14 @@ images-offline: install
 	@start=$$(date +%s); \
 	$(SNAKEMAKE) --configfile config/images.yaml config/images-offline.yaml && \
 	echo "images-offline: $$(( $$(date +%s) - start )) s wall on $(CORES) cores"
+
+# N* against the intrinsic dimension on the digits (config/intrinsic.yaml; docs/convergence.md); prints the
+# wall time and the verdict.
+intrinsic: install
+	@start=$$(date +%s); \
+	$(SNAKEMAKE) --configfile config/intrinsic.yaml && \
+	echo "intrinsic: $$(( $$(date +%s) - start )) s wall on $(CORES) cores" && \
+	cat results/intrinsic/intrinsic_digits/intrinsic_verdict.txt
 
 # Fashion-MNIST's IDX files from Debian/Ubuntu (/usr/share/datasets/fashion-mnist) for the tests and
 # `make paper-smoke`; needs root and apt. Without them those tests are skipped (saying why).

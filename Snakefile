@@ -20,7 +20,7 @@ wildcard_constraints:
     exp="|".join(EXP) or "none",
     act="tanh|relu|linear|erf",
     lam=r"[0-9.eE+-]+",
-    dkey=r"d\d+(_r\d+)?|real",
+    dkey=study.DKEY_PATTERN,
     N=r"\d+",
     seed=r"\d+",
 
@@ -29,6 +29,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/meanfield.smk"
 include: "workflow/rules/convergence.smk"
+include: "workflow/rules/intrinsic.smk"
 include: "workflow/rules/figures.smk"
 
 

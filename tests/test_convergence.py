@@ -693,3 +693,55 @@ def test_rank_figure_and_cli(tmp_path, capsys):
     capsys.readouterr()
     assert cli.main(["figures", "rank", "--convergence", str(tmp_path / "C.nc"), "--out", str(out)]) == 2
     assert "--by rank" in capsys.readouterr().err
+
+
+def test_below_rank_cells_are_fitted_where_the_rank_bound_is_below_the_mean_field_risk():
+    """An image-like spectrum (rank 61 with tiny trailing eigenvalues): the rank-N bound of N = 16..48 is
+    below R_MF, so those cells enter the fit; one whose bound exceeds R_MF does not. The bound comes from
+    the spectrum (rank_n_risk_bound), independently of the rule."""
+    d, rank = 64, 61
+    s = np.concatenate([64 * 0.5 ** np.arange(rank) / np.sum(0.5 ** np.arange(rank)), np.zeros(d - rank)])
+    risk_mf = 0.02
+    recs = []
+    for N in (2, 16, 32, 48, 64, 128, 256):
+        bound = rank_n_risk_bound(s, np.ones(d, int), d, N)
+        for seed in range(3):
+            e = 0.3 / N * (1 + 0.02 * seed)
+            recs.append(dict(file=f"T{N}_{seed}.nc", d=d, rank=rank, N=N, seed=seed, diverged=False,
+                             excess_risk=e, gain_error=e, risk_final=risk_mf + e, risk_mf_final=risk_mf,
+                             risk_bound=bound))
+    ds = convergence_dataset(recs, tol=0.005, n_boot=0, by="d")
+    bound = ds["risk_bound"].sel(d=d).values
+    assert bound[0] > risk_mf and np.all(bound[1:4] < risk_mf)          # N = 2 binds; N = 16..48 do not
+    np.testing.assert_array_equal(ds["in_fit"].sel(d=d).values, [0, 1, 1, 1, 1, 1, 1])
+    assert int(ds.sel(metric="excess_risk")["n_runs"]) == 6 * 3
+
+
+@pytest.mark.parametrize("overlay", [None, "config/workstation.yaml", "config/paper.yaml"])
+def test_study_cells_below_the_rank_stay_out_of_the_fit(overlay):
+    """The inclusion rule (a cell with N < r is left out when its rank-N bound exceeds R_MF(t_max)) leaves
+    out exactly the N < r cells of the shipped low-rank experiments, as the older rule (N < r) did: their
+    bound (r - N)/(2r) is above the reduced ODE's final risk (integrated here) in every case."""
+    from mfae import config as mfae_config
+    from mfae import study
+    from mfae.meanfield import integrate_reduced_ode
+    from mfae.spectrum import Spectrum
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = mfae_config.load_config(root / "config.yaml", *([root / overlay] if overlay else []), check_paths=False)
+    checked = 0
+    for exp, e in study.experiments(cfg).items():
+        if study.is_real(e) or e["data"]["source"] != "lowrank":
+            continue
+        for k in study.dkeys(cfg, exp):
+            d, r = study.parse_dkey(k)
+            r = r or e["data"]["rank"]
+            below = [N for N in study.n_values(cfg, exp, k) if N < r]
+            for lam in e["lams"] if below else []:
+                spec = Spectrum(np.array([d / r]), np.array([r / d]))
+                for act in e["activations"]:
+                    risk_mf = integrate_reduced_ode(act, spec, lam, e["r0"], np.array([0.0, e["t_max"]]))["risk"][-1]
+                    bounds = [rank_n_risk_bound([d / r, 0.0], [r, d - r], d, N) for N in below]
+                    assert min(bounds) > risk_mf, (exp, k, act, lam)
+                    checked += 1
+    assert checked >= 4

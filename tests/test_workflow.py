@@ -332,7 +332,7 @@ def test_schema_documents_every_key():
     schema = load(ROOT / "workflow" / "schemas" / "config.schema.yaml")
     no_default = {"experiments.data", "data.source", "data.eigenvalues", "data.fractions", "data.rank", "data.ranks",
                   "data.path", "experiment.d", "experiment.N", "experiment.N_over_d", "experiment.N_over_r",
-                  "experiment.data"}
+                  "experiment.data", "data.variants", "experiment.reference"}
 
     def walk(node, where):
         for key, sub in node.get("properties", {}).items():
@@ -391,7 +391,8 @@ def test_download_runs_table_and_figures_are_local_rules(tmp_path):
     assert {"all", "fetch", "runs_table"} <= local
     assert {r for r in local if r.startswith("figure_")} == {
         "figure_F1_phases", "figure_F2_shrinkage", "figure_F3_activations", "figure_F4_convergence", "figure_F5_digits",
-        "figure_F5_mnist", "figure_F5_fashion_mnist", "figure_F5_userdata", "figure_F6_projections", "figure_F7_rank"}
+        "figure_F5_mnist", "figure_F5_fashion_mnist", "figure_F5_userdata", "figure_F6_projections", "figure_F7_rank",
+        "figure_F8_intrinsic_digits", "figure_F8_intrinsic_fashion_mnist", "figure_F8_intrinsic_mnist"}
     assert not {r for r in local if r.startswith(("train", "meanfield", "data", "convergence"))}
 
 

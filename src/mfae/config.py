@@ -17,7 +17,17 @@ from mfae import MfaeError
 from mfae.constants import IDX_SOURCES, IDX_STEMS, REAL_SOURCES, SIZE_MAX
 from mfae.layout import fmt
 from mfae.runconfig import n_steps
-from mfae.study import FIGURES, dkeys, experiment, experiments, fetch_folder, figure_experiments, n_values, section
+from mfae.study import (
+    FIGURES,
+    INTRINSIC_EXPERIMENTS,
+    dkeys,
+    experiment,
+    experiments,
+    fetch_folder,
+    figure_experiments,
+    n_values,
+    section,
+)
 
 
 class ConfigError(MfaeError):
@@ -143,6 +153,8 @@ def check_config(config: dict, check_paths: bool = True) -> None:
             if n > SIZE_MAX:
                 which = "N_over_r" if "N_over_r" in e else "N_over_d"
                 raise ConfigError(f"experiments.{name}.{which}: gives N = {n}, above {SIZE_MAX}")
+    for name, e in experiments(config).items():
+        _check_variants(f"experiments.{name}", name, e, config)
     n_times = section(config, "train")["n_times"]
     for name, e in experiments(config).items():
         ds = e.get("d") or ([64] if e["data"]["source"] == "digits" else [])  # real data: d known for digits
@@ -158,6 +170,37 @@ def check_config(config: dict, check_paths: bool = True) -> None:
             if late > t_max:
                 raise ConfigError(f"figures.{fig.times}: time {fmt(late)} is after the end of experiments.{x} "
                                   f"(t_max = {fmt(t_max)}), which {stem} shows")
+
+
+def _check_variants(key: str, name: str, e: dict, config: dict) -> None:
+    """A variant study (data.variants; docs/convergence.md): only the intrinsic_* experiments, one model
+    (each variant gets one convergence fit), at least 3 N, embeddings no narrower than their rank, and a
+    reference that is an enabled rank sweep."""
+    from mfae.study import parse_variant
+
+    variants = e["data"].get("variants")
+    if name in INTRINSIC_EXPERIMENTS and not variants:
+        raise ConfigError(f"{key}.data.variants: required (e.g. [real, twin, pca8, pca8_d32])")
+    if not variants:
+        if "reference" in e:
+            raise ConfigError(f"{key}.reference: only for experiments with data.variants")
+        return
+    if name not in INTRINSIC_EXPERIMENTS:
+        raise ConfigError(f"{key}.data.variants: only for {', '.join(INTRINSIC_EXPERIMENTS)}")
+    if len(e["activations"]) != 1 or len(e["lams"]) != 1:
+        raise ConfigError(f"{key}.activations: a variant study fits one model per variant: give one activation "
+                          f"and one lambda (lams)")
+    if len(e["N"]) < 3:
+        raise ConfigError(f"{key}.N: a variant's fit needs at least 3 values of N, got {len(e['N'])}")
+    for v in variants:
+        p = parse_variant(v)
+        if p["embed_d"] and p["embed_d"] < p["pca_rank"]:
+            raise ConfigError(f"{key}.data.variants: {v} embeds {p['pca_rank']} components in R^{p['embed_d']}; "
+                              f"D must be at least the rank")
+    ref = e.get("reference")
+    if ref is not None:
+        if ref not in experiments(config) or "ranks" not in experiment(config, ref)["data"]:
+            raise ConfigError(f"{key}.reference: {ref} is not an enabled rank sweep (lowrank data with ranks)")
 
 
 def _check_experiment(key: str, e: dict, check_paths: bool) -> None:

@@ -74,6 +74,16 @@ def source_size(data: dict) -> DataSize | None:
     return DataSize(d, d, n, n_test)
 
 
+def variant_size(size: DataSize | None, dkey: str) -> DataSize | None:
+    """The sizes of a real-data variant (mfae.study.parse_variant) of a source of `size`: a projection on
+    its top r principal components keeps r eigenvectors; an embedding into R^D has D features."""
+    if size is None or dkey == "real":
+        return size
+    v = study.parse_variant(dkey)
+    d = v["embed_d"] or size.d
+    return DataSize(d, min(v["pca_rank"] or size.m, d), size.n_train, size.n_test)
+
+
 def data_size(config: dict, exp: str, dkey: str) -> DataSize | None:
     """Sizes of one data file of an experiment. Gaussian: from the config (d from the key, all d
     eigenvectors, low-rank: its rank of them) with train.n_test drawn test samples. Real data: the
@@ -81,7 +91,7 @@ def data_size(config: dict, exp: str, dkey: str) -> DataSize | None:
     width cannot be known yet (a user array that does not exist, nor its data file)."""
     e = study.experiment(config, exp)
     if study.is_real(e):
-        before = source_size(e["data"])
+        before = variant_size(source_size(e["data"]), dkey)
         after = data_file_size(layout.data_file(study.results(config), exp, dkey))
         size = before.at_least(after) if before and after else before or after
         if size is None:

@@ -17,7 +17,7 @@ RESULTS = "results"  # the study's output folder (config key `results`)
 EXPERIMENT: dict[str, Any] = dict(enabled=True, activations=["tanh"], lams=[0.1], r0=0.3, lr=0.12, t_max=6,
                                   seeds=[0], n_boot=1000, tol=0.01)
 DATA: dict[str, Any] = dict(rotate=False, seed=0, test_fraction=0.2, max_samples=0, max_test=0, fetch=False,
-                            mirrors=[])
+                            mirrors=[], twin_seed=0, embed_seed=0)
 
 # the top-level settings blocks of the config
 SECTIONS: dict[str, dict[str, Any]] = {
@@ -29,6 +29,9 @@ SECTIONS: dict[str, dict[str, Any]] = {
                     n_images=8),
     "smoke": dict(enabled=False, steps=32, n_times=3, n_test=256, meanfield_n_times=20, n_boot=20),
 }
+
+# an experiment's intrinsic_dim block (mfae intrinsic-dim on each data variant)
+INTRINSIC_DIM: dict[str, Any] = dict(n_samples=1000, repeats=5, seed=0)
 
 # the parameters of one SGD run that the config does not set (`mfae train` flags and TrainConfig fields)
 RUN: dict[str, Any] = dict(test_seed=20210216, block_steps=256, diverge_risk=1e4, n_projections=1000, n_modes=16)

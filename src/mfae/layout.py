@@ -4,6 +4,8 @@
     {results}/{experiment}/train/{activation}_lam{lam}/{dkey}/N{N}_seed{seed}.nc  mfae train (one run)
     {results}/{experiment}/meanfield/{activation}_lam{lam}/{dkey}.nc         mfae meanfield
     {results}/{experiment}/convergence.nc                                    mfae convergence
+    {results}/{experiment}/convergence/{dkey}.nc, intrinsic/{dkey}.csv       one data variant (intrinsic.smk)
+    {results}/{experiment}/intrinsic_table.csv                               mfae intrinsic-table
     {results}/figures/{stem}.png|.pdf                                        mfae figures
     {results}/benchmarks/train/{experiment}/{batch stem}.tsv                 Snakemake's record of a train job
 
@@ -47,6 +49,21 @@ def meanfield_file(results: str, exp: str, activation: str, lam: Any, dkey: str)
 
 def convergence_file(results: str, exp: str) -> str:
     return f"{results}/{exp}/convergence.nc"
+
+
+def intrinsic_file(results: str, exp: str, dkey: str) -> str:
+    """`mfae intrinsic-dim` of one data file: its intrinsic-dimension estimates (CSV)."""
+    return f"{results}/{exp}/intrinsic/{dkey}.csv"
+
+
+def variant_convergence_file(results: str, exp: str, dkey: str) -> str:
+    """`mfae convergence` of the runs on one data file of a variant study (N* of that variant)."""
+    return f"{results}/{exp}/convergence/{dkey}.nc"
+
+
+def intrinsic_table_file(results: str, exp: str) -> str:
+    """`mfae intrinsic-table`: every estimate, N*, exponent, rho and the verdict of a variant study."""
+    return f"{results}/{exp}/intrinsic_table.csv"
 
 
 def train_benchmark(results: str, exp: str, stem: str) -> str:

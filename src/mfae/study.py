@@ -20,6 +20,8 @@ from mfae import defaults, layout
 from mfae.constants import IDX_SOURCES, REAL_EXPERIMENTS, REAL_SHAPES, REAL_SOURCES
 from mfae.layout import fmt
 
+INTRINSIC_EXPERIMENTS = ("intrinsic_digits", "intrinsic_fashion_mnist", "intrinsic_mnist")
+
 
 @dataclass(frozen=True)
 class Figure:
@@ -30,7 +32,7 @@ class Figure:
     command: str
     title: str
     experiments: tuple[str, ...]
-    reads: str  # first_model | first_activation | all (train + meanfield files) | convergence
+    reads: str  # first_model | first_activation | all (train + meanfield files) | convergence | intrinsic
     times: str | None = None  # key under `figures:` of the times it shows (each <= t_max)
     data: bool = False  # also reads the experiment's data file (and writes a one-line summary)
 
@@ -50,6 +52,9 @@ FIGURES: dict[str, Figure] = {
                              "mean-field Gaussian", ("phases",), "first_model", "projection_times"),
     "F7_rank": Figure("rank", "F7: rank sweep: final risk vs N with the rank-N bound, error vs N per rank, N*(r) "
                       "and beta", ("convergence_rank",), "convergence"),
+    # N* of a real data set's variants against their intrinsic dimension (workflow/rules/intrinsic.smk)
+    **{f"F8_{x}": Figure("intrinsic", "F8: N* of real-data variants against each candidate intrinsic dimension; "
+                         "real vs twin errors", (x,), "intrinsic") for x in INTRINSIC_EXPERIMENTS},
 }
 
 
@@ -90,10 +95,71 @@ def dkeys(config: dict, exp: str) -> list[str]:
     (d96_r6, ...: low-rank data with `ranks`), or a single 'real' one."""
     e = experiment(config, exp)
     if is_real(e):
-        return ["real"]
+        return list(e["data"].get("variants") or ["real"])
     if "ranks" in e["data"]:
         return [f"d{d}_r{r}" for d in e["d"] for r in e["data"]["ranks"]]
     return [f"d{d}" for d in e["d"]]
+
+
+# --- real-data variants (experiments with data.variants; docs/convergence.md, "N* against the intrinsic
+# dimension"): real, twin, pca<r>, pca<r>_d<D>, each pca variant optionally with _twin.
+VARIANT_PATTERN = r"real|twin|pca[1-9][0-9]*(_d[1-9][0-9]*)?(_twin)?"
+# every data key: d48, d96_r6 (a rank sweep) or a real-data variant (the workflow's {dkey} wildcard)
+DKEY_PATTERN = r"d\d+(_r\d+)?|" + VARIANT_PATTERN
+
+
+def parse_variant(key: str) -> dict[str, Any]:
+    """The `mfae data` transform of a real-data variant key: pca_rank, embed_d (0 = none) and twin
+    (real -> none; twin; pca8 -> rank 8; pca8_d32 -> rank 8 embedded in R^32; pca8_d32_twin -> and its twin)."""
+    import re
+
+    if not re.fullmatch(VARIANT_PATTERN, key):
+        raise ValueError(f"{key!r} is not a data variant (real, twin, pca<r>, pca<r>_d<D>, pca<r>[_d<D>]_twin)")
+    m = re.fullmatch(r"pca(\d+)(?:_d(\d+))?(_twin)?", key)
+    if m is None:
+        return dict(pca_rank=0, embed_d=0, twin=key == "twin")
+    return dict(pca_rank=int(m.group(1)), embed_d=int(m.group(2) or 0), twin=bool(m.group(3)))
+
+
+def variant_args(data: dict, key: str) -> str:
+    """The `mfae data` transform flags of a variant ('' for real)."""
+    v = parse_variant(key)
+    a = f" --pca-rank {v['pca_rank']}" if v["pca_rank"] else ""
+    a += f" --embed-d {v['embed_d']} --embed-seed {data.get('embed_seed', 0)}" if v["embed_d"] else ""
+    return a + (f" --gaussian-twin --twin-seed {data.get('twin_seed', 0)}" if v["twin"] else "")
+
+
+def is_variant_study(e: dict) -> bool:
+    """A real-data experiment with data.variants: N* of each variant against its intrinsic dimension."""
+    return is_real(e) and bool(e["data"].get("variants"))
+
+
+def intrinsic_dim_options(config: dict, exp: str) -> dict[str, Any]:
+    """`mfae intrinsic-dim` settings of an experiment (its intrinsic_dim block with defaults)."""
+    return {**defaults.INTRINSIC_DIM, **(config["experiments"][exp].get("intrinsic_dim") or {})}
+
+
+def variant_train_files(config: dict, exp: str, dkey: str) -> list[str]:
+    """The training outputs of one data variant `dkey` of the experiment `exp`."""
+    return [j["path"] for j in _train_jobs(config, exp) if j["data"] == dkey]
+
+
+def variant_meanfield_files(config: dict, exp: str, dkey: str) -> list[str]:
+    """The mean-field outputs of one data variant (one per activation and lambda)."""
+    e, r = experiment(config, exp), results(config)
+    return [layout.meanfield_file(r, exp, a, lm, dkey) for a in e["activations"] for lm in e["lams"]]
+
+
+def variant_files(config: dict, exp: str, kind: str) -> list[str]:
+    """Per-variant files of a variant study, in the order of data.variants: `convergence` fits or
+    `intrinsic` dimension estimates."""
+    build = {"convergence": layout.variant_convergence_file, "intrinsic": layout.intrinsic_file}[kind]
+    return [build(results(config), exp, k) for k in dkeys(config, exp)]
+
+
+def variant_studies(config: dict) -> list[str]:
+    """The enabled experiments with data variants (workflow/rules/intrinsic.smk)."""
+    return [x for x, e in experiments(config).items() if is_variant_study(e)]
 
 
 def parse_dkey(dkey: str) -> tuple[int, int | None]:
@@ -143,7 +209,8 @@ def data_args(config: dict, exp: str, dkey: str) -> str:
     if src in REAL_SOURCES:
         a = src + (f" --path {shlex.quote(str(d['path']))}" if src in (*IDX_SOURCES, "array") else "")
         a += f" --test-fraction {fmt(d['test_fraction'])} --seed {d['seed']} --max-samples {d['max_samples']}"
-        return a + (f" --max-test {d['max_test']}" if d["max_test"] else "")  # absent when 0: no rerun of old studies
+        a += f" --max-test {d['max_test']}" if d["max_test"] else ""  # absent when 0: no rerun of old studies
+        return a + (variant_args(d, dkey) if dkey != "real" else "")
     dim, rank = parse_dkey(dkey)
     if src == "gaussian":
         a = f"gaussian --eigenvalues {csv_list(d['eigenvalues'])} --fractions {csv_list(d['fractions'])} --d {dim}"
@@ -196,7 +263,12 @@ def fetch_args(config: dict, folder: str) -> str:
 def _train_jobs(config: dict, exp: str) -> list[dict[str, Any]]:
     e, t, r = experiment(config, exp), section(config, "train"), results(config)
     real_d = real_dimension(e["data"]) if is_real(e) else None
-    return [dict(experiment=exp, activation=a, lam=lm, d=real_d if k == "real" else parse_dkey(k)[0], N=n, seed=s,
+    def dim(k: str) -> int | None:
+        if not is_real(e):
+            return parse_dkey(k)[0]
+        return parse_variant(k)["embed_d"] or real_d  # a variant embedded in R^D has d = D
+
+    return [dict(experiment=exp, activation=a, lam=lm, d=dim(k), N=n, seed=s,
                  r0=e["r0"], lr=e["lr"], t_max=e["t_max"], batch=t["batch"], n_times=t["n_times"],
                  n_test=t["n_test"], dtype=t["dtype"], device=t["device"], data=k,
                  path=layout.train_file(r, exp, a, lm, k, n, s))
@@ -232,6 +304,13 @@ def figure_inputs(config: dict, stem: str) -> dict[str, Any]:
     xs = figure_experiments(config, stem)
     if fig.reads == "convergence":
         return dict(convergence=[layout.convergence_file(r, x) for x in xs])
+    if fig.reads == "intrinsic":  # the variants' table and fits, and the Gaussian rank sweep for reference
+        out = dict(table=[layout.intrinsic_table_file(r, x) for x in xs],
+                   convergence=[layout.variant_convergence_file(r, x, k) for x in xs for k in dkeys(config, x)])
+        ref = [experiment(config, x).get("reference") for x in xs]
+        if ref and ref[0] in experiments(config):
+            out["reference"] = [layout.convergence_file(r, ref[0])]
+        return out
     out: dict[str, Any] = dict(train=[], meanfield=[])
     for x in xs:
         e = experiment(config, x)
@@ -257,6 +336,9 @@ def figure_options(config: dict, stem: str) -> dict[str, Any]:
         out["activation"] = figure_activation(config, stem)
     if fig.data:
         out["n_images"] = f["n_images"]
+    if fig.reads == "intrinsic":
+        xs = figure_experiments(config, stem)
+        out.update(variants=dkeys(config, xs[0]) if xs else [], label=xs[0] if xs else "")
     return out
 
 
@@ -278,6 +360,8 @@ def targets(config: dict) -> list[str]:
             out += figure_files(config, stem)
         if fig.reads == "convergence":
             out += [f"{r}/{x}/convergence_fits.csv" for x in xs]
+    for x in variant_studies(config):  # workflow/rules/intrinsic.smk (F8 is in FIGURES)
+        out += [layout.intrinsic_table_file(r, x)]
     return out
 
 

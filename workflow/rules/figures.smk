@@ -11,7 +11,7 @@ def figure_args(stem, inputs, options, summary):
     fig = study.FIGURES[stem]
     flags = [f"--{k} {quoted(v)}" for k, v in inputs.items()]
     flags += [
-        f"--{k.replace('_', '-')} {shlex.quote(str(v))}" for k, v in options.items()
+        f"--{k.replace('_', '-')} {quoted(v)}" for k, v in options.items()
     ]
     if fig.data:
         flags.append(f"--summary {shlex.quote(summary)}")
@@ -20,7 +20,7 @@ def figure_args(stem, inputs, options, summary):
 
 def quoted(value):
     """One path, or a list of them, as shell words."""
-    return " ".join(map(shlex.quote, value if isinstance(value, list) else [value]))
+    return " ".join(shlex.quote(str(v)) for v in (value if isinstance(value, list) else [value]))
 
 
 def figure_caption(stem):

@@ -15,7 +15,7 @@ import signal
 import sys
 
 from .. import MfaeError, __version__
-from . import convergence, data, figures, gpucheck, meanfield, plan, summary, train
+from . import convergence, data, figures, gpucheck, intrinsic, meanfield, plan, summary, train
 from ._args import check_paths
 
 
@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 "(Nguyen 2021): the stages of the reproducible study. See docs/theory.md §6.")
     p.add_argument("--version", action="version", version=f"mfae {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (data, meanfield, train, summary, convergence, figures, plan, gpucheck):
+    for module in (data, meanfield, train, summary, convergence, intrinsic, figures, plan, gpucheck):
         module.add_parser(sub)
     return p
 

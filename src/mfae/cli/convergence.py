@@ -85,8 +85,9 @@ def add_parser(sub) -> None:
                     "least squares) per metric and report a, b, alpha = a/b and N*(d) = (C d^a / tol)^(1/b), "
                     "with percentile intervals from a bootstrap over seeds within each (d, N) cell. N*(d) is "
                     "reported only inside the N measured at that d (else NaN, with n_star_status below_range or "
-                    "above_range). Runs with fewer neurons than the data's rank (N < r) are kept but not fitted: "
-                    "their risk is bounded below by (r - N)/(2r), not by the power law. With --by rank (a rank sweep of low-rank data at one d) the axis is the "
+                    "above_range). Runs with fewer neurons than the data's rank (N < r) whose rank-N risk bound "
+                    "(1/(2d) x the sum of the d - N smallest eigenvalues; (r - N)/(2r) for low-rank data) exceeds the "
+                    "mean-field risk are kept but not fitted: the bound, not the power law, sets their error. With --by rank (a rank sweep of low-rank data at one d) the axis is the "
                     "data's rank r instead of d: err = F(r) + C r^a N^-b and N*(r) ∝ r^beta, beta = a/b. Runs "
                     "with attr diverged=1 are excluded and counted. See docs/convergence.md.")
     p.add_argument("--train", nargs="+", required=True, type=Path, metavar="T.nc",

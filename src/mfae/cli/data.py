@@ -36,6 +36,11 @@ def cmd_data(args: argparse.Namespace) -> None:
                                 max_samples=args.max_samples, max_test=args.max_test)
         params = dict(source=args.source, path=str(path or ""), test_fraction=args.test_fraction,
                       seed=args.seed, max_samples=args.max_samples, max_test=args.max_test)
+        transform = dict(pca_rank=args.pca_rank, embed_d=args.embed_d, embed_seed=args.embed_seed,
+                         twin=args.gaussian_twin, twin_seed=args.twin_seed)
+        if args.pca_rank or args.embed_d or args.gaussian_twin:  # attrs of untransformed files unchanged
+            ds = D.transformed_data(ds, **transform, seed=args.seed)
+            params.update(transform)
     ds.attrs.update(provenance("data", params))
     write_dataset(ds, args.out)
     n_null = ds.attrs["n_null_directions"]
@@ -81,6 +86,22 @@ def add_parser(sub) -> None:
         r.add_argument("--max-test", type=count, default=DATA["max_test"],
                        help="keep a seeded random subset of at most this many test rows (0 = all); every "
                             "measurement reconstructs the whole test set")
+        t = r.add_argument_group(
+            "transforms", "vary one dimension at a time (applied in this order; the result is an ordinary data "
+                          "file, normalised again to E||x||^2 = 1; docs/convergence.md)")
+        t.add_argument("--pca-rank", type=count, default=0, metavar="R",
+                       help="project the samples on the top R principal components of the training covariance "
+                            "(intrinsic dimension varied at fixed d; 0 = no projection, default)")
+        t.add_argument("--embed-d", type=count, default=0, metavar="D",
+                       help="embed the principal coordinates (the top --pca-rank ones, or all with non-zero "
+                            "variance) isometrically in R^D by a random orthonormal map, D >= their number "
+                            "(d varied at fixed intrinsic dimension; 0 = keep the data's own d, default)")
+        t.add_argument("--embed-seed", type=seed, default=0, help="seed of the random embedding (default 0)")
+        t.add_argument("--gaussian-twin", action="store_true",
+                       help="replace the samples by their Gaussian twin: Gaussian training rows with exactly the "
+                            "same training covariance (hence spectrum and mean-field curves) and as many rows, "
+                            "and as many test rows drawn from that Gaussian")
+        t.add_argument("--twin-seed", type=seed, default=0, help="seed of the Gaussian twin's samples (default 0)")
         add_out(r)
         r.set_defaults(func=cmd_data, inputs=("path",), outputs=("out",))
     f = s.add_parser("fetch", help="download and verify the MNIST or Fashion-MNIST IDX files",

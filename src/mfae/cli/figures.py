@@ -113,6 +113,27 @@ def cmd_rank(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_intrinsic(args: argparse.Namespace) -> int:
+    import csv
+
+    from .. import figures as plots
+    from ..io import read_dataset
+
+    plots.check_out(args.out)
+    _check_inputs(args.table, args.convergence, args.reference)
+    if len(args.variants) != len(args.convergence):
+        raise MfaeError(f"one --convergence file per variant: {len(args.variants)} variants, "
+                        f"{len(args.convergence)} files")
+    with open(args.table, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows or "section" not in rows[0]:
+        raise MfaeError(f"{args.table}: not an `mfae intrinsic-table` table")
+    convs = {v: read_dataset(p, "convergence") for v, p in zip(args.variants, args.convergence)}
+    ref = read_dataset(args.reference, "convergence") if args.reference is not None else None
+    _report(plots.plot_intrinsic(rows, convs, args.out, reference=ref, label=args.label))
+    return 0
+
+
 # --- parser ----------------------------------------------------------------------------------------
 
 def _out(p: argparse.ArgumentParser) -> None:
@@ -197,6 +218,21 @@ def _add_convergence_figures(s) -> None:
                    help="error measure of panels (b) and (c) (default excess_risk)")
     _out(f)
     f.set_defaults(func=cmd_rank)
+
+    f = s.add_parser("intrinsic", help=TITLES["intrinsic"], description=TITLES["intrinsic"] + ". Top: N* (excess "
+                     "risk, in range only) of each variant against its TwoNN, MLE (k = 20), participation-ratio and "
+                     "pca_0.95 dimension, with the Gaussian rank sweep for reference; bottom: excess risk vs N of "
+                     "each real set and its twin, N* vs d at fixed rank, N* vs the rank at fixed d.")
+    f.add_argument("--table", required=True, type=Path, metavar="T.csv", help="table from `mfae intrinsic-table`")
+    f.add_argument("--variants", required=True, nargs="+", metavar="NAME",
+                   help="variant names (real, twin, pca8, ...), in the order of --convergence")
+    f.add_argument("--convergence", required=True, nargs="+", type=Path, metavar="C.nc",
+                   help="each variant's convergence file (`mfae convergence` on its runs alone)")
+    f.add_argument("--reference", type=Path, default=None, metavar="C_rank.nc",
+                   help="a Gaussian rank sweep (`mfae convergence --by rank`) drawn for reference (default: none)")
+    f.add_argument("--label", default="", help="experiment name for the title (default: none)")
+    _out(f)
+    f.set_defaults(func=cmd_intrinsic, inputs=("table", "convergence", "reference"), outputs=("out",))
 
 
 def _add_data_figures(s) -> None:

@@ -9,6 +9,7 @@ dataset (docs/theory.md §5).
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -70,9 +71,9 @@ def convergence_dataset(records: Sequence[Mapping[str, Any]], *, tol: str | floa
     power-law fit per metric with bootstrap CIs, N*(d) at ``tol`` (inside the measured N range only,
     with its status), and the bookkeeping of excluded (diverged) runs. With ``by="rank"`` (a rank
     sweep at one d) the dimension axis is the data's rank ``r`` and the exponent of N*(r) is called
-    ``beta`` instead of ``alpha``. Runs with fewer neurons than the data's rank (N < r: the rank-N
-    bound, not the finite-N power law, governs their error) are kept in ``err`` but left out of the
-    fit (``in_fit = 0``). ``records`` come from :func:`collect_runs`. See docs/convergence.md for the
+    ``beta`` instead of ``alpha``. Runs with fewer neurons than the data's rank (N < r) whose rank-N
+    bound exceeds the mean-field risk (:func:`bound_binds`: the bound, not the finite-N power law,
+    governs their error) are kept in ``err`` but left out of the fit (``in_fit = 0``). ``records`` come from :func:`collect_runs`. See docs/convergence.md for the
     variables."""
     if not records:
         raise MfaeError("no train runs given")
@@ -113,7 +114,7 @@ def convergence_dataset(records: Sequence[Mapping[str, Any]], *, tol: str | floa
     model = MODEL if dim == "d" else MODEL.replace("d", "r")
     out_attrs.update(
         label=label, model=model, by=by, exponent=expo,
-        fit_selection="runs with N below the data's rank are kept in err but not fitted (in_fit = 0)", ci_level=CI_LEVEL, n_boot=n_boot, boot_seed=seed,
+        fit_selection="runs with N below the data's rank whose rank-N risk bound exceeds the mean-field risk are kept in err but not fitted (in_fit = 0)", ci_level=CI_LEVEL, n_boot=n_boot, boot_seed=seed,
         n_train_runs=len(records), n_excluded_diverged=len(g["excluded"]), n_nonfinite_error=g["n_nonfinite"],
         tol_convention=f"N*({D}) is the N at which C {D}^a N^-b = tol, i.e. err({D}, N*) = F({D}) + tol, "
                        f"accepted only inside the N measured at that {D}",
@@ -147,14 +148,14 @@ def _grid(records: Sequence[Mapping[str, Any]], key: str, metrics: Sequence[str]
     risk_f = np.full(shape, np.nan)
     risk_mf = np.full(shape, np.nan)
     bound = np.full(shape[:2], np.nan)
-    in_fit = np.ones(shape[:2], bool)
+    below_rank = np.zeros(shape[:2], bool)
     excluded = [r for r in records if r["diverged"]]
     for r in records:
         i, j, k = (int(np.searchsorted(d_c, r[key])), int(np.searchsorted(N_c, r["N"])),
                    int(np.searchsorted(s_c, r["seed"])))
         bound[i, j] = r.get("risk_bound", np.nan)
         if r.get("rank") is not None and r["N"] < r["rank"]:
-            in_fit[i, j] = False
+            below_rank[i, j] = True
         if r["diverged"]:
             status[i, j, k] = STATUS_DIVERGED
             continue
@@ -162,8 +163,22 @@ def _grid(records: Sequence[Mapping[str, Any]], key: str, metrics: Sequence[str]
         status[i, j, k] = STATUS_USED if all(np.isfinite(vals)) else STATUS_NONFINITE
         err[:, i, j, k] = vals
         risk_f[i, j, k], risk_mf[i, j, k] = r.get("risk_final", np.nan), r.get("risk_mf_final", np.nan)
+    in_fit = ~(below_rank & bound_binds(bound, risk_mf))
     return dict(d_c=d_c, N_c=N_c, s_c=s_c, err=err, status=status, risk_f=risk_f, risk_mf=risk_mf, bound=bound,
                 in_fit=in_fit, excluded=excluded, n_nonfinite=int(np.sum(status == STATUS_NONFINITE)))
+
+
+def bound_binds(bound: np.ndarray, risk_mf: np.ndarray) -> np.ndarray:
+    """Per (dimension, N) cell: whether the rank-N bound on the risk exceeds the mean-field risk R_MF(T)
+    (mean over the cell's seeds; where no run gives R_MF, the bound counts as binding). There no N-neuron
+    network can reach the mean field, whatever the finite-N power law says, so a cell with N below the
+    data's rank is left out of the fit only then (docs/convergence.md). For low-rank data the bound is
+    (r - N)/(2r) >= 1/(2r); for an image spectrum, whose trailing eigenvalues are tiny, it is below R_MF
+    for N well under the rank."""
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN cells (diverged runs)
+        mf = np.nanmean(risk_mf, axis=-1)
+    return ~np.isfinite(mf) | ~np.isfinite(bound) | (bound > mf)
 
 
 def _fit_metrics(g: Mapping[str, Any], metrics: Sequence[str], tols: Mapping[str, float], n_boot: int, seed: int,
@@ -260,7 +275,8 @@ def _run_vars(g: Mapping[str, Any], dim: str, D: str) -> dict[str, Any]:
                                                "sum of the d - N smallest eigenvalues of d Cov(x) ((r - N)/(2r) for "
                                                "low-rank data, 0 for N >= r)")),
         in_fit=((dim, "N"), g["in_fit"].astype(np.int8), _attrs(f"1 if the runs of this ({D}, N) cell enter the fit, 0 "
-                                                            "if N is below the data's rank r")),
+                                                                "if N is below the data's rank r and the rank-N "
+                                                                "bound exceeds the mean-field risk")),
     )
 
 

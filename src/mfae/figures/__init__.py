@@ -9,6 +9,7 @@ Plotting libraries are imported when a figure is drawn, not when this package is
 
 from .activations import plot_activations
 from .convergence import plot_convergence
+from .intrinsic import plot_intrinsic
 from .load import MF_VARS, TRAIN_VARS, Run, RunSet, check_match, load_meanfields, load_runs, mf_at, run_from_dataset
 from .phases import plot_phases
 from .projections import plot_projections
@@ -18,6 +19,6 @@ from .shrinkage import plot_shrinkage
 from .style import check_out, new_figure, save_figure, setup_style
 
 __all__ = ["MF_VARS", "TRAIN_VARS", "Run", "RunSet", "check_match", "check_out", "load_meanfields", "load_runs",
-           "mf_at", "new_figure", "plot_activations", "plot_convergence", "plot_phases", "plot_projections",
+           "mf_at", "new_figure", "plot_activations", "plot_convergence", "plot_intrinsic", "plot_phases", "plot_projections",
            "plot_rank", "plot_realdata", "plot_shrinkage", "realdata_summary", "run_from_dataset", "save_figure",
            "setup_style", "summary_line"]
