@@ -10,9 +10,7 @@ def figure_args(stem, inputs, options, summary):
     """
     fig = study.FIGURES[stem]
     flags = [f"--{k} {quoted(v)}" for k, v in inputs.items()]
-    flags += [
-        f"--{k.replace('_', '-')} {quoted(v)}" for k, v in options.items()
-    ]
+    flags += [f"--{k.replace('_', '-')} {quoted(v)}" for k, v in options.items()]
     if fig.data:
         flags.append(f"--summary {shlex.quote(summary)}")
     return f"{fig.command} {' '.join(flags)}"
@@ -20,7 +18,9 @@ def figure_args(stem, inputs, options, summary):
 
 def quoted(value):
     """One path, or a list of them, as shell words."""
-    return " ".join(shlex.quote(str(v)) for v in (value if isinstance(value, list) else [value]))
+    return " ".join(
+        shlex.quote(str(v)) for v in (value if isinstance(value, list) else [value])
+    )
 
 
 def figure_caption(stem):
