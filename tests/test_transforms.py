@@ -1,4 +1,4 @@
-"""Data transforms that vary one dimension at a time (mfae.data.transformed_data, `mfae data ...
+"""Data transforms that vary one dimension at a time (mfae.transforms.transformed_data, `mfae data ...
 --pca-rank/--embed-d/--gaussian-twin`): checked against closed forms on the bundled digits."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import pytest
 from scipy.spatial.distance import pdist
 
 from mfae import data as D
+from mfae import transforms as T
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +26,7 @@ def cov_eigenvalues(x: np.ndarray) -> np.ndarray:
 
 
 def test_gaussian_twin_has_the_training_covariance_and_counts(digits):
-    twin = D.transformed_data(digits, twin=True, twin_seed=3)
+    twin = T.transformed_data(digits, twin=True, twin_seed=3)
     xs, ts = D.samples(digits)
     xt, tt = D.samples(twin)
     assert xt.shape == xs.shape and tt.shape == ts.shape            # same sample counts
@@ -39,14 +40,14 @@ def test_gaussian_twin_has_the_training_covariance_and_counts(digits):
     proj = xt @ v
     assert abs(np.mean(proj ** 4) / np.mean(proj ** 2) ** 2 - 3.0) < 0.4
     # a different seed gives different samples with the same covariance
-    other = D.samples(D.transformed_data(digits, twin=True, twin_seed=4))[0]
+    other = D.samples(T.transformed_data(digits, twin=True, twin_seed=4))[0]
     assert not np.allclose(np.sort(other @ v), np.sort(proj))
     assert twin.attrs["gaussian_twin"] == 1 and twin.attrs["name"] == "digits_twin"
 
 
 @pytest.mark.parametrize("r", [4, 8, 16])
 def test_pca_projection_has_rank_r_and_the_top_spectrum_renormalised(digits, r):
-    ds = D.transformed_data(digits, pca_rank=r)
+    ds = T.transformed_data(digits, pca_rank=r)
     s0 = digits["eigenvalue"].values
     assert ds.sizes["component"] == r and ds.attrs["d"] == 64
     # closed form: the top r eigenvalues, rescaled so that they sum to d (E||x||^2 = 1)
@@ -58,8 +59,8 @@ def test_pca_projection_has_rank_r_and_the_top_spectrum_renormalised(digits, r):
 
 @pytest.mark.parametrize("embed_d", [8, 32, 200])
 def test_embedding_preserves_distances_and_the_nonzero_spectrum(digits, embed_d):
-    base = D.transformed_data(digits, pca_rank=8)
-    emb = D.transformed_data(digits, pca_rank=8, embed_d=embed_d, embed_seed=5)
+    base = T.transformed_data(digits, pca_rank=8)
+    emb = T.transformed_data(digits, pca_rank=8, embed_d=embed_d, embed_seed=5)
     xb, _ = D.samples(base)
     xe, _ = D.samples(emb)
     assert xe.shape == (xb.shape[0], embed_d) and emb.attrs["d"] == embed_d
@@ -71,8 +72,8 @@ def test_embedding_preserves_distances_and_the_nonzero_spectrum(digits, embed_d)
 
 
 def test_twin_of_an_embedded_projection(digits):
-    ds = D.transformed_data(digits, pca_rank=6, embed_d=24, embed_seed=1, twin=True, twin_seed=2)
-    ref = D.transformed_data(digits, pca_rank=6, embed_d=24, embed_seed=1)
+    ds = T.transformed_data(digits, pca_rank=6, embed_d=24, embed_seed=1, twin=True, twin_seed=2)
+    ref = T.transformed_data(digits, pca_rank=6, embed_d=24, embed_seed=1)
     assert ds.attrs["name"] == "digits_pca6_d24_twin" and ds.sizes["component"] == 6
     np.testing.assert_allclose(ds["eigenvalue"].values, ref["eigenvalue"].values, rtol=1e-9)
 

@@ -39,7 +39,9 @@ def cmd_data(args: argparse.Namespace) -> None:
         transform = dict(pca_rank=args.pca_rank, embed_d=args.embed_d, embed_seed=args.embed_seed,
                          twin=args.gaussian_twin, twin_seed=args.twin_seed)
         if args.pca_rank or args.embed_d or args.gaussian_twin:  # attrs of untransformed files unchanged
-            ds = D.transformed_data(ds, **transform, seed=args.seed)
+            from ..transforms import transformed_data
+
+            ds = transformed_data(ds, **transform, seed=args.seed)
             params.update(transform)
     ds.attrs.update(provenance("data", params))
     write_dataset(ds, args.out)
