@@ -62,9 +62,10 @@ class Rates:
 # (docs/performance.md "Cost model").
 # Theta beyond ~8 MB (N x d = 2e6 float32) no longer stays in the caches and the skinny step products
 # become memory-bound: 5 passes over Theta at `bandwidth` (d = 784, B = 16, one thread: 34 GF/s up to
-# N = 2000, 24 GF/s at N = 8000, measured side by side).
+# N = 2000, 24 GF/s at N = 8000, measured side by side). 7 GB/s: `mfae plan --calibrate` on the idle
+# development machine, 2026-12-07 (its N = 8000, d = 768 probe).
 CPU_RATES = Rates(name="cpu", step_flops=106e9, step_overhead=14.2e-6, step_act=1.41e-9, measure_flops=126e9,
-                  measure_act=0.87e-9, bandwidth=9e9, startup=1.65, read_rate=300e6, host_flops=65e9,
+                  measure_act=0.87e-9, bandwidth=7e9, startup=1.65, read_rate=300e6, host_flops=65e9,
                   cache_bytes=8e6)
 
 # NOT measured (no GPU was available to this project): documented assumptions for an H100/H200-class
