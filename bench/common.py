@@ -52,14 +52,14 @@ def study_config(configfiles: list[Path]) -> dict:
     """The config of a study run from the current folder with `snakemake --configfile FILES`: the files
     merged in order on top of this folder's config.yaml (the Snakefile's `configfile:`), sized as
     `mfae plan` sizes it (smoke settings applied). Imports mfae (not at module level: see above)."""
-    from mfae import study
+    from mfae import smoke
     from mfae.config import load_config
 
     base = [] if configfiles and configfiles[0].resolve() == Path("config.yaml").resolve() else [Path("config.yaml")]
     for f in base + list(configfiles):
         if not f.is_file():
             raise SystemExit(f"no {f} in {Path.cwd()}: run this from the study's folder (where snakemake ran)")
-    return study.smoke_config(load_config(*base, *configfiles, check_paths=False))
+    return smoke.smoke_config(load_config(*base, *configfiles, check_paths=False))
 
 
 def read_benchmark(path: str | Path) -> dict[str, float]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mfae import pack, study
+from mfae import pack, smoke, study
 from mfae.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,7 +24,7 @@ def test_pack_groups_hand_cases():
 
 @pytest.mark.parametrize("name", ["config.yaml", ".test/config.yaml", "config/paper.yaml"])
 def test_every_run_in_exactly_one_batch(name):
-    config = study.smoke_config(load_config(ROOT / name, check_paths=False))
+    config = smoke.smoke_config(load_config(ROOT / name, check_paths=False))
     jobs = study.train_jobs(config)
     batches = pack.train_batches(config)
     paths = [p for b in batches for p in b.paths]

@@ -1,5 +1,5 @@
 """The paper config at scale: Fashion-MNIST as a source, the fetch rule, and the smoke run
-(mfae.study.smoke_config; `make paper-smoke`) that runs every job of config/paper.yaml cut short.
+(mfae.smoke.smoke_config; `make paper-smoke`) that runs every job of config/paper.yaml cut short.
 
 Tests reading real images use Debian's Fashion-MNIST (`make test-data`: apt-get install
 dataset-fashion-mnist) and are skipped, saying so, without it."""
@@ -12,7 +12,7 @@ import pytest
 import xarray as xr
 
 from gridcount import count_runs
-from mfae import MfaeError, study
+from mfae import MfaeError, smoke, study
 from mfae import config as config_mod
 from test_workflow import ROOT, dump, job_counts, load, smk
 
@@ -28,7 +28,7 @@ def paper() -> dict:
     return config_mod.read_yaml(ROOT / "config" / "paper.yaml")
 
 
-def smoke(steps: int = 32) -> dict:
+def paper_smoke(steps: int = 32) -> dict:
     c = paper()
     c["smoke"] = dict(enabled=True, steps=steps, n_times=3, n_test=256, meanfield_n_times=20, n_boot=20)
     return c
@@ -89,7 +89,7 @@ def test_bad_fetch_settings(edit, key):
 
 
 def test_smoke_keeps_every_job_and_cuts_only_time_and_measurements():
-    full, cut = paper(), study.smoke_config(smoke(32))
+    full, cut = paper(), smoke.smoke_config(paper_smoke(32))
     config_mod.check_config(cut, check_paths=False)  # figure times within the cut t_max, etc.
     a, b = study.train_jobs(full), study.train_jobs(cut)
     same = ("experiment", "activation", "lam", "d", "N", "seed", "r0", "lr", "batch", "dtype", "path")
@@ -107,13 +107,13 @@ def test_smoke_keeps_every_job_and_cuts_only_time_and_measurements():
     # figure times shrink with the fastest-cut experiment they show (realdata: mnist, t_max 4 -> 32*0.1/784)
     assert cut["figures"]["realdata_times"] == pytest.approx([t * 3.2 / 784 / 4 for t in (0.5, 1, 4)])
     assert cut["meanfield"]["n_times"] == 20 and cut["smoke"]["enabled"] is False
-    assert study.smoke_config(cut) is cut  # deriving twice changes nothing
-    assert study.smoke_config(full) is full  # smoke off: the config itself
+    assert smoke.smoke_config(cut) is cut  # deriving twice changes nothing
+    assert smoke.smoke_config(full) is full  # smoke off: the config itself
     assert full == paper()  # the input is not modified
 
 
 def test_smoke_never_lengthens_a_run():
-    cut = study.smoke_config(smoke(10**6))
+    cut = smoke.smoke_config(paper_smoke(10**6))
     assert {n: e["t_max"] for n, e in study.experiments(cut).items()} == \
         {n: e["t_max"] for n, e in study.experiments(paper()).items()}
 
@@ -182,12 +182,12 @@ def test_paper_smoke_dag_runs_every_paper_job(tmp_path):
     from mfae import pack
     from mfae.config import load_config
 
-    smoke = study.smoke_config(load_config(ROOT / "config.yaml", ROOT / "config" / "paper.yaml", tmp_path / "o.yaml",
-                                           check_paths=False))
-    batches = pack.train_batches(smoke)  # the training jobs: batches of runs
+    cut = smoke.smoke_config(load_config(ROOT / "config.yaml", ROOT / "config" / "paper.yaml", tmp_path / "o.yaml",
+                                         check_paths=False))
+    batches = pack.train_batches(cut)  # the training jobs: batches of runs
     assert counts["train"] == len(batches)
     runs = sorted(p for b in batches for p in b.paths)
-    assert runs == sorted(j["path"] for j in study.train_jobs(smoke))
+    assert runs == sorted(j["path"] for j in study.train_jobs(cut))
     assert len(runs) == len(study.train_jobs(paper())) == count_runs(paper())
     assert "fetch" not in counts and sum(n for r, n in counts.items() if r.startswith("figure_F5_")) == 3
 

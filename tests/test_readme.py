@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mfae import plan, study
+from mfae import plan, smoke
 from mfae.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,7 +77,7 @@ def test_readme_lists_the_commands_a_user_types():
 def test_the_cost_table_is_what_mfae_plan_prints(row, monkeypatch):
     monkeypatch.setenv("MFAE_RATES", "none")
     files = [ROOT / "config.yaml"] + ([ROOT / row] if row != "config.yaml" else [])
-    config = study.smoke_config(load_config(*files, check_paths=False))
+    config = smoke.smoke_config(load_config(*files, check_paths=False))
     line = plan.summary_row(config, row)
     assert line in README.splitlines(), f"README's row for {row} is not what `mfae plan --table-row` prints:\n{line}"
 

@@ -10,10 +10,10 @@ from snakemake.settings.types import DeploymentMethod
 from snakemake.utils import validate
 
 try:
-    from mfae import config as mfae_config, layout, plan, stagecost, study
+    from mfae import config as mfae_config, layout, plan, smoke, stagecost, study
 except ImportError:  # a source checkout without `pip install -e .`
     sys.path.insert(0, str(Path(workflow.basedir) / "src"))
-    from mfae import config as mfae_config, layout, plan, stagecost, study
+    from mfae import config as mfae_config, layout, plan, smoke, stagecost, study
 
 # Before any job: a key given twice in a config file (YAML would keep the last silently), the
 # schema (types, ranges, unknown keys: one line naming the key, as `mfae plan` says it; Snakemake's
@@ -25,11 +25,11 @@ try:
         config, workflow.source_path("../schemas/config.schema.yaml")
     )
     validate(config, "../schemas/config.schema.yaml")
-    # smoke.enabled: the same jobs, cut short (make paper-smoke; mfae.study.smoke_config)
+    # smoke.enabled: the same jobs, cut short (make paper-smoke; mfae.smoke.smoke_config)
     if config["smoke"]["enabled"]:
-        smoke = study.smoke_config(config)
+        cut = smoke.smoke_config(config)
         config.clear()
-        config.update(smoke)
+        config.update(cut)
     mfae_config.check_config(config)
 except mfae_config.ConfigError as e:
     raise WorkflowError(f"Invalid config: {e}") from None

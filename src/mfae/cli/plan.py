@@ -55,7 +55,7 @@ def profile_gives_gpu(profile: Path) -> bool:
 def load_study(args: argparse.Namespace) -> dict:
     """The study config as the workflow sees it: the Snakefile's config.yaml first (--base), the given
     files merged on top, checked with the workflow's schema and checks, smoke.enabled applied."""
-    from .. import MfaeError, study
+    from .. import MfaeError, smoke
     from ..config import load_config
 
     files = list(args.configfile)
@@ -67,7 +67,7 @@ def load_study(args: argparse.Namespace) -> dict:
             raise MfaeError(f"base config not found: {args.base} (run from the repository root, or --base none)")
         if not any(p.resolve() == args.base.resolve() for p in files):
             files.insert(0, args.base)
-    return study.smoke_config(load_config(*files, check_paths=False))
+    return smoke.smoke_config(load_config(*files, check_paths=False))
 
 
 def cmd_plan(args: argparse.Namespace) -> None:
