@@ -193,6 +193,10 @@ def tiny_config(tmp_path: Path, mirror: str | None) -> Path:
     ex["digits"].update(seeds=[0])
     np.save(tmp_path / "X.npy", np.random.default_rng(0).standard_normal((60, 6)))
     ex["userdata"] = dict(data=dict(source="array", path=str(tmp_path / "X.npy")), N=[10], seeds=[0], t_max=1)
+    # a variant study: the intrinsic-dimension, per-variant fit and table rules (and F8)
+    ex["intrinsic_digits"] = dict(data=dict(source="digits", max_samples=200, variants=["real", "pca4"]),
+                                  N=[4, 8, 16], seeds=[0], t_max=0.5, lr=0.1, n_boot=5,
+                                  intrinsic_dim=dict(n_samples=60, repeats=1))
     if mirror:
         ex["fashion_mnist"] = dict(data=dict(source="fashion-mnist", path=str(tmp_path / "fm"), fetch=True,
                                              mirrors=[mirror], max_samples=300, max_test=100),
