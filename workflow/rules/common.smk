@@ -145,8 +145,9 @@ for _sub in TRAIN_PLAN.submissions:
 
 def cluster_run():
     """Whether training jobs are submitted in groups: a cluster executor (or a dry run of one) that gives
-    them a GPU."""
-    remote = not workflow.local_exec or workflow.dryrun
+    them a GPU. Not inside a submitted job (Snakemake's remote mode), which runs the jobs it is given
+    one by one (its `srun` steps share the job's one GPU)."""
+    remote = (not workflow.local_exec or workflow.dryrun) and not workflow.remote_exec
     return remote and _gets_gpu(TRAIN_OVERRIDES)
 
 
