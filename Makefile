@@ -6,7 +6,7 @@ CORES  ?= 2
 # every Snakemake run of the targets below: this venv's tools first on PATH (the jobs' `mfae`), the local profile
 SNAKEMAKE = PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --profile profiles/local --cores $(CORES)
 
-.PHONY: all install test test-fast mutate test-cluster test-data gpu-check lint report bench paper-smoke images images-offline intrinsic intrinsic-fashion clean
+.PHONY: all install test test-long test-fast mutate test-cluster test-data gpu-check lint report bench paper-smoke images images-offline intrinsic intrinsic-fashion clean
 
 all: install
 	$(SNAKEMAKE)
@@ -20,14 +20,19 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[workflow,test]'
 	touch $@
 
-# -rs: every skipped test says why (no CUDA, no Debian Fashion-MNIST, not root, ...)
+# -rs: every skipped test says why (no CUDA, no Debian Fashion-MNIST, not root, ...). The whole-workflow
+# checks of minutes (marked long: every README command started, the variant study, odd paths) are
+# `make test-long`; CI runs both.
 test: install
 	$(BIN)/pytest -q -rs
+
+test-long: install
+	$(BIN)/pytest -q -rs -m long
 
 # The fast suite: everything but the end-to-end workflow runs (marked slow); what `make mutate` runs.
 # (-m replaces pyproject's `-m 'not slurm'`, so slurm is excluded here again.)
 test-fast: install
-	$(BIN)/pytest -q -rs -m "not slow and not slurm"
+	$(BIN)/pytest -q -rs -m "not slow and not slurm and not long"
 
 # Mutation check (docs/testing.md): one-line bugs planted in the core modules one at a time, the fast
 # suite's files that use the module run against each; prints killed/survived and the score. A seeded

@@ -42,6 +42,7 @@ experiments:
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_variant_study_runs_end_to_end_and_reruns_nothing(tmp_path):
     cfg = dump(TINY, tmp_path / "config.yaml")
     counts = job_counts(smk(tmp_path, cfg, "-n"))

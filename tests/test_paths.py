@@ -14,6 +14,7 @@ WEIRD = "a dir $(touch PWNED_dollar); `touch PWNED_tick` & x"
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_odd_paths_run_only_the_intended_commands(tmp_path):
     base = yaml.safe_load((ROOT / ".test" / "config.yaml").read_text())
     keep = {"phases", "digits"}

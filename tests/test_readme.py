@@ -142,6 +142,7 @@ README_COMMANDS = commands(README)
 
 
 @pytest.mark.slow
+@pytest.mark.long
 @pytest.mark.parametrize("cmd", README_COMMANDS)
 def test_every_readme_command_starts(clone, cmd):
     skip = next((why for key, why in NOT_RUN.items() if cmd.startswith(key)), None)
