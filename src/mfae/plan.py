@@ -22,6 +22,12 @@ RUN_COLUMNS = ("experiment", "activation", "lam", "d", "N", "seed", "steps", "fl
 SUBMISSION_COLUMNS = ("submission", "jobs", "runs", "est_seconds", "runtime_min", "mem_mb")
 
 
+def gives_gpu(resources: dict) -> bool:
+    """Whether a rule's resources (a profile's `set-resources: train:`) ask for a GPU: gpu, gpus, or a
+    gres naming one."""
+    return any(k in ("gpu", "gpus") or (k == "gres" and "gpu" in str(v)) for k, v in dict(resources or {}).items())
+
+
 def plan_device(config: dict, *, gpu: bool) -> str:
     """The device whose rates estimate the training jobs: `train.plan_device` when cpu or cuda; for
     auto, `train.device` when cpu or cuda; for device auto, cuda when the training jobs are given a

@@ -113,13 +113,6 @@ def get_meanfield_files(wildcards):
 # Training jobs and their resources: mfae.plan (what `mfae plan` prints). The device planned for:
 # train.plan_device, else train.device, else (auto) cuda when training jobs are given a GPU
 # (profiles/slurm sets gpu=1 for train), else cpu.
-def _gets_gpu(resources):
-    return any(
-        k in ("gpu", "gpus") or (k == "gres" and "gpu" in str(v))
-        for k, v in dict(resources or {}).items()
-    )
-
-
 # set-resources under `train` (Snakemake keeps them as Resource objects; the rules take plain values)
 TRAIN_OVERRIDES = {
     k: getattr(v, "raw", v)
@@ -127,7 +120,7 @@ TRAIN_OVERRIDES = {
         workflow.resource_settings.overwrite_resources.get("train") or {}
     ).items()
 }
-TRAIN_DEVICE = plan.plan_device(config, gpu=_gets_gpu(TRAIN_OVERRIDES))
+TRAIN_DEVICE = plan.plan_device(config, gpu=plan.gives_gpu(TRAIN_OVERRIDES))
 TRAIN_PLAN = plan.study_plan(config, TRAIN_DEVICE)
 
 # On a cluster whose training jobs get a GPU, each submission of mfae.plan (batches whose work adds up
@@ -148,7 +141,7 @@ def cluster_run():
     them a GPU. Not inside a submitted job (Snakemake's remote mode), which runs the jobs it is given
     one by one (its `srun` steps share the job's one GPU)."""
     remote = (not workflow.local_exec or workflow.dryrun) and not workflow.remote_exec
-    return remote and _gets_gpu(TRAIN_OVERRIDES)
+    return remote and plan.gives_gpu(TRAIN_OVERRIDES)
 
 
 def train_group(batch):

@@ -41,15 +41,14 @@ def profile_gives_gpu(profile: Path) -> bool:
     as the workflow decides which device to plan for."""
     import yaml
 
-    from .. import MfaeError
+    from .. import MfaeError, plan
 
     path = profile / "config.yaml" if profile.is_dir() else profile
     try:
         prof = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise MfaeError(f"profile {path}: cannot read ({exc})") from None
-    train = (prof.get("set-resources") or {}).get("train") or {}
-    return any(k in ("gpu", "gpus") or (k == "gres" and "gpu" in str(v)) for k, v in train.items())
+    return plan.gives_gpu((prof.get("set-resources") or {}).get("train"))
 
 
 def load_study(args: argparse.Namespace) -> dict:
